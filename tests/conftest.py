@@ -1,0 +1,183 @@
+"""Session fixtures: real services started by the suite itself on free loopback ports.
+
+Kafka tests run on two lanes, Tansu first (starts in milliseconds) then Apache Kafka (the production
+broker). A lane whose service cannot be had here is skipped with the reason, except under CI=true.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.harness import services
+from tests.harness.process import Service, wait_for
+
+log = logging.getLogger("harness")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+LANES = ["tansu", "apache"]
+
+
+def unavailable(reason: str) -> None:
+    """Skip a lane locally; under CI no lane may skip."""
+    if IN_CI:
+        pytest.fail(f"required service unavailable under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def service_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("services")
+    log.info("service logs in %s", path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_server(service_logs: Path) -> Iterator[services.Running]:
+    try:
+        running = services.start_redis(service_logs)
+    except services.Unavailable as exc:
+        unavailable(str(exc))
+    yield running
+    running.service.stop()
+
+
+_next_db = itertools.count(1)  # db 0 belongs to the registry
+
+
+@pytest.fixture
+def redis_url(redis_server: services.Running) -> str:
+    """A Redis database of this test's own, empty: the Celery broker and the aggregate live there."""
+    db = next(_next_db)
+    url = f"{redis_server.url}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(scope="session")
+def registry(service_logs: Path, redis_server: services.Running) -> Iterator[services.Running]:
+    running = services.start_registry(service_logs, f"{redis_server.url}/0")
+    yield running
+    running.service.stop()
+
+
+@dataclass
+class Broker:
+    lane: str
+    bootstrap: str
+    running: services.Running
+    kafka: services.ApacheKafka | None = None
+
+    def admin(self) -> AdminClient:
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def create_topics(self, *names: str, partitions: int = 3) -> None:
+        futures = self.admin().create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+        )
+        for future in futures.values():
+            future.result(timeout=30)
+
+
+@pytest.fixture(scope="session", params=LANES)
+def kafka_broker(request: pytest.FixtureRequest, service_logs: Path) -> Iterator[Broker]:
+    """A Kafka broker per lane; tests using it run once on each."""
+    lane = request.param
+    try:
+        if lane == "tansu":
+            running = services.start_tansu(service_logs)
+            broker = Broker(lane, running.url, running)
+        else:
+            kafka = services.ApacheKafka(service_logs)
+            kafka.format()
+            log.info("apache kafka storage formatted in %.2fs", kafka.format_seconds)
+            running = kafka.start()
+            broker = Broker(lane, running.url, running, kafka)
+    except services.Unavailable as exc:
+        unavailable(f"{lane} lane: {exc}")
+    yield broker
+    if broker.kafka is not None:
+        broker.kafka.stop()
+    else:
+        broker.running.service.stop()
+
+
+@dataclass
+class Pipeline:
+    """Environment for one test's processes: its own topics, group, queue and Redis database."""
+
+    broker: Broker
+    env: dict[str, str]
+    log_dir: Path
+    processes: list[Service] = field(default_factory=list)
+
+    @property
+    def orders_topic(self) -> str:
+        return self.env["ORDERS_TOPIC"]
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.env["DLQ_TOPIC"]
+
+    def settings(self, **overrides: str):  # type: ignore[no-untyped-def]
+        from bridge.settings import Settings
+
+        return Settings.from_env({**self.env, **overrides}, env_file=None)
+
+    def start(self, name: str, argv: list[str], ready, timeout: float = 60, **env: str) -> Service:  # type: ignore[no-untyped-def]
+        service = Service(f"{name}-{len(self.processes)}", argv, self.log_dir, {**self.env, **env}, services.REPO_ROOT)
+        self.processes.append(service)
+        return service.start(lambda: ready(service), timeout=timeout)
+
+    def start_worker(self, *extra: str, **env: str) -> Service:
+        """A real `celery -A worker worker` process on this test's queue."""
+        argv = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO",
+                "--pool=solo", "--without-gossip", "--without-mingle", *extra]  # fmt: skip
+        return self.start("worker", argv, lambda s: " ready." in s.tail(200), **env)
+
+    def start_bridge(self, **env: str) -> Service:
+        argv = [sys.executable, "-m", "bridge.cli", "bridge"]
+        return self.start("bridge", argv, lambda s: "partitions assigned" in s.tail(200), **env)
+
+    def stop_all(self) -> None:
+        for service in reversed(self.processes):
+            service.stop()
+
+
+@pytest.fixture
+def pipeline(
+    kafka_broker: Broker, redis_url: str, registry: services.Running, service_logs: Path
+) -> Iterator[Pipeline]:
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+        # Tansu: without a short session timeout the first group join waits ~23 s.
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "SCHEMA_REGISTRY_URL": registry.url,
+        "REDIS_URL": redis_url,
+        "ORDERS_TOPIC": f"orders-{suffix}",
+        "DLQ_TOPIC": f"orders-dlq-{suffix}",
+        "CONSUMER_GROUP": f"bridge-{suffix}",
+        "CELERY_QUEUE": f"orders-{suffix}",
+        "LOG_LEVEL": "INFO",
+    }
+    started = time.monotonic()
+    kafka_broker.create_topics(env["ORDERS_TOPIC"], partitions=3)
+    kafka_broker.create_topics(env["DLQ_TOPIC"], partitions=1)
+    log.info("topics created in %.2fs on %s", time.monotonic() - started, kafka_broker.lane)
+    run = Pipeline(kafka_broker, env, service_logs)
+    yield run
+    run.stop_all()
+
+
+__all__ = ["Broker", "Pipeline", "wait_for"]
