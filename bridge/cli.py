@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+import random
+import signal
+import sys
+import threading
 
 import click
+import redis
 
 from bridge.settings import Settings
+
+log = logging.getLogger("orders")
 
 
 def _settings() -> Settings:
@@ -16,6 +23,20 @@ def _settings() -> Settings:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return settings
+
+
+def _on_shutdown_signals(stop: threading.Event | None = None, callback=None) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM and SIGINT ask for a clean stop instead of killing the process mid-batch."""
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s; finishing up", signal.Signals(signum).name)
+        if stop is not None:
+            stop.set()
+        if callback is not None:
+            callback()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 @click.group()
@@ -31,6 +52,82 @@ def registry(host: str, port: int) -> None:
     from bridge.registry import serve
 
     serve(_settings(), host, port)
+
+
+@main.command()
+def bridge() -> None:
+    """Consume ORDERS_TOPIC and hand each order to the Celery task (a consumer group member)."""
+    from bridge.codec import OrderCodec
+    from bridge.consumer import Bridge
+    from bridge.dead_letter import DeadLetterPublisher
+    from bridge.handoff import Handoff, create_sender
+    from bridge.kafka import create_consumer, create_producer, create_registry_client
+    from worker.aggregate import Aggregate
+
+    settings = _settings()
+    log.info("bridge starting: %s", settings.redacted())
+    dlq_producer = create_producer(settings, **{"message.timeout.ms": int(settings.dlq_delivery_timeout * 1000)})
+    aggregate = Aggregate(redis.Redis.from_url(settings.redis_url), settings.dedupe_ttl_seconds)
+    loop = Bridge(
+        settings,
+        create_consumer(settings),
+        OrderCodec(create_registry_client(settings), settings.orders_topic),
+        Handoff(create_sender(settings), settings.celery_queue, redis.Redis.from_url(settings.broker_url)),
+        DeadLetterPublisher(dlq_producer, settings.dlq_topic),
+        lambda n: aggregate.count_event("consumed", n),
+    )
+    _on_shutdown_signals(callback=loop.stop)
+    loop.run()
+    dlq_producer.flush(settings.dlq_delivery_timeout)
+
+
+@main.command()
+@click.option("--rate", default=10.0, show_default=True, help="Orders per second (0 = as fast as possible).")
+@click.option("--count", default=0, show_default=True, help="Orders to send (0 = until stopped).")
+@click.option("--seed", type=int, default=None, help="Seed for reproducible products and prices.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def produce(rate: float, count: int, seed: int | None, quiet: bool) -> None:
+    """Send random orders to ORDERS_TOPIC; exits non-zero if any delivery failed."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from bridge.codec import OrderCodec
+    from bridge.kafka import create_producer, create_registry_client
+    from bridge.producer import OrderProducer, Pacer, random_orders
+
+    settings = _settings()
+    stop = threading.Event()
+    _on_shutdown_signals(stop)
+    sender = OrderProducer(
+        create_producer(settings),
+        OrderCodec(create_registry_client(settings), settings.orders_topic),
+        settings.orders_topic,
+    )
+    pacer = Pacer(rate)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+    with Progress(*columns, disable=quiet) as progress:
+        task = progress.add_task("producing", total=count or None, status="")
+        for order in random_orders(random.Random(seed)):
+            if stop.is_set() or (count and sender.sent >= count):
+                break
+            sender.send(order)
+            tally = sender.tally
+            progress.update(task, advance=1, status=f"sent {sender.sent}  delivered {tally.delivered}  failed {tally.failed}")
+            pacer.wait(stop)
+    unreported = sender.finish()
+    tally = sender.tally
+    click.echo(f"sent {sender.sent}, delivered {tally.delivered}, failed {tally.failed + unreported}")
+    if tally.failed or unreported:
+        click.echo(f"delivery failed: {tally.last_error or 'no report before the timeout'}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+def stats(as_json: bool) -> None:
+    """Print the running average and counters kept in Redis."""
+    from bridge.stats import show_stats
+
+    show_stats(Settings.from_env(), as_json)
 
 
 if __name__ == "__main__":

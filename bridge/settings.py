@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     consumer_group: str = Field("orders-bridge", alias="CONSUMER_GROUP", min_length=1)
 
     failure_rate: float = Field(0.0, alias="FAILURE_RATE", ge=0.0, le=1.0)
+    permanent_failure_rate: float = Field(0.0, alias="PERMANENT_FAILURE_RATE", ge=0.0, le=1.0)
     failure_seed: int | None = Field(None, alias="FAILURE_SEED")
     max_retries: int = Field(3, alias="MAX_RETRIES", ge=0, le=20)
     # Celery autoretry counts in whole seconds (factor * 2**retries, factor floored at 1);
@@ -159,7 +160,7 @@ def env_name_to_option(env_name: str) -> str:
 
 def option_to_env_name(option: str) -> str:
     """The inverse of :func:`env_name_to_option`, for error messages."""
-    escaped = option.replace("-", "___").replace("_", "__").replace(".", "_")
+    escaped = option.replace("_", "__").replace("-", "___").replace(".", "_")
     return KAFKA_PREFIX + escaped.upper()
 
 

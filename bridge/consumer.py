@@ -1,0 +1,207 @@
+"""The bridge loop: poll -> decode -> hand off -> store offsets; backpressure; clean shutdown.
+
+Guarantees: a partition's offset is stored (and so committed) only after every record of the batch
+below it was accepted by the Celery broker or acknowledged by the DLQ topic; batches are handled
+whole between two polls, so a rebalance never sees a half-done batch and commits only finished work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import redis
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from kombu.exceptions import OperationalError
+
+from bridge.codec import OrderCodec
+from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, DeadLetterPublisher, origin_of
+from bridge.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
+from bridge.handoff import Handoff
+from bridge.order import OrderPayload, RecordOrigin, order_from_record
+from bridge.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+HandOff = tuple[OrderPayload, RecordOrigin]
+BROKER_ERRORS = (OperationalError, redis.RedisError, OSError)
+DLQ_ERRORS = (DeadLetterNotDelivered, KafkaException, BufferError)
+MAX_BACKOFF = 30.0
+
+
+class Stopping(Exception):
+    """Shutdown was asked for while a batch waited on a retry; the batch is left uncommitted."""
+
+
+class Bridge:
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: Consumer,
+        codec: OrderCodec,
+        handoff: Handoff,
+        dead_letters: DeadLetterPublisher,
+        count_consumed: Callable[[int], None],
+    ) -> None:
+        self._settings = settings
+        self._consumer = consumer
+        self._codec = codec
+        self._handoff = handoff
+        self._dead_letters = dead_letters
+        self._count_consumed = count_consumed
+        self._stop = threading.Event()
+        self._paused = False
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit and return (safe from a signal handler)."""
+        self._stop.set()
+
+    def run(self) -> None:
+        self._consumer.subscribe(
+            [self._settings.orders_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        try:
+            while not self._stop.is_set():
+                room = min(self._room_in_queue(), self._settings.bridge_batch_size)
+                messages = self._consumer.consume(room, timeout=0.5) if room else self._idle()
+                if messages:
+                    self._process(messages)
+        except Stopping:
+            log.info("stopping with a batch not handed off; it stays uncommitted and is read again")
+        finally:
+            self._close()
+
+    def _idle(self) -> list[Message]:
+        """While paused, keep polling so the group membership and callbacks stay alive."""
+        message = self._consumer.poll(0.2)
+        return [message] if message is not None else []  # fetched before the pause: still ours
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _process(self, messages: Sequence[Message]) -> None:
+        records = [m for m in messages if not self._is_error(m)]
+        hand_offs: list[HandOff] = []
+        letters: list[DeadLetter] = []
+        for message in records:
+            outcome = self._classify(message)
+            (letters if isinstance(outcome, DeadLetter) else hand_offs).append(outcome)  # type: ignore[arg-type]
+        if hand_offs:
+            self._until_done(lambda: self._handoff.hand_off(hand_offs), "hand-off to Celery", BROKER_ERRORS)
+        if letters:
+            self._until_done(lambda: self._publish_dead_letters(letters), "DLQ publish", DLQ_ERRORS)
+        self._store_offsets(records)
+        self._count(len(records))
+
+    def _classify(self, message: Message) -> HandOff | DeadLetter:
+        origin = origin_of(message, self._settings.consumer_group)
+        record = None
+        try:
+            record = self._until_done(lambda: self._codec.decode(message.value()), "decode", (RegistryUnavailable,))
+            return order_from_record(record).to_payload(), origin
+        except (UndecodableRecord, InvalidOrder) as exc:
+            order_id = record.get("orderId") if isinstance(record, dict) else None
+            key = order_id.encode("utf-8", "replace") if isinstance(order_id, str) and order_id else message.key()
+            return DeadLetter.for_exception(
+                exc, key=key, value=message.value() or b"", origin=origin, stage=exc.stage,
+                attempts=1, component=__name__,
+            )  # fmt: skip
+
+    def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            self._dead_letters.publish(letter)
+        self._dead_letters.wait(self._settings.dlq_delivery_timeout)
+
+    def _store_offsets(self, records: Sequence[Message]) -> None:
+        """Store, per partition, the offset after the last record handled (the batch is in order)."""
+        next_offsets: dict[tuple[str, int], int] = {}
+        for m in records:
+            next_offsets[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
+        if not next_offsets:
+            return
+        try:
+            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()])
+        except KafkaException as exc:
+            # The partitions moved to another bridge while we worked; it re-reads them (deduped).
+            log.warning("could not store offsets %s: %s", next_offsets, exc)
+
+    def _count(self, n: int) -> None:
+        try:
+            self._count_consumed(n)
+        except redis.RedisError as exc:
+            log.warning("could not count %d consumed records: %s", n, exc)
+
+    def _is_error(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("consumer error on %s[%s]: %s", message.topic(), message.partition(), error)
+        return True
+
+    def _until_done(self, action: Callable[[], T], what: str, retry_on: tuple[type[BaseException], ...]) -> T:
+        """Run ``action`` until it succeeds, backing off on ``retry_on`` errors; never skip a record."""
+        delay = 0.5
+        while True:
+            try:
+                return action()
+            except retry_on as exc:
+                if self._stop.is_set():
+                    raise Stopping from exc
+                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    # -- backpressure and rebalances ------------------------------------------------------------
+
+    def _room_in_queue(self) -> int:
+        """How many more orders the Celery queue may take; pauses at the bound, resumes below half."""
+        bound = self._settings.max_queue_depth
+        try:
+            depth = self._handoff.queue_depth()
+        except BROKER_ERRORS as exc:
+            log.warning("cannot read the Celery queue depth: %s", exc)
+            return 0 if self._paused else self._settings.bridge_batch_size
+        if depth >= bound or (self._paused and depth > bound // 2):
+            self._pause(depth)
+            return 0
+        if self._paused:
+            self._resume(depth)
+        return bound - depth
+
+    def _pause(self, depth: int) -> None:
+        # Re-pausing each time also covers partitions assigned since the pause began.
+        self._consumer.pause(self._consumer.assignment())
+        if not self._paused:
+            log.info("pausing: Celery queue holds %d (bound %d)", depth, self._settings.max_queue_depth)
+            self._paused = True
+
+    def _resume(self, depth: int) -> None:
+        self._consumer.resume(self._consumer.assignment())
+        self._paused = False
+        log.info("resuming: Celery queue down to %d", depth)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", _describe(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("partitions revoked: %s; committing what is handed off", _describe(partitions))
+        self._commit()
+
+    def _commit(self) -> None:
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("commit failed: %s", exc)
+
+    def _close(self) -> None:
+        self._commit()
+        self._consumer.close()
+        log.info("bridge stopped; offsets committed")
+
+
+def _describe(partitions: Sequence[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "none"

@@ -1,0 +1,94 @@
+"""Publishing orders to Celery by task name, and the Celery configuration both sides share."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from celery import Celery
+
+from bridge.order import PROCESS_ORDER_TASK, OrderPayload, RecordOrigin
+from bridge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Longest a task may run before Celery kills it; part of the visibility-timeout arithmetic below.
+TASK_TIME_LIMIT = 30
+
+
+def longest_countdown(settings: Settings) -> int:
+    """The longest retry countdown autoretry can choose: base * 2**(retries-1), capped."""
+    if settings.max_retries == 0:
+        return 0
+    return min(settings.retry_backoff_max, settings.retry_backoff_base * 2 ** (settings.max_retries - 1))
+
+
+def visibility_timeout(settings: Settings) -> int:
+    """How long the Redis transport waits before redelivering an unacknowledged message.
+
+    With acks_late a message stays unacknowledged while its task runs, and a retry scheduled with
+    a countdown sits unacknowledged in the worker until its ETA. If either outlasts the visibility
+    timeout, Redis hands the message to a second worker and the order runs twice. So the timeout
+    must exceed the longest countdown plus the task time limit; a margin covers prefetched
+    messages waiting their turn. It must not be much longer either: it is also how long orders
+    held by a worker that died (SIGKILL, OOM) wait before another worker gets them.
+    """
+    return longest_countdown(settings) + TASK_TIME_LIMIT + 60
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings shared by the bridge (sender) and the workers."""
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.celery_result_backend,
+        "task_ignore_result": settings.celery_result_backend is None,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": settings.celery_queue,
+        "broker_transport_options": {"visibility_timeout": visibility_timeout(settings)},
+        "broker_connection_retry_on_startup": True,
+        "enable_utc": True,
+    }
+
+
+def create_sender(settings: Settings) -> Celery:
+    """A Celery app that only publishes; it knows the task by name, not by import."""
+    app = Celery("orders-bridge", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def task_id_for(order: OrderPayload) -> str:
+    """Derived from the order, so a redelivered or replayed order keeps its identity in Flower."""
+    return order["orderId"]
+
+
+class Handoff:
+    """Hands batches of orders to the Celery broker; returns only once the broker accepted them."""
+
+    def __init__(self, app: Celery, queue: str, broker: redis.Redis) -> None:
+        self._app = app
+        self._queue = queue
+        self._broker = broker
+
+    def hand_off(self, orders: Sequence[tuple[OrderPayload, RecordOrigin]]) -> None:
+        """Publish every order; raises (kombu/redis errors) if the broker did not take them all."""
+        with self._app.producer_or_acquire() as producer:
+            for payload, origin in orders:
+                self._app.send_task(
+                    PROCESS_ORDER_TASK,
+                    args=(payload, origin),
+                    task_id=task_id_for(payload),
+                    queue=self._queue,
+                    producer=producer,
+                    argsrepr=f"{payload['orderId']} {payload['product']} {payload['price']}",
+                    kwargsrepr=f"{origin['topic']}[{origin['partition']}]@{origin['offset']}",
+                    retry=False,  # the bridge retries the same records itself; no hidden waits
+                )
+
+    def queue_depth(self) -> int:
+        """Messages waiting in the Celery queue (the Redis list kombu keeps for it)."""
+        return int(self._broker.llen(self._queue))  # type: ignore[arg-type]

@@ -1,0 +1,99 @@
+"""Settings from environment mappings: defaults, KAFKA_* pass-through, errors naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.handoff import longest_countdown, visibility_timeout
+from bridge.kafka import consumer_config, create_producer, producer_config, registry_config
+from bridge.settings import Settings, SettingsError, env_name_to_option, option_to_env_name
+
+
+def build(**env: str) -> Settings:
+    return Settings.from_env(env, env_file=None)
+
+
+def test_defaults_match_the_documented_names() -> None:
+    s = build()
+    assert (s.orders_topic, s.dlq_topic, s.max_retries, s.retry_backoff_base) == ("orders", "orders-dlq", 3, 2)
+    assert s.failure_rate == 0.0
+    assert s.broker_url == s.redis_url  # CELERY_BROKER_URL defaults to REDIS_URL
+
+
+@pytest.mark.parametrize(
+    ("env_name", "option"),
+    [
+        ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
+        ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
+        ("KAFKA_SSL_CA_LOCATION", "ssl.ca.location"),
+        ("KAFKA_SESSION_TIMEOUT_MS", "session.timeout.ms"),
+        ("KAFKA_CLIENT__ID", "client_id"),
+        ("KAFKA_SOME___DASHED", "some-dashed"),
+    ],
+)
+def test_kafka_variables_map_to_librdkafka_options(env_name: str, option: str) -> None:
+    assert env_name_to_option(env_name) == option
+    assert option_to_env_name(option) == env_name
+    assert build(**{env_name: "v"}).kafka_options == {option: "v"}
+
+
+def test_kafka_options_reach_every_client_config() -> None:
+    s = build(KAFKA_BOOTSTRAP_SERVERS="b:1", KAFKA_SASL_MECHANISM="PLAIN")
+    for conf in (producer_config(s), consumer_config(s)):
+        assert conf["bootstrap.servers"] == "b:1"
+        assert conf["sasl.mechanism"] == "PLAIN"
+    assert producer_config(s)["enable.idempotence"] is True
+    assert consumer_config(s)["enable.auto.offset.store"] is False
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"MAX_RETRIES": "three"}, "MAX_RETRIES"),
+        ({"FAILURE_RATE": "1.5"}, "FAILURE_RATE"),
+        ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"SCHEMA_REGISTRY_URL": "localhost:8081"}, "SCHEMA_REGISTRY_URL"),
+        ({"RETRY_BACKOFF_BASE": "-1"}, "RETRY_BACKOFF_BASE"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_values_stop_start_up_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        build(**env)
+    assert named in str(raised.value)
+
+
+def test_bad_kafka_option_names_its_variable() -> None:
+    with pytest.raises(SettingsError, match="KAFKA_NOT_AN_OPTION"):
+        create_producer(build(KAFKA_NOT_AN_OPTION="1"))
+
+
+def test_secrets_never_show() -> None:
+    s = build(
+        REDIS_URL="redis://:hunter2@redis:6379/0",
+        SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO="user:hunter2",
+        KAFKA_SASL_PASSWORD="hunter2",
+    )
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in str(s.redacted())
+    assert registry_config(s)["basic.auth.user.info"] == "user:hunter2"
+    with pytest.raises(SettingsError) as raised:
+        build(REDIS_URL="http://:hunter2@x")
+    assert "hunter2" not in str(raised.value)
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env_file = tmp_path / ".env"
+    env_file.write_text("ORDERS_TOPIC=from-file\nDLQ_TOPIC=dlq-from-file\n")
+    s = Settings.from_env({"ORDERS_TOPIC": "from-env"}, env_file=str(env_file))
+    assert (s.orders_topic, s.dlq_topic) == ("from-env", "dlq-from-file")
+
+
+@pytest.mark.parametrize(
+    ("base", "retries", "cap", "longest"),
+    [(2, 3, 600, 8), (1, 3, 600, 4), (2, 10, 600, 600), (0, 3, 600, 0), (2, 0, 600, 0)],
+)
+def test_visibility_timeout_outlasts_the_longest_countdown(base: int, retries: int, cap: int, longest: int) -> None:
+    s = build(RETRY_BACKOFF_BASE=str(base), MAX_RETRIES=str(retries), RETRY_BACKOFF_MAX=str(cap))
+    assert longest_countdown(s) == longest
+    assert visibility_timeout(s) > longest + 30

@@ -1,0 +1,107 @@
+"""The task: thin. Payload -> Order, inject faults, record in the aggregate; errors -> retry or DLQ."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import Reject
+from celery.utils.log import get_task_logger
+from confluent_kafka import KafkaException
+
+from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, decode_origin_bytes
+from bridge.errors import InvalidOrder, OrderError, PermanentError, TransientError
+from bridge.order import PROCESS_ORDER_TASK, OrderPayload, RecordOrigin, order_from_payload
+from worker.aggregate import Aggregate
+from worker.celery import app, settings
+from worker.dead_letter import publish_dead_letter
+from worker.faults import FailureInjector
+
+logger = get_task_logger(__name__)
+
+injector = FailureInjector(settings.failure_rate, settings.permanent_failure_rate, settings.failure_seed)
+
+
+@functools.cache
+def aggregate() -> Aggregate:
+    """One Redis client per process (redis-py's pool reconnects after fork)."""
+    return Aggregate(redis.Redis.from_url(settings.redis_url), settings.dedupe_ttl_seconds)
+
+
+class OrderTask(Task):
+    """Hooks: count each scheduled retry; dead-letter an order that failed for good."""
+
+    def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        aggregate().count_event("retry_attempts")
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        letter = self._dead_letter(exc, task_id, args, einfo)
+        try:
+            publish_dead_letter(settings, letter)
+        except (DeadLetterNotDelivered, KafkaException, BufferError) as dlq_exc:
+            # Never drop the order: put its message back on the queue for another go.
+            logger.error("order %s not dead-lettered (%s); requeueing it", task_id, dlq_exc)
+            raise Reject(dlq_exc, requeue=True) from dlq_exc
+        aggregate().count_event("dlq")
+
+    def _dead_letter(self, exc: BaseException, task_id: str, args: Any, einfo: Any) -> DeadLetter:
+        order, origin = _split_args(args)
+        key, value = decode_origin_bytes(origin) if origin else (None, json.dumps(args).encode())
+        stage = exc.stage if isinstance(exc, OrderError) else "process"
+        return DeadLetter.for_exception(
+            exc,
+            stacktrace=getattr(einfo, "traceback", None),
+            key=order["orderId"].encode() if order else key,
+            value=value,
+            origin=origin or _unknown_origin(),
+            stage=stage,
+            attempts=self.request.retries + 1,
+            component=self.name,
+            task_id=task_id,
+        )
+
+
+def _split_args(args: Any) -> tuple[OrderPayload | None, RecordOrigin | None]:
+    if isinstance(args, list | tuple) and len(args) == 2 and all(isinstance(a, dict) for a in args):
+        return args[0], args[1]
+    return None, None
+
+
+def _unknown_origin() -> RecordOrigin:
+    return {"topic": "", "partition": -1, "offset": -1, "timestamp": 0, "key": None, "value": "", "group": ""}
+
+
+@app.task(
+    bind=True,
+    base=OrderTask,
+    name=PROCESS_ORDER_TASK,
+    autoretry_for=(TransientError,),
+    dont_autoretry_for=(PermanentError, InvalidOrder),
+    max_retries=settings.max_retries,
+    # Celery's own exponential backoff: countdown = base * 2**retries (2, 4, 8 s by default).
+    retry_backoff=settings.retry_backoff_base or False,
+    retry_backoff_max=settings.retry_backoff_max,
+    retry_jitter=settings.retry_jitter,
+    default_retry_delay=0,  # used only when the base is 0: retry at once
+    acks_late=True,
+    reject_on_worker_lost=True,
+    throws=(TransientError, PermanentError, InvalidOrder),  # expected: logged without traceback
+)
+def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool:
+    """Record one order in the running average; True if counted, False if it was a duplicate."""
+    parsed = _parse(order)
+    injector.check(parsed.order_id, self.request.retries)
+    counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
+    if not counted:
+        logger.info("order %s already counted; duplicate delivery ignored", parsed.order_id)
+    return counted
+
+
+def _parse(order: OrderPayload) -> Any:
+    try:
+        return order_from_payload(order)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise InvalidOrder(f"malformed task payload: {exc!r}") from exc
