@@ -82,7 +82,8 @@ class Broker:
         return AdminClient({"bootstrap.servers": self.bootstrap})
 
     def create_topics(self, *names: str, partitions: int = 3) -> None:
-        futures = self.admin().create_topics(
+        admin = self.admin()  # kept alive until the futures resolve
+        futures = admin.create_topics(
             [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
         )
         for future in futures.values():

@@ -1,0 +1,66 @@
+-- Record one order in the shared running average, atomically and at most once per orderId.
+--
+-- KEYS[1]  seen marker for this orderId  ({orders}:seen:<orderId>)
+-- KEYS[2]  totals hash: count, sum_cents, min_cents, max_cents, last100_sum_cents
+-- KEYS[3]  list of the latest prices in cents, newest first
+-- KEYS[4]  hash product -> count
+-- KEYS[5]  hash product -> sum_cents
+-- KEYS[6]  counters hash (this script only ever touches `succeeded`)
+-- ARGV[1]  price in cents, an integer as a decimal string
+-- ARGV[2]  product
+-- ARGV[3]  dedupe TTL in seconds
+-- ARGV[4]  size of the latest-orders window (100)
+--
+-- Returns 1 if the order was counted, 0 if its orderId was already seen.
+--
+-- Sums stay exact because they never pass through Lua numbers (doubles, exact only below 2^53):
+-- the price travels as a string into HINCRBY, which adds 64-bit integers on the server.
+
+local cents = ARGV[1]
+
+-- Validate before the first write: Redis does not roll back a script that fails half-way.
+-- (HINCRBY itself takes no leading zeros and no "-0".)
+if cents ~= '0' and not string.match(cents, '^%-?[1-9]%d*$') then
+    return redis.error_reply('price must be an integer number of cents, got ' .. cents)
+end
+
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
+    return 0
+end
+
+-- "-" .. "0" would be "-0", which HINCRBY rejects; flip the sign as text instead.
+local function negated(value)
+    if value == '0' then
+        return '0'
+    elseif string.sub(value, 1, 1) == '-' then
+        return string.sub(value, 2)
+    end
+    return '-' .. value
+end
+
+redis.call('HINCRBY', KEYS[2], 'count', 1)
+redis.call('HINCRBY', KEYS[2], 'sum_cents', cents)
+
+-- Comparisons only (no arithmetic): exact for any price below 2^53 cents.
+local price = tonumber(cents)
+local low = redis.call('HGET', KEYS[2], 'min_cents')
+if not low or price < tonumber(low) then
+    redis.call('HSET', KEYS[2], 'min_cents', cents)
+end
+local high = redis.call('HGET', KEYS[2], 'max_cents')
+if not high or price > tonumber(high) then
+    redis.call('HSET', KEYS[2], 'max_cents', cents)
+end
+
+-- The window keeps its own running sum: add the newcomer, subtract whatever falls off the end.
+redis.call('LPUSH', KEYS[3], cents)
+redis.call('HINCRBY', KEYS[2], 'last100_sum_cents', cents)
+local window = tonumber(ARGV[4])
+while redis.call('LLEN', KEYS[3]) > window do
+    redis.call('HINCRBY', KEYS[2], 'last100_sum_cents', negated(redis.call('RPOP', KEYS[3])))
+end
+
+redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
+redis.call('HINCRBY', KEYS[5], ARGV[2], cents)
+redis.call('HINCRBY', KEYS[6], 'succeeded', 1)
+return 1
