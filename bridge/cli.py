@@ -66,13 +66,19 @@ def bridge() -> None:
 
     settings = _settings()
     log.info("bridge starting: %s", settings.redacted())
-    dlq_producer = create_producer(settings, **{"message.timeout.ms": int(settings.dlq_delivery_timeout * 1000)})
+    dlq_producer = create_producer(
+        settings, **{"message.timeout.ms": int(settings.dlq_delivery_timeout * 1000)}
+    )
     aggregate = Aggregate(redis.Redis.from_url(settings.redis_url), settings.dedupe_ttl_seconds)
     loop = Bridge(
         settings,
         create_consumer(settings),
         OrderCodec(create_registry_client(settings), settings.orders_topic),
-        Handoff(create_sender(settings), settings.celery_queue, redis.Redis.from_url(settings.broker_url)),
+        Handoff(
+            create_sender(settings),
+            settings.celery_queue,
+            redis.Redis.from_url(settings.broker_url),
+        ),
         DeadLetterPublisher(dlq_producer, settings.dlq_topic),
         lambda n: aggregate.count_event("consumed", n),
     )
@@ -103,7 +109,12 @@ def produce(rate: float, count: int, seed: int | None, quiet: bool) -> None:
         settings.orders_topic,
     )
     pacer = Pacer(rate)
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, disable=quiet) as progress:
         task = progress.add_task("producing", total=count or None, status="")
         for order in random_orders(random.Random(seed)):
@@ -111,7 +122,11 @@ def produce(rate: float, count: int, seed: int | None, quiet: bool) -> None:
                 break
             sender.send(order)
             tally = sender.tally
-            progress.update(task, advance=1, status=f"sent {sender.sent}  delivered {tally.delivered}  failed {tally.failed}")
+            progress.update(
+                task,
+                advance=1,
+                status=f"sent {sender.sent}  delivered {tally.delivered}  failed {tally.failed}",
+            )
             pacer.wait(stop)
     unreported = sender.finish()
     tally = sender.tally

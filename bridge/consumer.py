@@ -98,11 +98,17 @@ class Bridge:
         origin = origin_of(message, self._settings.consumer_group)
         record = None
         try:
-            record = self._until_done(lambda: self._codec.decode(message.value()), "decode", (RegistryUnavailable,))
+            record = self._until_done(
+                lambda: self._codec.decode(message.value()), "decode", (RegistryUnavailable,)
+            )
             return order_from_record(record).to_payload(), origin
         except (UndecodableRecord, InvalidOrder) as exc:
             order_id = record.get("orderId") if isinstance(record, dict) else None
-            key = order_id.encode("utf-8", "replace") if isinstance(order_id, str) and order_id else message.key()
+            key = (
+                order_id.encode("utf-8", "replace")
+                if isinstance(order_id, str) and order_id
+                else message.key()
+            )
             return DeadLetter.for_exception(
                 exc, key=key, value=message.value() or b"", origin=origin, stage=exc.stage,
                 attempts=1, component=__name__,
@@ -121,7 +127,9 @@ class Bridge:
         if not next_offsets:
             return
         try:
-            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()])
+            self._consumer.store_offsets(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+            )
         except KafkaException as exc:
             # The partitions moved to another bridge while we worked; it re-reads them (deduped).
             log.warning("could not store offsets %s: %s", next_offsets, exc)

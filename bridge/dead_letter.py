@@ -71,7 +71,7 @@ class DeadLetter:
             **fields,
         )
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> list[tuple[str, str | bytes | None]]:
         fields = {
             HEADER_TOPIC: self.origin["topic"],
             HEADER_PARTITION: str(self.origin["partition"]),
@@ -127,7 +127,11 @@ class DeadLetterPublisher:
             letter.stage, letter.attempts, letter.error_class, letter.error_message,
         )  # fmt: skip
         self._producer.produce(
-            self._topic, letter.value, letter.key, headers=letter.headers(), on_delivery=self._delivered
+            self._topic,
+            letter.value,
+            letter.key,
+            headers=letter.headers(),
+            on_delivery=self._delivered,
         )
 
     def wait(self, timeout: float) -> None:

@@ -33,9 +33,7 @@ class Settings(BaseSettings):
     kafka_options: dict[str, str] = Field(default_factory=dict, repr=False)
 
     schema_registry_url: str = Field("http://localhost:8081", alias="SCHEMA_REGISTRY_URL")
-    schema_registry_basic_auth: SecretStr | None = Field(
-        None, alias="SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"
-    )
+    schema_registry_basic_auth: SecretStr | None = Field(None, alias="SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO")
 
     redis_url: str = Field("redis://localhost:6379/0", alias="REDIS_URL", repr=False)
     celery_broker_url: str | None = Field(None, alias="CELERY_BROKER_URL", repr=False)
@@ -155,7 +153,9 @@ def kafka_options_from_env(environ: Mapping[str, Any], declared: set[str]) -> di
 def env_name_to_option(env_name: str) -> str:
     """``KAFKA_SSL_CA_LOCATION`` -> ``ssl.ca.location`` (Confluent's escaping for ``_`` and ``-``)."""
     name = env_name[len(KAFKA_PREFIX) :].lower()
-    return name.replace("___", "\0").replace("__", "\1").replace("_", ".").replace("\0", "-").replace("\1", "_")
+    return (
+        name.replace("___", "\0").replace("__", "\1").replace("_", ".").replace("\0", "-").replace("\1", "_")
+    )
 
 
 def option_to_env_name(option: str) -> str:

@@ -136,7 +136,13 @@ class Pipeline:
         return Settings.from_env({**self.env, **overrides}, env_file=None)
 
     def start(self, name: str, argv: list[str], ready, timeout: float = 60, **env: str) -> Service:  # type: ignore[no-untyped-def]
-        service = Service(f"{name}-{len(self.processes)}", argv, self.log_dir, {**self.env, **env}, services.REPO_ROOT)
+        service = Service(
+            f"{name}-{len(self.processes)}",
+            argv,
+            self.log_dir,
+            {**self.env, **env},
+            services.REPO_ROOT,
+        )
         self.processes.append(service)
         return service.start(lambda: ready(service), timeout=timeout)
 

@@ -71,7 +71,15 @@ def _split_args(args: Any) -> tuple[OrderPayload | None, RecordOrigin | None]:
 
 
 def _unknown_origin() -> RecordOrigin:
-    return {"topic": "", "partition": -1, "offset": -1, "timestamp": 0, "key": None, "value": "", "group": ""}
+    return {
+        "topic": "",
+        "partition": -1,
+        "offset": -1,
+        "timestamp": 0,
+        "key": None,
+        "value": "",
+        "group": "",
+    }
 
 
 @app.task(

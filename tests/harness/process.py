@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -74,7 +75,13 @@ class Service:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - started
-        log.info("%s started in %.2fs (pid %s, log %s)", self.name, self.startup_seconds, self.pid, self.log_path)
+        log.info(
+            "%s started in %.2fs (pid %s, log %s)",
+            self.name,
+            self.startup_seconds,
+            self.pid,
+            self.log_path,
+        )
         return self
 
     @property
@@ -118,9 +125,7 @@ class Service:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 log.warning("%s ignored SIGTERM for %.0fs; killing", self.name, grace)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # leftovers in its group, if any
-        except ProcessLookupError:
-            pass
         self.proc.wait()
         return self.proc.returncode

@@ -19,7 +19,9 @@ from tests.harness.process import Service, free_port, port_open
 HARNESS_DIR = Path(__file__).parent
 REPO_ROOT = HARNESS_DIR.parent.parent
 KAFKA_POM = HARNESS_DIR / "kafka-pom.xml"
-KAFKA_JARS_CACHE = Path(os.environ.get("ORDERS_KAFKA_JARS", Path.home() / ".cache/orders-pipeline/kafka-jars"))
+KAFKA_JARS_CACHE = Path(
+    os.environ.get("ORDERS_KAFKA_JARS", Path.home() / ".cache/orders-pipeline/kafka-jars")
+)
 
 
 class Unavailable(Exception):
@@ -154,7 +156,9 @@ class ApacheKafka:
         self.format_seconds = time.monotonic() - started
 
     def start(self) -> Running:
-        self.service = Service(f"kafka-{self.port}", self._java("kafka.Kafka", str(self.config)), self.log_dir)
+        self.service = Service(
+            f"kafka-{self.port}", self._java("kafka.Kafka", str(self.config)), self.log_dir
+        )
         self.service.start(lambda: _kafka_ready(self.port), timeout=120)
         return Running(self.service, self.port, f"127.0.0.1:{self.port}", self.data_dir)
 
@@ -178,8 +182,16 @@ def _kafka_ready(port: int) -> bool:
 def start_registry(log_dir: Path, redis_url: str) -> Running:
     """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``."""
     port = free_port()
-    argv = [sys.executable, "-m", "bridge.cli", "registry", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bridge.cli",
+        "registry",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     service = Service(f"registry-{port}", argv, log_dir, env={"REDIS_URL": redis_url}, cwd=REPO_ROOT)
     service.start(lambda: port_open(port), timeout=30)
     return Running(service, port, f"http://127.0.0.1:{port}")
-

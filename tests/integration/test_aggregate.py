@@ -84,9 +84,7 @@ def test_duplicate_order_id_is_counted_once(aggregate: Aggregate) -> None:
     assert snap.counters["succeeded"] == 2
 
 
-def test_last_100_average_is_exact_after_the_window_fills(
-    aggregate: Aggregate, client: redis.Redis
-) -> None:
+def test_last_100_average_is_exact_after_the_window_fills(aggregate: Aggregate, client: redis.Redis) -> None:
     rng = random.Random(11)
     counted: list[int] = []
     for i in range(257):
@@ -249,9 +247,7 @@ def record_many(redis_url: str, order_ids: list[str], start: Any, results: Any) 
         aggregate = Aggregate(client, TTL)
         client.ping()  # connect before the start line, so the writers really overlap
         start.wait(timeout=60)
-        counted = [
-            oid for oid in order_ids if aggregate.record_order(oid, product_of(oid), price_of(oid))
-        ]
+        counted = [oid for oid in order_ids if aggregate.record_order(oid, product_of(oid), price_of(oid))]
     results.put(counted)
 
 
@@ -278,9 +274,7 @@ def test_concurrent_writers_count_each_order_once(
 
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Barrier(writers), ctx.Queue()
-    procs = [
-        ctx.Process(target=record_many, args=(redis_url, plan, start, results)) for plan in plans
-    ]
+    procs = [ctx.Process(target=record_many, args=(redis_url, plan, start, results)) for plan in plans]
     for proc in procs:
         proc.start()
     try:

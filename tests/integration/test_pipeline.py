@@ -18,8 +18,15 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from bridge.codec import OrderCodec
 from bridge.dead_letter import (
-    HEADER_ATTEMPTS, HEADER_EXC_CLASS, HEADER_EXC_MESSAGE, HEADER_FAILED_AT, HEADER_GROUP,
-    HEADER_OFFSET, HEADER_PARTITION, HEADER_STAGE, HEADER_TOPIC,
+    HEADER_ATTEMPTS,
+    HEADER_EXC_CLASS,
+    HEADER_EXC_MESSAGE,
+    HEADER_FAILED_AT,
+    HEADER_GROUP,
+    HEADER_OFFSET,
+    HEADER_PARTITION,
+    HEADER_STAGE,
+    HEADER_TOPIC,
 )  # fmt: skip
 from bridge.order import Order
 from tests.conftest import Pipeline
@@ -92,7 +99,11 @@ def test_transient_failures_end_succeeded_or_dead_lettered(pipeline: Pipeline) -
     expected_retries = sum(_failed_attempts(injector, oid, retries) for oid in prices)
     assert expected_dlq, "the seed should send some orders to the DLQ"
 
-    wait_for(lambda: snapshot(pipeline).count + snapshot(pipeline).counters["dlq"] >= 400, 120, "all orders settled")
+    wait_for(
+        lambda: snapshot(pipeline).count + snapshot(pipeline).counters["dlq"] >= 400,
+        120,
+        "all orders settled",
+    )
     letters = read_topic(pipeline.broker.bootstrap, pipeline.dlq_topic, len(expected_dlq))
     snap = snapshot(pipeline)
     dead = {m.key().decode() for m in letters}
@@ -150,7 +161,11 @@ def test_same_order_twice_is_counted_once(pipeline: Pipeline) -> None:
     twice = codec.encode(Order("dup-1", "Laptop", 123456))
     sentinel = codec.encode(Order("after-dup", "Mouse", 1999))
     # One key, so one partition: the sentinel is handed off, and processed, after both copies.
-    produce_raw(pipeline.broker.bootstrap, pipeline.orders_topic, [(b"k", twice), (b"k", twice), (b"k", sentinel)])
+    produce_raw(
+        pipeline.broker.bootstrap,
+        pipeline.orders_topic,
+        [(b"k", twice), (b"k", twice), (b"k", sentinel)],
+    )
     wait_for(lambda: snapshot(pipeline).count >= 2, 60, "the sentinel counted")
     snap = snapshot(pipeline)
     assert snap.counters["consumed"] == 3
@@ -181,11 +196,14 @@ def test_bad_records_are_dead_lettered_and_good_ones_processed(pipeline: Pipelin
         (b"unknown-id", struct.pack(">bI", 0, 987654) + b"\x02x\x02y\x00\x00\x80?"),
         (b"unresolvable", struct.pack(">bI", 0, unresolvable_id) + b"\x02"),
         (b"nan", codec.encode(Order("nan-1", "Tablet", 100)).replace(*_price_bytes(1.0, math.nan))),
-        (b"negative", codec.encode(Order("neg-1", "Tablet", 100)).replace(*_price_bytes(1.0, -5.0))),
+        (
+            b"negative",
+            codec.encode(Order("neg-1", "Tablet", 100)).replace(*_price_bytes(1.0, -5.0)),
+        ),
         (b"newer", struct.pack(">bI", 0, newer_id) + b"\x0anewer\x0cRouter\x00\x00\x48\x42\x06abc"),
     ]
-    produce_raw(settings.kafka_bootstrap_servers, settings.orders_topic,
-                [(b"g0", good[0]), *records[:3], (b"g1", good[1]), *records[3:], (b"g2", good[2])])  # fmt: skip
+    interleaved = [(b"g0", good[0]), *records[:3], (b"g1", good[1]), *records[3:], (b"g2", good[2])]
+    produce_raw(settings.kafka_bootstrap_servers, settings.orders_topic, interleaved)
 
     letters = read_topic(settings.kafka_bootstrap_servers, settings.dlq_topic, 5)
     by_key = {m.key(): headers_of(m) for m in letters}

@@ -43,19 +43,14 @@ def test_average_matches_decimal_quantize_on_random_sums() -> None:
     # A seeded sweep rather than hypothesis: hypothesis writes a .hypothesis/ cache into the repo.
     rng = random.Random(20240501)
     cases = [
-        (rng.randint(-I64, I64), rng.choice([rng.randint(1, 9), rng.randint(1, 10**9)]))
-        for _ in range(5000)
+        (rng.randint(-I64, I64), rng.choice([rng.randint(1, 9), rng.randint(1, 10**9)])) for _ in range(5000)
     ]
     # Averages landing exactly on a half of 0.0001, where the rounding rule decides.
-    cases += [
-        (count * (2 * q + 1) // 200, count) for count in (200, 400, 1000) for q in range(-3, 4)
-    ]
+    cases += [(count * (2 * q + 1) // 200, count) for count in (200, 400, 1000) for q in range(-3, 4)]
     with localcontext() as ctx:
         ctx.prec = 60  # wide enough that the division itself is exact before quantizing
         for sum_cents, count in cases:
-            expected = (Decimal(sum_cents) / 100 / count).quantize(
-                Decimal("0.0001"), ROUND_HALF_EVEN
-            )
+            expected = (Decimal(sum_cents) / 100 / count).quantize(Decimal("0.0001"), ROUND_HALF_EVEN)
             assert average_of(sum_cents, count) == expected, (sum_cents, count)
 
 

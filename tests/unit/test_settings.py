@@ -15,7 +15,12 @@ def build(**env: str) -> Settings:
 
 def test_defaults_match_the_documented_names() -> None:
     s = build()
-    assert (s.orders_topic, s.dlq_topic, s.max_retries, s.retry_backoff_base) == ("orders", "orders-dlq", 3, 2)
+    assert (s.orders_topic, s.dlq_topic, s.max_retries, s.retry_backoff_base) == (
+        "orders",
+        "orders-dlq",
+        3,
+        2,
+    )
     assert s.failure_rate == 0.0
     assert s.broker_url == s.redis_url  # CELERY_BROKER_URL defaults to REDIS_URL
 
@@ -93,7 +98,9 @@ def test_env_file_is_read_and_environment_wins(tmp_path) -> None:  # type: ignor
     ("base", "retries", "cap", "longest"),
     [(2, 3, 600, 8), (1, 3, 600, 4), (2, 10, 600, 600), (0, 3, 600, 0), (2, 0, 600, 0)],
 )
-def test_visibility_timeout_outlasts_the_longest_countdown(base: int, retries: int, cap: int, longest: int) -> None:
+def test_visibility_timeout_outlasts_the_longest_countdown(
+    base: int, retries: int, cap: int, longest: int
+) -> None:
     s = build(RETRY_BACKOFF_BASE=str(base), MAX_RETRIES=str(retries), RETRY_BACKOFF_MAX=str(cap))
     assert longest_countdown(s) == longest
     assert visibility_timeout(s) > longest + 30
