@@ -20,8 +20,8 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bridge.supervisor import Service, wait_for
 from tests.harness import services
-from tests.harness.process import Service, wait_for
 
 log = logging.getLogger("harness")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

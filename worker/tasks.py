@@ -8,7 +8,6 @@ from typing import Any
 
 import redis
 from celery import Task
-from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 from confluent_kafka import KafkaException
 
@@ -21,6 +20,9 @@ from worker.dead_letter import publish_dead_letter
 from worker.faults import FailureInjector
 
 logger = get_task_logger(__name__)
+
+# Seconds before an order whose dead letter the DLQ topic refused is tried again.
+DLQ_REQUEUE_COUNTDOWN = 5
 
 injector = FailureInjector(settings.failure_rate, settings.permanent_failure_rate, settings.failure_seed)
 
@@ -42,10 +44,18 @@ class OrderTask(Task):
         try:
             publish_dead_letter(settings, letter)
         except (DeadLetterNotDelivered, KafkaException, BufferError) as dlq_exc:
-            # Never drop the order: put its message back on the queue for another go.
             logger.error("order %s not dead-lettered (%s); requeueing it", task_id, dlq_exc)
-            raise Reject(dlq_exc, requeue=True) from dlq_exc
+            self._requeue()
+            return
         aggregate().count_event("dlq")
+
+    def _requeue(self) -> None:
+        """Never drop an order the DLQ did not take: publish the same message again, for later.
+
+        The copy keeps the task id and retry count and reaches the broker before this message is
+        acknowledged. (Raising Reject here would do the same on prefork but stops a solo worker.)
+        """
+        self.signature_from_request(countdown=DLQ_REQUEUE_COUNTDOWN).apply_async()
 
     def _dead_letter(self, exc: BaseException, task_id: str, args: Any, einfo: Any) -> DeadLetter:
         order, origin = _split_args(args)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from tests.harness.process import Service, free_port, port_open
+from bridge.supervisor import Service, free_port, port_open
 
 HARNESS_DIR = Path(__file__).parent
 REPO_ROOT = HARNESS_DIR.parent.parent

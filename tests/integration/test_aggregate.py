@@ -16,7 +16,7 @@ from redis.crc import key_slot
 
 from bridge.settings import WEEK_SECONDS, Settings
 from bridge.stats import show_stats
-from tests.harness.process import wait_for
+from bridge.supervisor import wait_for
 from worker.aggregate import (
     COUNTERS_KEY,
     LATEST_KEY,

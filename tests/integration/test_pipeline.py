@@ -29,9 +29,9 @@ from bridge.dead_letter import (
     HEADER_TOPIC,
 )  # fmt: skip
 from bridge.order import Order
+from bridge.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.harness.kafka_io import headers_of, produce_raw, read_topic
-from tests.harness.process import wait_for
 from worker.aggregate import Aggregate
 from worker.faults import FailureInjector
 
@@ -265,3 +265,48 @@ def test_sigterm_mid_burst_loses_nothing_and_counts_nothing_twice(pipeline: Pipe
     snap = snapshot(pipeline)
     assert snap.count == 3000
     assert snap.sum == sum(prices.values())
+
+
+def test_retries_back_off_exponentially(pipeline: Pipeline) -> None:
+    """Base 1 s: the retries wait 1, 2 and 4 s, so a hopeless order reaches the DLQ after >= 7 s."""
+    worker = pipeline.start_worker(FAILURE_RATE="1", RETRY_BACKOFF_BASE="1")
+    pipeline.start_bridge()
+    produce_raw(
+        pipeline.broker.bootstrap,
+        pipeline.orders_topic,
+        [(b"slow", codec_for(pipeline).encode(Order("slow-1", "Printer", 5000)))],
+    )
+
+    [letter] = read_topic(pipeline.broker.bootstrap, pipeline.dlq_topic, 1)
+    headers = headers_of(letter)
+    produced_ms = int(headers["__orders.errors.original.timestamp"])
+    failed_ms = datetime.fromisoformat(headers[HEADER_FAILED_AT]).timestamp() * 1000
+    assert failed_ms - produced_ms >= 7000
+    assert headers[HEADER_ATTEMPTS] == "4"
+    log = worker.tail(400)
+    assert [f"Retry in {s}s" in log for s in (1, 2, 4)] == [True, True, True]
+
+
+def test_order_is_requeued_when_the_dlq_is_unreachable(pipeline: Pipeline) -> None:
+    from bridge.supervisor import free_port
+
+    pipeline.start_bridge()
+    dead_kafka = f"127.0.0.1:{free_port()}"
+    broken = pipeline.start_worker(
+        PERMANENT_FAILURE_RATE="1", KAFKA_BOOTSTRAP_SERVERS=dead_kafka, DLQ_DELIVERY_TIMEOUT="1"
+    )
+    produce_raw(
+        pipeline.broker.bootstrap,
+        pipeline.orders_topic,
+        [(b"p", codec_for(pipeline).encode(Order("poison-1", "Mouse", 700)))],
+    )
+    wait_for(
+        lambda: broken.tail(400).count("not dead-lettered") >= 2, 60, "the order to be requeued and retried"
+    )
+    assert snapshot(pipeline).counters["dlq"] == 0
+    broken.stop()
+
+    pipeline.start_worker(PERMANENT_FAILURE_RATE="1")
+    letters = read_topic(pipeline.broker.bootstrap, pipeline.dlq_topic, 1)
+    assert [m.key() for m in letters] == [b"poison-1"]
+    wait_for(lambda: snapshot(pipeline).counters["dlq"] >= 1, 30, "the DLQ counted")

@@ -31,9 +31,9 @@ from confluent_kafka.schema_registry import (
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from bridge.supervisor import wait_for
 from tests.conftest import Broker
 from tests.harness import services
-from tests.harness.process import wait_for
 
 ORDER_SCHEMA = (services.REPO_ROOT / "schemas" / "order.avsc").read_text()
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"

@@ -1,18 +1,25 @@
-"""Start a service as a subprocess, wait until it answers, log how long that took, always clean up."""
+"""Child processes for `orders up` and the test harness: start, wait until ready, stop in order.
+
+Each child runs in its own process group with its output in a log file, so a stop reaches its
+grandchildren (Celery's pool, Tansu's threads) and a crash leaves its last lines to show.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-log = logging.getLogger("harness")
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -36,6 +43,13 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
             return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the child if the process that started it dies without stopping it."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Service:
@@ -67,6 +81,7 @@ class Service:
             env={**os.environ, **(self.env or {})},
             cwd=self.cwd,
             start_new_session=True,  # its own process group, so stop() reaches grandchildren too
+            preexec_fn=_die_with_parent,
         )
         log_file.close()
         try:

@@ -1,0 +1,123 @@
+"""`orders up` as a user runs it: a subprocess that starts everything, shows progress, stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+
+from bridge.supervisor import wait_for
+from worker.aggregate import Aggregate
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    result = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True)
+    return bool(result.stdout.strip())
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A HOME of the test's own: `orders up` keeps its state file under it."""
+    return tmp_path
+
+
+def run_orders(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *args], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: Path) -> None:
+    out = (tmp_path / "up.out").open("wb")
+    env = {**os.environ, "HOME": str(home), "RETRY_BACKOFF_BASE": "1", "MAX_RETRIES": "1"}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "up", "--rate", "40", "--failure-rate", "0.1", "--workers", "2"],
+        stdout=out, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    state_file = home / ".cache/orders-pipeline/up.json"
+    try:
+        wait_for(lambda: state_file.exists() or up.poll() is not None, 120, "orders up to start")
+        assert up.poll() is None, (tmp_path / "up.out").read_text()
+        state = json.loads(state_file.read_text())
+
+        exports = run_orders(home, "env")
+        assert exports.returncode == 0
+        exported = dict(
+            shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in exports.stdout.splitlines()
+        )
+        assert exported["REDIS_URL"] == state["env"]["REDIS_URL"]
+        assert {
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "SCHEMA_REGISTRY_URL",
+            "ORDERS_TOPIC",
+            "DLQ_TOPIC",
+        } <= exported.keys()
+
+        aggregate = Aggregate(redis.Redis.from_url(exported["REDIS_URL"]), 3600)
+        wait_for(lambda: aggregate.snapshot().count > 20, 60, "orders processed")
+        first = aggregate.snapshot().count
+        wait_for(lambda: aggregate.snapshot().count > first, 30, "the count to keep rising")
+        wait_for(lambda: aggregate.snapshot().counters["retry_attempts"] > 0, 60, "retries at 10% failures")
+        wait_for(lambda: aggregate.snapshot().counters["dlq"] > 0, 90, "DLQ entries (1 retry, 10% failures)")
+        assert aggregate.snapshot().average is not None
+
+        stats = subprocess.run([sys.executable, "-m", "bridge.cli", "stats", "--json"], capture_output=True,
+                               text=True, env={**os.environ, **exported}, timeout=30)  # fmt: skip
+        assert json.loads(stats.stdout)["count"] >= first
+
+        tasks = _flower_tasks(state["urls"]["flower"])
+        processed = [
+            t for t in tasks.values() if t["name"] == "orders.process_order" and t["state"] == "SUCCESS"
+        ]
+        assert processed, "Flower lists processed tasks"
+        assert all(len(t["args"].split()) == 3 for t in processed[:20])  # "orderId product price"
+
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(30) == 0
+        children = state["children"]
+        assert set(children) >= {
+            "tansu",
+            "redis",
+            "registry",
+            "worker1",
+            "worker2",
+            "bridge",
+            "flower",
+            "producer",
+        }
+        wait_for(lambda: not any(_alive(pid) or _group_alive(pid) for pid in children.values()), 15,
+                 "every child process to be gone")  # fmt: skip
+        assert not state_file.exists()
+        assert run_orders(home, "env").returncode != 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+
+
+def _flower_tasks(url: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    result: dict[str, dict] = {}  # type: ignore[type-arg]
+
+    def fetched() -> bool:
+        with urllib.request.urlopen(f"{url}/api/tasks?limit=200", timeout=5) as response:
+            result.update(json.loads(response.read()))
+        return any(t.get("state") == "SUCCESS" for t in result.values())
+
+    wait_for(fetched, 30, "Flower to list tasks")
+    return result

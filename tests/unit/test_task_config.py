@@ -1,0 +1,25 @@
+"""The task's retry policy as Celery sees it: 2, 4, 8 s by default, 3 retries, late acks."""
+
+from __future__ import annotations
+
+from celery.utils.time import get_exponential_backoff_interval
+
+from worker.tasks import process_order
+
+
+def test_default_backoff_is_2_4_8_seconds() -> None:
+    task = process_order
+    assert task.max_retries == 3
+    assert task.retry_jitter is False
+    # autoretry computes each countdown with this Celery function from the task's options
+    countdowns = [
+        get_exponential_backoff_interval(int(max(1.0, task.retry_backoff)), r, task.retry_backoff_max, False)
+        for r in range(task.max_retries)
+    ]
+    assert countdowns == [2, 4, 8]
+
+
+def test_late_acks_and_redelivery_on_worker_loss() -> None:
+    assert process_order.acks_late is True
+    assert process_order.reject_on_worker_lost is True
+    assert process_order.name == "orders.process_order"
