@@ -6,10 +6,13 @@
 -- KEYS[4]  hash product -> count
 -- KEYS[5]  hash product -> sum_cents
 -- KEYS[6]  counters hash (this script only ever touches `succeeded`)
+-- KEYS[7]  recent activity list (JSON entries, newest first), for dashboards
 -- ARGV[1]  price in cents, an integer as a decimal string
 -- ARGV[2]  product
 -- ARGV[3]  dedupe TTL in seconds
 -- ARGV[4]  size of the latest-orders window (100)
+-- ARGV[5]  the recent-activity entry for this order, as JSON
+-- ARGV[6]  how many recent-activity entries to keep
 --
 -- Returns 1 if the order was counted, 0 if its orderId was already seen.
 --
@@ -63,4 +66,6 @@ end
 redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
 redis.call('HINCRBY', KEYS[5], ARGV[2], cents)
 redis.call('HINCRBY', KEYS[6], 'succeeded', 1)
+redis.call('LPUSH', KEYS[7], ARGV[5])
+redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[6]) - 1)
 return 1

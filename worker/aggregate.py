@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,17 +21,27 @@ LATEST_KEY: Final = PREFIX + "last100"
 PRODUCT_COUNTS_KEY: Final = PREFIX + "product:count"
 PRODUCT_SUMS_KEY: Final = PREFIX + "product:sum_cents"
 COUNTERS_KEY: Final = PREFIX + "counters"
+RECENT_KEY: Final = PREFIX + "recent"
+RECENT_SIZE: Final = 200
 
 WINDOW: Final = 100
 # Redis integers are signed 64-bit; a price outside that would fail inside the script.
 MAX_ABS_CENTS: Final = 2**63 - 1
 
 Event = Literal["consumed", "retry_attempts", "dlq"]
+Status = Literal["succeeded", "retrying", "dlq"]
 EVENTS: Final[tuple[str, ...]] = get_args(Event)
 # `succeeded` is written by the script alone, so it always agrees with the orders counted.
 COUNTERS: Final[tuple[str, ...]] = ("consumed", "succeeded", "retry_attempts", "dlq")
 
 SCRIPT: Final = Path(__file__).with_name("aggregate.lua").read_text(encoding="utf-8")
+
+
+def recent_entry(order_id: str, product: str, price: Decimal, status: Status, detail: str = "") -> str:
+    return json.dumps(
+        {"orderId": order_id, "product": product, "price": str(price), "status": status,
+         "detail": detail, "at": round(time.time(), 3)}
+    )  # fmt: skip
 
 
 def seen_key(order_id: str) -> str:
@@ -171,9 +183,24 @@ class Aggregate:
             PRODUCT_COUNTS_KEY,
             PRODUCT_SUMS_KEY,
             COUNTERS_KEY,
+            RECENT_KEY,
         ]
-        counted = self._record(keys=keys, args=[str(price_cents), product, self._ttl, WINDOW])
-        return bool(counted)
+        entry = recent_entry(order_id, product, cents_to_money(price_cents), "succeeded")
+        args: list[str | int] = [str(price_cents), product, self._ttl, WINDOW, entry, RECENT_SIZE]
+        return bool(self._record(keys=keys, args=args))
+
+    def note_status(
+        self, order_id: str, product: str, price: Decimal, status: Status, detail: str = ""
+    ) -> None:
+        """Add a retry or dead letter to the recent-activity list (successes are added by the script)."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.lpush(RECENT_KEY, recent_entry(order_id, product, price, status, detail))
+        pipe.ltrim(RECENT_KEY, 0, RECENT_SIZE - 1)
+        pipe.execute()
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest activity, newest first: orderId, product, price, status, detail, at (epoch s)."""
+        return [json.loads(raw) for raw in self._client.lrange(RECENT_KEY, 0, limit - 1)]
 
     def count_event(self, name: Event, amount: int = 1) -> None:
         """Add to a pipeline counter (consumed, retry_attempts, dlq); ValueError for other names."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+from decimal import Decimal
 from typing import Any
 
 import redis
@@ -14,8 +16,9 @@ from confluent_kafka import KafkaException
 from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, decode_origin_bytes
 from bridge.errors import InvalidOrder, OrderError, PermanentError, TransientError
 from bridge.order import PROCESS_ORDER_TASK, OrderPayload, RecordOrigin, order_from_payload
-from worker.aggregate import Aggregate
+from worker.aggregate import Aggregate, Status
 from worker.celery import app, settings
+from worker.control import FailureRateOverride
 from worker.dead_letter import publish_dead_letter
 from worker.faults import FailureInjector
 
@@ -28,9 +31,25 @@ injector = FailureInjector(settings.failure_rate, settings.permanent_failure_rat
 
 
 @functools.cache
-def aggregate() -> Aggregate:
+def redis_client() -> redis.Redis:
     """One Redis client per process (redis-py's pool reconnects after fork)."""
-    return Aggregate(redis.Redis.from_url(settings.redis_url), settings.dedupe_ttl_seconds)
+    return redis.Redis.from_url(settings.redis_url)
+
+
+@functools.cache
+def aggregate() -> Aggregate:
+    return Aggregate(redis_client(), settings.dedupe_ttl_seconds)
+
+
+@functools.cache
+def failure_override() -> FailureRateOverride:
+    return FailureRateOverride(redis_client())
+
+
+def current_injector() -> FailureInjector:
+    """The configured injector, with the transient rate a dashboard may have set in Redis."""
+    rate = failure_override().current()
+    return injector if rate is None else dataclasses.replace(injector, transient_rate=rate)
 
 
 class OrderTask(Task):
@@ -38,6 +57,7 @@ class OrderTask(Task):
 
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         aggregate().count_event("retry_attempts")
+        _note(args, "retrying", f"attempt {self.request.retries + 1}: {exc}")
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         letter = self._dead_letter(exc, task_id, args, einfo)
@@ -48,6 +68,7 @@ class OrderTask(Task):
             self._requeue()
             return
         aggregate().count_event("dlq")
+        _note(args, "dlq", f"{type(exc).__name__}: {exc}")
 
     def _requeue(self) -> None:
         """Never drop an order the DLQ did not take: publish the same message again, for later.
@@ -72,6 +93,21 @@ class OrderTask(Task):
             component=self.name,
             task_id=task_id,
         )
+
+
+def _note(args: Any, status: Status, detail: str) -> None:
+    order, _ = _split_args(args)
+    if order is not None:
+        price = Decimal(order["price"]) if _is_decimal(order.get("price")) else Decimal(0)
+        aggregate().note_status(str(order.get("orderId")), str(order.get("product")), price, status, detail)
+
+
+def _is_decimal(value: Any) -> bool:
+    try:
+        Decimal(value)
+    except (TypeError, ArithmeticError, ValueError):
+        return False
+    return True
 
 
 def _split_args(args: Any) -> tuple[OrderPayload | None, RecordOrigin | None]:
@@ -111,7 +147,7 @@ def _unknown_origin() -> RecordOrigin:
 def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool:
     """Record one order in the running average; True if counted, False if it was a duplicate."""
     parsed = _parse(order)
-    injector.check(parsed.order_id, self.request.retries)
+    current_injector().check(parsed.order_id, self.request.retries)
     counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
     if not counted:
         logger.info("order %s already counted; duplicate delivery ignored", parsed.order_id)

@@ -23,6 +23,8 @@ from worker.aggregate import (
     PREFIX,
     PRODUCT_COUNTS_KEY,
     PRODUCT_SUMS_KEY,
+    RECENT_KEY,
+    RECENT_SIZE,
     SCRIPT,
     TOTALS_KEY,
     Aggregate,
@@ -228,6 +230,7 @@ def test_every_key_sits_under_one_hash_tag(aggregate: Aggregate, client: redis.R
         PRODUCT_COUNTS_KEY,
         PRODUCT_SUMS_KEY,
         COUNTERS_KEY,
+        RECENT_KEY,
     }
     assert all(k.startswith(PREFIX) for k in keys)
     assert {key_slot(k.encode()) for k in keys} == {key_slot(b"{orders}")}
@@ -319,3 +322,35 @@ def test_stats_json_output_matches_the_snapshot(
     table = capsys.readouterr().out
     assert "13.3333" in table
     assert "19.9950" in table
+
+
+def test_recent_activity_is_capped_and_newest_first(aggregate: Aggregate) -> None:
+    for i in range(RECENT_SIZE + 5):
+        aggregate.record_order(f"r-{i}", "widget", 100 + i)
+    aggregate.note_status("r-x", "widget", Decimal("9.99"), "retrying", "attempt 1: boom")
+    aggregate.record_order("r-0", "widget", 100)  # a duplicate adds no activity
+    recent = aggregate.recent(limit=RECENT_SIZE + 10)
+    assert len(recent) == RECENT_SIZE
+    assert [recent[0]["orderId"], recent[0]["status"], recent[0]["detail"]] == [
+        "r-x",
+        "retrying",
+        "attempt 1: boom",
+    ]
+    assert [recent[1]["orderId"], recent[1]["status"], recent[1]["price"]] == [
+        f"r-{RECENT_SIZE + 4}",
+        "succeeded",
+        "3.04",
+    ]
+
+
+def test_failure_rate_override_reaches_workers(client: redis.Redis) -> None:
+    from worker.control import FailureRateOverride, get_failure_rate, set_failure_rate
+
+    override = FailureRateOverride(client, refresh=0.0)
+    assert override.current() is None
+    set_failure_rate(client, 0.25)
+    assert (get_failure_rate(client), override.current()) == (0.25, 0.25)
+    set_failure_rate(client, None)
+    assert override.current() is None
+    with pytest.raises(ValueError):
+        set_failure_rate(client, 1.5)
