@@ -16,6 +16,7 @@ import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from kombu.exceptions import OperationalError
 
+from bridge import metrics
 from bridge.codec import OrderCodec
 from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, DeadLetterPublisher, origin_of
 from bridge.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
@@ -89,9 +90,13 @@ class Bridge:
             (letters if isinstance(outcome, DeadLetter) else hand_offs).append(outcome)  # type: ignore[arg-type]
         if hand_offs:
             self._until_done(lambda: self._handoff.hand_off(hand_offs), "hand-off to Celery", BROKER_ERRORS)
+            metrics.HANDED_OFF.inc(len(hand_offs))
         if letters:
             self._until_done(lambda: self._publish_dead_letters(letters), "DLQ publish", DLQ_ERRORS)
+            for letter in letters:
+                metrics.DEAD_LETTERS.labels(letter.stage).inc()
         self._store_offsets(records)
+        metrics.CONSUMED.inc(len(records))
         self._count(len(records))
 
     def _classify(self, message: Message) -> HandOff | DeadLetter:
@@ -185,10 +190,12 @@ class Bridge:
         if not self._paused:
             log.info("pausing: Celery queue holds %d (bound %d)", depth, self._settings.max_queue_depth)
             self._paused = True
+            metrics.PAUSED.set(1)
 
     def _resume(self, depth: int) -> None:
         self._consumer.resume(self._consumer.assignment())
         self._paused = False
+        metrics.PAUSED.set(0)
         log.info("resuming: Celery queue down to %d", depth)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

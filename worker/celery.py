@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from bridge.handoff import TASK_TIME_LIMIT, celery_config
 from bridge.settings import Settings
@@ -22,6 +23,14 @@ def create_app(settings: Settings) -> Celery:
         task_send_sent_event=True,
     )
     return app
+
+
+@worker_ready.connect
+def _serve_metrics(**_: object) -> None:
+    """The worker's /metrics, from the process that runs the tasks (solo) or merges them (prefork)."""
+    from bridge.metrics import serve_metrics
+
+    serve_metrics(settings.metrics_port)
 
 
 settings = Settings.from_env()

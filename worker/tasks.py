@@ -16,6 +16,7 @@ from confluent_kafka import KafkaException
 from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, decode_origin_bytes
 from bridge.errors import InvalidOrder, OrderError, PermanentError, TransientError
 from bridge.order import PROCESS_ORDER_TASK, OrderPayload, RecordOrigin, order_from_payload
+from worker import metrics
 from worker.aggregate import Aggregate, Status
 from worker.celery import app, settings
 from worker.control import FailureRateOverride
@@ -57,6 +58,7 @@ class OrderTask(Task):
 
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         aggregate().count_event("retry_attempts")
+        metrics.OUTCOMES.labels("retried").inc()
         _note(args, "retrying", f"attempt {self.request.retries + 1}: {exc}")
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
@@ -65,8 +67,13 @@ class OrderTask(Task):
             publish_dead_letter(settings, letter)
         except (DeadLetterNotDelivered, KafkaException, BufferError) as dlq_exc:
             logger.error("order %s not dead-lettered (%s); requeueing it", task_id, dlq_exc)
+            metrics.DLQ_PUBLISHES.labels("failed").inc()
+            metrics.OUTCOMES.labels("requeued").inc()
             self._requeue()
             return
+        metrics.DLQ_PUBLISHES.labels("ok").inc()
+        metrics.OUTCOMES.labels("dead_lettered").inc()
+        metrics.ATTEMPTS.observe(letter.attempts)
         aggregate().count_event("dlq")
         _note(args, "dlq", f"{type(exc).__name__}: {exc}")
 
@@ -146,9 +153,12 @@ def _unknown_origin() -> RecordOrigin:
 )
 def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool:
     """Record one order in the running average; True if counted, False if it was a duplicate."""
-    parsed = _parse(order)
-    current_injector().check(parsed.order_id, self.request.retries)
-    counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
+    with metrics.PROCESSING.time():
+        parsed = _parse(order)
+        current_injector().check(parsed.order_id, self.request.retries)
+        counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
+    metrics.OUTCOMES.labels("succeeded" if counted else "duplicate").inc()
+    metrics.ATTEMPTS.observe(self.request.retries + 1)
     if not counted:
         logger.info("order %s already counted; duplicate delivery ignored", parsed.order_id)
     return counted

@@ -1,0 +1,72 @@
+"""Prometheus metrics of the bridge, and the running average read from Redis at scrape time."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from worker.aggregate import Aggregate
+
+log = logging.getLogger(__name__)
+
+CONSUMED = Counter("orders_bridge_consumed", "Records read from the orders topic")
+HANDED_OFF = Counter("orders_bridge_handed_off", "Orders accepted by the Celery broker")
+DEAD_LETTERS = Counter("orders_bridge_dead_letters", "Records dead-lettered by the bridge", ["stage"])
+PAUSED = Gauge("orders_bridge_paused", "1 while backpressure pauses the bridge's partitions")
+LAG = Gauge("orders_bridge_consumer_lag", "Records behind the partition's end", ["topic", "partition"])
+
+
+def serve_metrics(port: int, *collectors: Collector) -> None:
+    """Expose /metrics on ``port`` (0 = off); merges prefork children's files if multiprocess mode is on."""
+    if not port:
+        return
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    for collector in collectors:
+        registry.register(collector)
+    start_http_server(port, addr="0.0.0.0", registry=registry)
+    log.info("metrics on :%d/metrics", port)
+
+
+def record_lag_from_stats(stats_json: str) -> None:
+    """librdkafka's statistics callback: per-partition consumer lag, as librdkafka computes it."""
+    stats = json.loads(stats_json)
+    for topic, topic_stats in stats.get("topics", {}).items():
+        for partition, p in topic_stats.get("partitions", {}).items():
+            if partition == "-1" or p.get("consumer_lag", -1) < 0:
+                continue  # -1 is librdkafka's internal UA partition; a negative lag is "unknown"
+            LAG.labels(topic, partition).set(p["consumer_lag"])
+
+
+class AggregateCollector(Collector):
+    """The shared running average and counters, read from Redis when Prometheus scrapes."""
+
+    def __init__(self, aggregate: Aggregate) -> None:
+        self._aggregate = aggregate
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snap = self._aggregate.snapshot()
+        yield GaugeMetricFamily("orders_aggregate_count", "Orders counted in the average", value=snap.count)
+        yield GaugeMetricFamily(
+            "orders_aggregate_average_price", "All-time average price", value=float(snap.average or 0)
+        )
+        yield GaugeMetricFamily(
+            "orders_aggregate_last100_average_price",
+            "Average price of the last 100 orders",
+            value=float(snap.last100_average or 0),
+        )
+        counters = GaugeMetricFamily(
+            "orders_aggregate_events", "Pipeline counters in Redis", labels=["event"]
+        )
+        for name, value in snap.counters.items():
+            counters.add_metric([name], value)
+        yield counters
