@@ -84,6 +84,8 @@ def _text(value: Any, name: str, max_length: int) -> str:
 
 # The Celery task the bridge hands orders to, by name: the bridge never imports the worker's code.
 PROCESS_ORDER_TASK = "orders.process_order"
+# A task that does nothing, for measuring what Celery itself can drain (`orders bench`).
+NOOP_TASK = "orders.noop"
 
 
 class RecordOrigin(TypedDict):

@@ -18,3 +18,8 @@ ATTEMPTS = Histogram(
 )
 PROCESSING = Histogram("orders_task_processing_seconds", "Time spent in one task attempt")
 DLQ_PUBLISHES = Counter("orders_dlq_publishes", "Dead letters the workers published", ["result"])
+LATENCY = Histogram(
+    "orders_end_to_end_latency_seconds",
+    "From the producer's record timestamp to the order being counted in the aggregate",
+    buckets=(0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2, 5, 10, 30),
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,7 @@ from confluent_kafka import KafkaException
 
 from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, decode_origin_bytes
 from bridge.errors import InvalidOrder, OrderError, PermanentError, TransientError
-from bridge.order import PROCESS_ORDER_TASK, OrderPayload, RecordOrigin, order_from_payload
+from bridge.order import NOOP_TASK, PROCESS_ORDER_TASK, OrderPayload, RecordOrigin, order_from_payload
 from worker import metrics
 from worker.aggregate import Aggregate, Status
 from worker.celery import app, settings
@@ -159,6 +160,8 @@ def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool
         counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
     metrics.OUTCOMES.labels("succeeded" if counted else "duplicate").inc()
     metrics.ATTEMPTS.observe(self.request.retries + 1)
+    if counted and origin.get("timestamp", 0) > 0:
+        metrics.LATENCY.observe(max(0.0, time.time() - origin["timestamp"] / 1000))
     if not counted:
         logger.info("order %s already counted; duplicate delivery ignored", parsed.order_id)
     return counted
@@ -169,3 +172,8 @@ def _parse(order: OrderPayload) -> Any:
         return order_from_payload(order)
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise InvalidOrder(f"malformed task payload: {exc!r}") from exc
+
+
+@app.task(name=NOOP_TASK, acks_late=True)
+def noop() -> None:
+    """Does nothing: `orders bench` drains a queue of these to measure the Celery ceiling."""
