@@ -14,7 +14,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import httpx
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -22,6 +21,11 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_reader
 
 from bridge.errors import RegistryUnavailable, UndecodableRecord
+
+try:  # the HTTP library confluent-kafka's registry client uses: httpx2 where present, else httpx
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - depends on the installed confluent-kafka
+    import httpx  # type: ignore[no-redef]
 from bridge.order import Order
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "order.avsc"

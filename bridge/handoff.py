@@ -50,6 +50,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": settings.celery_queue,
         "broker_transport_options": {"visibility_timeout": visibility_timeout(settings)},
         "broker_connection_retry_on_startup": True,
+        # Our Redis transport reuses one client per channel (worker/transport.py).
+        "broker_transport": None if settings.stock_transport else "worker.transport:Transport",
         "enable_utc": True,
     }
 
@@ -76,7 +78,9 @@ class Handoff:
 
     def hand_off(self, orders: Sequence[tuple[OrderPayload, RecordOrigin]]) -> None:
         """Publish every order; raises (kombu/redis errors) if the broker did not take them all."""
-        with self._app.producer_or_acquire() as producer:
+        # One pipelined round trip per batch instead of one LPUSH per order; kombu flushes the
+        # batch on leaving the block and raises if Redis did not take it (then we retry all).
+        with self._app.producer_or_acquire() as producer, producer.batch(max_size=max(len(orders), 1)):
             for payload, origin in orders:
                 self._app.send_task(
                     PROCESS_ORDER_TASK,

@@ -59,8 +59,12 @@ class Settings(BaseSettings):
     bridge_batch_size: int = Field(500, alias="BRIDGE_BATCH_SIZE", ge=1, le=100_000)
     dlq_delivery_timeout: float = Field(30.0, alias="DLQ_DELIVERY_TIMEOUT", gt=0)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # kombu's own Redis transport instead of worker/transport.py's (for comparisons).
+    stock_transport: bool = Field(False, alias="ORDERS_STOCK_TRANSPORT")
     # Prometheus /metrics of this process (bridge or worker); 0 = not served.
     metrics_port: int = Field(0, alias="METRICS_PORT", ge=0, le=65535)
+    # Guards the web dashboard's controls; required when it listens beyond loopback.
+    dashboard_token: SecretStr | None = Field(None, alias="DASHBOARD_TOKEN")
 
     @field_validator("redis_url", "celery_broker_url")
     @classmethod
