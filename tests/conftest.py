@@ -28,6 +28,25 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LANES = ["tansu", "apache"]
 
 
+STARTUPS: dict[str, list[float]] = {}
+
+
+def record_startup(name: str, seconds: float) -> None:
+    STARTUPS.setdefault(name, []).append(seconds)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Each service's measured start-up time (median and range when it started more than once)."""
+    if not STARTUPS:
+        return
+    terminalreporter.section("service start-up times")
+    for name, times in sorted(STARTUPS.items()):
+        times = sorted(times)
+        median = times[len(times) // 2]
+        spread = f" (n={len(times)}, {times[0]:.2f}-{times[-1]:.2f}s)" if len(times) > 1 else ""
+        terminalreporter.write_line(f"{name:28} {median:6.2f}s{spread}")
+
+
 def unavailable(reason: str) -> None:
     """Skip a lane locally; under CI no lane may skip."""
     if IN_CI:
@@ -46,6 +65,7 @@ def service_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def redis_server(service_logs: Path) -> Iterator[services.Running]:
     try:
         running = services.start_redis(service_logs)
+        record_startup("redis-server", running.service.startup_seconds)
     except services.Unavailable as exc:
         unavailable(str(exc))
     yield running
@@ -67,6 +87,7 @@ def redis_url(redis_server: services.Running) -> str:
 @pytest.fixture(scope="session")
 def registry(service_logs: Path, redis_server: services.Running) -> Iterator[services.Running]:
     running = services.start_registry(service_logs, f"{redis_server.url}/0")
+    record_startup("registry", running.service.startup_seconds)
     yield running
     running.service.stop()
 
@@ -97,12 +118,15 @@ def kafka_broker(request: pytest.FixtureRequest, service_logs: Path) -> Iterator
     try:
         if lane == "tansu":
             running = services.start_tansu(service_logs)
+            record_startup("tansu", running.service.startup_seconds)
             broker = Broker(lane, running.url, running)
         else:
             kafka = services.ApacheKafka(service_logs)
             kafka.format()
             log.info("apache kafka storage formatted in %.2fs", kafka.format_seconds)
             running = kafka.start()
+            record_startup("apache-kafka (format)", kafka.format_seconds)
+            record_startup("apache-kafka", running.service.startup_seconds)
             broker = Broker(lane, running.url, running, kafka)
     except services.Unavailable as exc:
         unavailable(f"{lane} lane: {exc}")
@@ -137,14 +161,17 @@ class Pipeline:
 
     def start(self, name: str, argv: list[str], ready, timeout: float = 60, **env: str) -> Service:  # type: ignore[no-untyped-def]
         service = Service(
-            f"{name}-{len(self.processes)}",
+            # Unique per test: logs are appended, and readiness is read from the log's tail.
+            f"{name}-{self.orders_topic.removeprefix('orders-')}-{len(self.processes)}",
             argv,
             self.log_dir,
             {**self.env, **env},
             services.REPO_ROOT,
         )
         self.processes.append(service)
-        return service.start(lambda: ready(service), timeout=timeout)
+        service.start(lambda: ready(service), timeout=timeout)
+        record_startup(f"{name} ({self.broker.lane})" if name == "bridge" else name, service.startup_seconds)
+        return service
 
     def start_worker(self, *extra: str, **env: str) -> Service:
         """A real `celery -A worker worker` process on this test's queue."""
