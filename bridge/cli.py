@@ -65,6 +65,7 @@ def bridge() -> None:
     from bridge.dead_letter import DeadLetterPublisher
     from bridge.handoff import Handoff, create_sender
     from bridge.kafka import create_consumer, create_producer, create_registry_client
+    from bridge.metrics import AggregateCollector, record_lag_from_stats, serve_metrics
     from worker.aggregate import Aggregate
 
     settings = _settings()
@@ -73,9 +74,14 @@ def bridge() -> None:
         settings, **{"message.timeout.ms": int(settings.dlq_delivery_timeout * 1000)}
     )
     aggregate = Aggregate(redis.Redis.from_url(settings.redis_url), settings.dedupe_ttl_seconds)
+    serve_metrics(settings.metrics_port, AggregateCollector(aggregate))
+    # librdkafka reports each partition's lag in its statistics; asked for only when metrics are served.
+    stats: dict[str, Any] = {}
+    if settings.metrics_port:
+        stats = {"stats_cb": record_lag_from_stats, "statistics.interval.ms": 5000}
     loop = Bridge(
         settings,
-        create_consumer(settings),
+        create_consumer(settings, **stats),
         OrderCodec(create_registry_client(settings), settings.orders_topic),
         Handoff(
             create_sender(settings),
@@ -83,7 +89,7 @@ def bridge() -> None:
             redis.Redis.from_url(settings.broker_url),
         ),
         DeadLetterPublisher(dlq_producer, settings.dlq_topic),
-        lambda n: aggregate.count_event("consumed", n),
+        aggregate.count_event,
     )
     _on_shutdown_signals(callback=loop.stop)
     loop.run()
@@ -181,6 +187,11 @@ def env_command() -> None:
         raise click.ClickException("no `orders up` is running")
     for name, value in dict(state["env"]).items():  # type: ignore[call-overload]
         click.echo(f"export {name}={shlex.quote(value)}")
+
+
+from bridge.dlq_commands import dlq  # noqa: E402 - registered last, kept out of the edits above
+
+main.add_command(dlq)
 
 
 if __name__ == "__main__":

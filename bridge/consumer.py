@@ -23,6 +23,7 @@ from bridge.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
 from bridge.handoff import Handoff
 from bridge.order import OrderPayload, RecordOrigin, order_from_record
 from bridge.settings import Settings
+from worker.aggregate import Event
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,14 +45,14 @@ class Bridge:
         codec: OrderCodec,
         handoff: Handoff,
         dead_letters: DeadLetterPublisher,
-        count_consumed: Callable[[int], None],
+        count_event: Callable[[Event, int], None],
     ) -> None:
         self._settings = settings
         self._consumer = consumer
         self._codec = codec
         self._handoff = handoff
         self._dead_letters = dead_letters
-        self._count_consumed = count_consumed
+        self._count_event = count_event
         self._stop = threading.Event()
         self._paused = False
 
@@ -97,7 +98,8 @@ class Bridge:
                 metrics.DEAD_LETTERS.labels(letter.stage).inc()
         self._store_offsets(records)
         metrics.CONSUMED.inc(len(records))
-        self._count(len(records))
+        self._count("consumed", len(records))
+        self._count("dlq", len(letters))
 
     def _classify(self, message: Message) -> HandOff | DeadLetter:
         origin = origin_of(message, self._settings.consumer_group)
@@ -139,11 +141,12 @@ class Bridge:
             # The partitions moved to another bridge while we worked; it re-reads them (deduped).
             log.warning("could not store offsets %s: %s", next_offsets, exc)
 
-    def _count(self, n: int) -> None:
+    def _count(self, event: Event, n: int) -> None:
+        """Shared counters are figures, not guarantees: a Redis hiccup is logged, not retried."""
         try:
-            self._count_consumed(n)
+            self._count_event(event, n)
         except redis.RedisError as exc:
-            log.warning("could not count %d consumed records: %s", n, exc)
+            log.warning("could not count %d %s records: %s", n, event, exc)
 
     def _is_error(self, message: Message) -> bool:
         error = message.error()
