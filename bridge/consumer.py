@@ -97,9 +97,9 @@ class Bridge:
             for letter in letters:
                 metrics.DEAD_LETTERS.labels(letter.stage).inc()
         self._store_offsets(records)
-        metrics.CONSUMED.inc(len(records))
         self._count("consumed", len(records))
         self._count("dlq", len(letters))
+        metrics.CONSUMED.inc(len(records))
 
     def _classify(self, message: Message) -> HandOff | DeadLetter:
         origin = origin_of(message, self._settings.consumer_group)
