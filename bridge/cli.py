@@ -193,6 +193,15 @@ from bridge.dlq_commands import dlq  # noqa: E402 - registered last, kept out of
 
 main.add_command(dlq)
 
+from bridge.bench import bench  # noqa: E402 - registered last, like dlq
+
+main.add_command(bench)
+
+from bridge.dashboard_commands import dashboard, top  # noqa: E402 - the dashboards' commands
+
+main.add_command(dashboard)
+main.add_command(top)
+
 
 if __name__ == "__main__":
     main()
