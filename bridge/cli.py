@@ -160,17 +160,19 @@ def stats(as_json: bool) -> None:
 @click.option("--rate", default=5.0, show_default=True, help="Demo producer: orders per second.")
 @click.option("--failure-rate", default=0.1, show_default=True, help="Injected transient failure rate, 0-1.")
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
+@click.option("--no-dashboard", is_flag=True, help="Do not start the web dashboard.")
 @click.option("--kafka-port", default=0, help="Tansu port (default: a free one).")
 @click.option("--redis-port", default=0, help="redis-server port (default: a free one).")
 @click.option("--registry-port", default=0, help="Schema registry port (default: a free one).")
 @click.option("--flower-port", default=0, help="Flower port (default: a free one).")
+@click.option("--dashboard-port", default=0, help="Dashboard port (default: a free one).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Keep Redis data here.")
-def up(no_producer: bool, no_flower: bool, **options: Any) -> None:
+def up(no_producer: bool, no_flower: bool, no_dashboard: bool, **options: Any) -> None:
     """Run the whole pipeline on this machine, no Docker: Ctrl-C stops everything in order."""
     from bridge.stack import StackError, StackOptions, run_stack
 
     settings = _settings()
-    opts = StackOptions(producer=not no_producer, flower=not no_flower, **options)
+    opts = StackOptions(producer=not no_producer, flower=not no_flower, dashboard=not no_dashboard, **options)
     try:
         sys.exit(run_stack(settings, opts))
     except StackError as exc:

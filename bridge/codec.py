@@ -14,8 +14,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-# confluent-kafka's registry client speaks HTTP through httpx2 on Python >= 3.10 (its own dependency).
-import httpx2
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -23,6 +21,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_reader
 
 from bridge.errors import RegistryUnavailable, UndecodableRecord
+from bridge.kafka import REGISTRY_UNREACHABLE
 from bridge.order import Order
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "order.avsc"
@@ -86,7 +85,7 @@ class OrderCodec:
             if exc.http_status_code == 404:
                 raise UndecodableRecord(f"unknown schema id {schema_id}") from exc
             raise RegistryUnavailable(f"schema registry answered {exc.http_status_code}: {exc}") from exc
-        except (httpx2.HTTPError, OSError) as exc:
+        except REGISTRY_UNREACHABLE as exc:
             raise RegistryUnavailable(f"schema registry unreachable: {exc!r}") from exc
         if schema.schema_type not in (None, "AVRO"):
             raise UndecodableRecord(f"schema id {schema_id} is {schema.schema_type}, not Avro")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx2
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from bridge.settings import Settings, SettingsError, option_to_env_name
 
@@ -86,5 +88,12 @@ def create_admin(settings: Settings) -> AdminClient:
         raise _client_error(exc) from None
 
 
-def create_registry_client(settings: Settings) -> SchemaRegistryClient:
-    return SchemaRegistryClient(registry_config(settings))
+# confluent-kafka's registry client speaks HTTP through httpx2 (its own dependency on Python >= 3.10):
+# these mean the registry could not be reached; SchemaRegistryError means it answered with an error.
+REGISTRY_UNREACHABLE: tuple[type[Exception], ...] = (httpx2.HTTPError, OSError)
+REGISTRY_ERRORS: tuple[type[Exception], ...] = (SchemaRegistryError, *REGISTRY_UNREACHABLE)
+
+
+def create_registry_client(settings: Settings, **overrides: Any) -> SchemaRegistryClient:
+    """A registry client; ``overrides`` are client options such as ``timeout`` or ``max.retries``."""
+    return SchemaRegistryClient({**registry_config(settings), **overrides})

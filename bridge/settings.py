@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     retry_jitter: bool = Field(False, alias="RETRY_JITTER")
 
     dedupe_ttl_seconds: int = Field(WEEK_SECONDS, alias="DEDUPE_TTL_SECONDS", ge=1)
+    # Overrides the computed Redis visibility timeout (bridge/handoff.py checks it stays safe).
+    visibility_timeout: int | None = Field(None, alias="VISIBILITY_TIMEOUT", ge=1)
     max_queue_depth: int = Field(10_000, alias="MAX_QUEUE_DEPTH", ge=2)
     bridge_batch_size: int = Field(500, alias="BRIDGE_BATCH_SIZE", ge=1, le=100_000)
     dlq_delivery_timeout: float = Field(30.0, alias="DLQ_DELIVERY_TIMEOUT", gt=0)

@@ -1,7 +1,7 @@
 """`orders up`: the whole pipeline on one machine without Docker, started and stopped in order.
 
-Services first (Tansu, redis-server, the registry), then the Celery workers, the bridge, Flower and
-the demo producer. Stopping goes the other way: producer, bridge, workers, Flower, then services.
+Services first (Tansu, redis-server, the registry), then the Celery workers, the bridge, Flower, the
+web dashboard and the demo producer. Stopping goes the other way, the services last.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class StackOptions:
     redis_port: int = 0
     registry_port: int = 0
     flower_port: int = 0
+    dashboard: bool = True
+    dashboard_port: int = 0
     data_dir: Path | None = None
     partitions: int = 3
 
@@ -76,7 +78,7 @@ class Stack:
         return next((c for c in self.children if not c.running()), None)
 
     def stop(self, grace: float = 10.0) -> None:
-        """Producer, bridge, workers, Flower, then the services: the reverse of start order."""
+        """Producer, dashboard, Flower, bridge, workers, then the services: the reverse of start order."""
         for child in reversed(self.children):
             code = child.stop(grace)
             log.info("stopped %s (exit code %s)", child.name, code)
@@ -162,7 +164,7 @@ def create_topics(stack: Stack) -> None:
 
 
 def start_pipeline(stack: Stack) -> None:
-    """Workers (one solo process each: the fastest layout measured), bridge, Flower, producer."""
+    """Workers (one solo process each: the fastest layout measured), bridge, Flower, dashboard, producer."""
     opts = stack.options
     failure = {"FAILURE_RATE": str(opts.failure_rate)}
     for n in range(1, opts.workers + 1):
@@ -178,6 +180,11 @@ def start_pipeline(stack: Stack) -> None:
         # Bound to loopback only, so its HTTP API may answer without credentials (Flower 2 asks).
         stack.start_child("flower", argv, lambda _s: port_open(port), FLOWER_UNAUTHENTICATED_API="true")
         stack.urls["flower"] = f"http://127.0.0.1:{port}"
+    if opts.dashboard:
+        port = _port(opts.dashboard_port)
+        argv = [PYTHON, "-m", "bridge.cli", "dashboard", "--host", "127.0.0.1", "--port", str(port)]
+        stack.start_child("dashboard", argv, lambda _s: port_open(port))
+        stack.urls["dashboard"] = f"http://127.0.0.1:{port}"
     if opts.producer:
         argv = [PYTHON, "-m", "bridge.cli", "produce", "--rate", str(opts.rate), "--quiet"]
         stack.start_child("producer", argv, lambda s: s.running())

@@ -47,6 +47,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"{name:28} {median:6.2f}s{spread}")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("reliability", "tests/reliability: crashes, restarts, fuzz, soak")
+    group.addoption(
+        "--long", action="store_true", help="also run the long profile (tests marked `long`): big runs, soak"
+    )
+    group.addoption(
+        "--reliability-report",
+        nargs="?",
+        const="docs/reliability.md",
+        default=None,
+        metavar="PATH",
+        help="write the reliability figures of this run to PATH (default docs/reliability.md)",
+    )
+
+
 def unavailable(reason: str) -> None:
     """Skip a lane locally; under CI no lane may skip."""
     if IN_CI:

@@ -16,6 +16,7 @@ from confluent_kafka import KafkaException
 
 from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, decode_origin_bytes
 from bridge.errors import InvalidOrder, OrderError, PermanentError, TransientError
+from bridge.handoff import task_reprs
 from bridge.order import NOOP_TASK, PROCESS_ORDER_TASK, OrderPayload, RecordOrigin, order_from_payload
 from worker import metrics
 from worker.aggregate import Aggregate, Status
@@ -77,6 +78,15 @@ class OrderTask(Task):
         metrics.ATTEMPTS.observe(letter.attempts)
         aggregate().count_event("dlq")
         _note(args, "dlq", f"{type(exc).__name__}: {exc}")
+
+    def signature_from_request(  # type: ignore[override]
+        self, request: Any = None, args: Any = None, kwargs: Any = None, queue: Any = None, **options: Any
+    ) -> Any:
+        """Retries and requeues keep the readable arguments Flower shows for the first attempt."""
+        order, origin = _split_args(args if args is not None else (request or self.request).args)
+        if order is not None and origin is not None:
+            options = {**task_reprs(order, origin), **options}
+        return super().signature_from_request(request, args, kwargs, queue, **options)
 
     def _requeue(self) -> None:
         """Never drop an order the DLQ did not take: publish the same message again, for later.

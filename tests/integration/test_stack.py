@@ -82,6 +82,9 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
                                text=True, env={**os.environ, **exported}, timeout=30)  # fmt: skip
         assert json.loads(stats.stdout)["count"] >= first
 
+        dashboard = _dashboard_state(state["urls"]["dashboard"])
+        assert dashboard["processing"]["succeeded"] > 0 and dashboard["producer"]["produced"] > 0
+
         tasks = _flower_tasks(state["urls"]["flower"])
         processed = [
             t for t in tasks.values() if t["name"] == "orders.process_order" and t["state"] == "SUCCESS"
@@ -100,6 +103,7 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
             "worker2",
             "bridge",
             "flower",
+            "dashboard",
             "producer",
         }
         wait_for(lambda: not any(_alive(pid) or _group_alive(pid) for pid in children.values()), 15,
@@ -120,4 +124,17 @@ def _flower_tasks(url: str) -> dict[str, dict]:  # type: ignore[type-arg]
         return any(t.get("state") == "SUCCESS" for t in result.values())
 
     wait_for(fetched, 30, "Flower to list tasks")
+    return result
+
+
+def _dashboard_state(url: str) -> dict:  # type: ignore[type-arg]
+    """The dashboard's latest pushed state, once it has sampled some processed orders."""
+    result: dict = {}  # type: ignore[type-arg]
+
+    def sampled() -> bool:
+        with urllib.request.urlopen(f"{url}/api/state", timeout=5) as response:
+            result.update(json.loads(response.read()))
+        return bool(result.get("processing")) and result["processing"]["succeeded"] > 0
+
+    wait_for(sampled, 30, "the dashboard to show processed orders")
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.handoff import longest_countdown, visibility_timeout
+from bridge.handoff import celery_config, longest_countdown, visibility_timeout
 from bridge.kafka import consumer_config, create_producer, producer_config, registry_config
 from bridge.settings import Settings, SettingsError, env_name_to_option, option_to_env_name
 
@@ -104,3 +104,30 @@ def test_visibility_timeout_outlasts_the_longest_countdown(
     s = build(RETRY_BACKOFF_BASE=str(base), MAX_RETRIES=str(retries), RETRY_BACKOFF_MAX=str(cap))
     assert longest_countdown(s) == longest
     assert visibility_timeout(s) > longest + 30
+
+
+def test_visibility_timeout_override_is_used_when_safe() -> None:
+    s = build(RETRY_BACKOFF_BASE="1", MAX_RETRIES="3", VISIBILITY_TIMEOUT="40")
+    assert visibility_timeout(s) == 40
+
+
+@pytest.mark.parametrize("value", ["34", "10"])
+def test_visibility_timeout_override_must_outlast_countdown_and_time_limit(value: str) -> None:
+    # base 1, 3 retries: the longest countdown is 4 s, the task time limit 30 s
+    s = build(RETRY_BACKOFF_BASE="1", MAX_RETRIES="3", VISIBILITY_TIMEOUT=value)
+    with pytest.raises(SettingsError, match="VISIBILITY_TIMEOUT.*34 s"):
+        visibility_timeout(s)
+
+
+def test_dead_workers_orders_are_swept_back_soon_after_the_visibility_timeout() -> None:
+    """kombu restores unacknowledged messages only in periodic sweeps: interval x throttle seconds.
+
+    kombu 5.7 defaults to 10 s x every 10th call = 100 s, which adds up to 100 s to the visibility
+    timeout before a SIGKILLed worker's orders go to another worker; ours must sweep every 10 s.
+    """
+    from kombu.transport.redis import Channel
+
+    options = celery_config(build())["broker_transport_options"]
+    interval = options.get("unacked_restore_interval", Channel.unacked_restore_interval)
+    throttle = options.get("unacked_restore_throttle", Channel.unacked_restore_throttle)
+    assert interval * throttle <= 10
