@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from kombu.exceptions import OperationalError
+from kombu.exceptions import BatchPublishError, OperationalError
 
 from bridge import metrics
 from bridge.codec import OrderCodec
@@ -28,7 +28,8 @@ from worker.aggregate import Event
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 HandOff = tuple[OrderPayload, RecordOrigin]
-BROKER_ERRORS = (OperationalError, redis.RedisError, OSError)
+# kombu raises BatchPublishError (not an OperationalError) when Redis drops a batched hand-off.
+BROKER_ERRORS = (OperationalError, BatchPublishError, redis.RedisError, OSError)
 DLQ_ERRORS = (DeadLetterNotDelivered, KafkaException, BufferError)
 MAX_BACKOFF = 30.0
 
@@ -67,13 +68,24 @@ class Bridge:
         try:
             while not self._stop.is_set():
                 room = min(self._room_in_queue(), self._settings.bridge_batch_size)
-                messages = self._consumer.consume(room, timeout=0.5) if room else self._idle()
+                messages = self._next_batch(room) if room else self._idle()
                 if messages:
                     self._process(messages)
         except Stopping:
             log.info("stopping with a batch not handed off; it stays uncommitted and is read again")
         finally:
             self._close()
+
+    def _next_batch(self, room: int) -> list[Message]:
+        """Wait for the first record only, then take whatever else has already arrived.
+
+        Waiting for a full batch would hold a lone record back for the whole poll timeout at low
+        rates; under load the local queue is full anyway and batches stay large.
+        """
+        first = self._consumer.consume(1, timeout=0.5)
+        if not first or room == 1:
+            return first
+        return first + self._consumer.consume(room - 1, timeout=0)
 
     def _idle(self) -> list[Message]:
         """While paused, keep polling so the group membership and callbacks stay alive."""

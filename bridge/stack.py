@@ -131,6 +131,8 @@ def start_services(stack: Stack) -> None:
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{kafka_port}",
         # Tansu: without a short session timeout a consumer's first group join waits ~23 s.
         KAFKA_SESSION_TIMEOUT_MS="6000",
+        # Tansu answers a fetch only when its wait expires, not when data arrives: keep the wait short.
+        KAFKA_FETCH_WAIT_MAX_MS="10",
         REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         SCHEMA_REGISTRY_URL=f"http://127.0.0.1:{registry_port}",
     )
