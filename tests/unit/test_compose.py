@@ -428,7 +428,12 @@ def test_the_image_dependencies_provide_every_import() -> None:
     # dev tool or an old install would be missing there, and the service would die on start.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     image = _image_distributions(project["dependencies"])
-    optional = {canonicalize_name(Requirement(r).name) for r in project["optional-dependencies"]["embedded"]}
+    # Extras whose imports are lazy and explained when missing: Tansu for `orders up`, matplotlib for
+    # `orders bench --report`.
+    extras = project["optional-dependencies"]
+    optional = {
+        canonicalize_name(Requirement(r).name) for name in ("embedded", "bench") for r in extras[name]
+    }
     providers = metadata.packages_distributions()
     for module, where in _third_party_imports().items():
         dists = {canonicalize_name(d) for d in providers.get(module, [])}
