@@ -47,7 +47,9 @@ def test_bridge_and_worker_metrics_move(pipeline: Pipeline) -> None:
     good = [(f"m{i}".encode(), codec.encode(Order(f"m-{i}", "Monitor", 10000 + i))) for i in range(40)]
     produce_raw(pipeline.broker.bootstrap, pipeline.orders_topic, [*good, (b"bad", b"not avro")])
     wait_for(lambda: value(scrape(worker_port), "orders_task_attempts_count") >= 40, 60, "40 orders settled")
-    wait_for(lambda: value(scrape(bridge_port), "orders_bridge_consumed_total") >= 41, 30, "41 records consumed")
+    wait_for(
+        lambda: value(scrape(bridge_port), "orders_bridge_consumed_total") >= 41, 30, "41 records consumed"
+    )
 
     bridge, worker = scrape(bridge_port), scrape(worker_port)
     assert value(bridge, "orders_bridge_consumed_total") == 41

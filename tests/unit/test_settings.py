@@ -115,7 +115,7 @@ def test_visibility_timeout_override_is_used_when_safe() -> None:
 def test_visibility_timeout_override_must_outlast_countdown_and_time_limit(value: str) -> None:
     # base 1, 3 retries: the longest countdown is 4 s, the task time limit 30 s
     s = build(RETRY_BACKOFF_BASE="1", MAX_RETRIES="3", VISIBILITY_TIMEOUT=value)
-    with pytest.raises(SettingsError, match="VISIBILITY_TIMEOUT.*34 s"):
+    with pytest.raises(SettingsError, match=r"VISIBILITY_TIMEOUT.*34 s"):
         visibility_timeout(s)
 
 
