@@ -21,7 +21,7 @@ from bridge.codec import OrderCodec
 from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, DeadLetterPublisher, origin_of
 from bridge.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
 from bridge.handoff import Handoff
-from bridge.order import OrderPayload, RecordOrigin, order_from_record
+from bridge.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, order_from_record
 from bridge.settings import Settings
 from worker.aggregate import Event
 
@@ -123,9 +123,12 @@ class Bridge:
             return order_from_record(record).to_payload(), origin
         except (UndecodableRecord, InvalidOrder) as exc:
             order_id = record.get("orderId") if isinstance(record, dict) else None
+            # An orderId too long to be valid keeps the record's own key: keyed by a huge id, the
+            # dead letter (key + the original value) could outgrow the topic's size limit and
+            # never be accepted, stalling the partition.
             key = (
                 order_id.encode("utf-8", "replace")
-                if isinstance(order_id, str) and order_id
+                if isinstance(order_id, str) and order_id and len(order_id) <= MAX_ID_LENGTH
                 else message.key()
             )
             return DeadLetter.for_exception(

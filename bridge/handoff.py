@@ -68,6 +68,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # orders return within the visibility timeout + 10 s, not + 100 s.
             "unacked_restore_interval": RESTORE_SWEEP_SECONDS,
             "unacked_restore_throttle": 1,
+            # One Redis list per queue: worker/transport.py fetches from it atomically.
+            "priority_steps": [0],
         },
         "broker_connection_retry_on_startup": True,
         # Our Redis transport reuses one client per channel (worker/transport.py).

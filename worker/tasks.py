@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 from celery import Task
+from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 from confluent_kafka import KafkaException
 
@@ -29,6 +30,8 @@ logger = get_task_logger(__name__)
 
 # Seconds before an order whose dead letter the DLQ topic refused is tried again.
 DLQ_REQUEUE_COUNTDOWN = 5
+# Seconds a worker waits before handing back an order it could not record (Redis unreachable).
+AGGREGATE_DOWN_PAUSE = 1
 
 injector = FailureInjector(settings.failure_rate, settings.permanent_failure_rate, settings.failure_seed)
 
@@ -166,8 +169,17 @@ def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool
     """Record one order in the running average; True if counted, False if it was a duplicate."""
     with metrics.PROCESSING.time():
         parsed = _parse(order)
-        current_injector().check(parsed.order_id, self.request.retries)
-        counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
+        try:
+            current_injector().check(parsed.order_id, self.request.retries)
+            counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Redis being away is no fault of the order: never dead-letter it for that. Hand the
+            # message back unacknowledged (if Redis is down the reject fails too, and the message
+            # returns after the visibility timeout); the pause keeps a worker whose broker is up
+            # from spinning on it.
+            logger.warning("order %s: aggregate unreachable (%s); handing it back", parsed.order_id, exc)
+            time.sleep(AGGREGATE_DOWN_PAUSE)
+            raise Reject(exc, requeue=True) from exc
     metrics.OUTCOMES.labels("succeeded" if counted else "duplicate").inc()
     metrics.ATTEMPTS.observe(self.request.retries + 1)
     if counted and origin.get("timestamp", 0) > 0:

@@ -1,0 +1,1 @@
+"""Reliability scenarios: kills, restarts, bad input, soak; each audits lost and counted-twice orders."""

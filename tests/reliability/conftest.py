@@ -1,0 +1,94 @@
+"""Reliability fixtures: the profile, the Kafka lanes per scenario, services of a test's own, the report.
+
+The short profile runs with every `make test`; `pytest --long` adds the long one (items marked
+`long`). `--reliability-report` writes the figures of the run to docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LANES, _next_db
+from tests.harness import services
+from tests.reliability.profiles import PROFILES, Profile
+from tests.reliability.report import Collector
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep a reliability item only for its profile (long: with --long) and the lanes it applies to."""
+    run_long = config.getoption("--long")
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if HERE not in item.path.parents or callspec is None:
+            keep.append(item)
+            continue
+        profile = callspec.params.get("profile", "short")
+        lane = callspec.params.get("kafka_broker")
+        marker = item.get_closest_marker("lanes")
+        lanes = LANES if marker is None else marker.kwargs.get(profile) or marker.args or LANES
+        # `long` items (the long profile, or a variant only it runs) need --long, and never run short
+        is_long = item.get_closest_marker("long") is not None
+        if (is_long and (not run_long or profile == "short")) or (lane is not None and lane not in lanes):
+            drop.append(item)
+            continue
+        item.add_marker(pytest.mark.timeout(PROFILES[profile].timeout))
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(params=["short", pytest.param("long", marks=pytest.mark.long)])
+def profile(request: pytest.FixtureRequest) -> Profile:
+    return PROFILES[request.param]
+
+
+COLLECTOR = Collector()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every scenario's figures, whether or not the report is written."""
+    if COLLECTOR.rows:
+        terminalreporter.section("reliability figures")
+        for line in COLLECTOR.table():
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def reliability_report(request: pytest.FixtureRequest) -> Iterator[Collector]:
+    collector = COLLECTOR
+    yield collector
+    path = request.config.getoption("--reliability-report")
+    if path and collector.rows:
+        args = [a for a in sys.argv[1:] if not a.startswith("--reliability-report")]
+        command = shlex.join(["python", "-m", "pytest", *args, "--reliability-report"])
+        collector.write(Path(request.config.rootpath, path), command)
+
+
+@pytest.fixture
+def spare_redis_db(redis_server: services.Running) -> str:
+    """An empty database of the session Redis, for a service of the test's own (a registry)."""
+    return f"{redis_server.url}/{next(_next_db)}"
+
+
+@pytest.fixture
+def own_redis(service_logs: Path) -> Iterator[Callable[..., services.Running]]:
+    """Start redis-servers of the test's own (to kill, restart, or measure alone); stopped afterwards."""
+    started: list[services.Running] = []
+
+    def start(*extra_args: str) -> services.Running:
+        running = services.start_redis(service_logs, extra_args=extra_args)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.service.stop()

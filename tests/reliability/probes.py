@@ -1,0 +1,80 @@
+"""Observing a running pipeline: progress and recovery time, resident memory, consumer lag."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from bridge.supervisor import wait_for
+from worker.aggregate import Aggregate
+
+
+def settled(aggregate: Aggregate) -> int:
+    """Orders the workers finished with: counted, or dead-lettered (the dlq counter)."""
+    snap = aggregate.snapshot()
+    return snap.count + snap.counters["dlq"]
+
+
+def consumed(aggregate: Aggregate) -> int:
+    """Records the bridges read and handed on (they add to this counter after each batch)."""
+    return aggregate.snapshot().counters["consumed"]
+
+
+@dataclass
+class Recovery:
+    """Times from each disruption until the pipeline moved again."""
+
+    seconds: list[float] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+    def measure(
+        self,
+        what: str,
+        disrupted_at: float,
+        metric: Callable[[], int],
+        timeout: float,
+        done: Callable[[], bool],
+    ) -> float:
+        """Call once the disrupted service is back: waits for ``metric`` to pass its current value.
+
+        ``done`` ends the wait early when no work is left (nothing could move any more).
+        """
+        baseline = metric()
+        wait_for(lambda: metric() > baseline or done(), timeout, f"progress after {what}", interval=0.1)
+        elapsed = time.monotonic() - disrupted_at
+        self.seconds.append(elapsed)
+        self.events.append(f"{what}: {elapsed:.1f}s")
+        return elapsed
+
+    @property
+    def worst(self) -> float | None:
+        return max(self.seconds) if self.seconds else None
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc (KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ValueError(f"no VmRSS for pid {pid}")
+
+
+def consumer_lag(bootstrap: str, topic: str, group: str) -> int:
+    """Records on ``topic`` the group has not committed yet (end offset - committed offset, summed)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )  # reads the group's offsets without joining it
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        lag = 0
+        for tp in committed:
+            _, end = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            lag += end - max(tp.offset, 0)
+        return lag
+    finally:
+        consumer.close()

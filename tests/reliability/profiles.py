@@ -1,0 +1,50 @@
+"""The two profiles of the reliability suite: short (every `make test`) and long (`pytest --long`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    timeout: int  # per test, seconds
+    worker_kill_orders: int  # scenario 1: at least 5,000
+    worker_kills: int
+    bridge_orders: int  # scenario 2
+    bridge_kills: int
+    rebalance_rounds: int  # a bridge leaves and rejoins the group
+    kafka_orders: int  # scenario 3, produced at kafka_rate per second
+    kafka_rate: int
+    redis_orders: int  # scenario 4
+    redis_restarts: int
+    registry_orders: int  # scenario 5
+    registry_outage: float
+    fuzz_records: int  # scenario 6
+    soak_seconds: int  # scenario 7, at soak_rate orders per second
+    soak_rate: int
+
+
+SHORT = Profile(
+    name="short", timeout=300,
+    worker_kill_orders=5000, worker_kills=3,
+    bridge_orders=1000, bridge_kills=1, rebalance_rounds=1,
+    kafka_orders=1500, kafka_rate=100,
+    redis_orders=1500, redis_restarts=1,
+    registry_orders=500, registry_outage=30.0,
+    fuzz_records=300,
+    soak_seconds=20, soak_rate=50,
+)  # fmt: skip
+
+LONG = Profile(
+    name="long", timeout=1200,
+    worker_kill_orders=12000, worker_kills=5,
+    bridge_orders=6000, bridge_kills=4, rebalance_rounds=3,
+    kafka_orders=6000, kafka_rate=100,
+    redis_orders=6000, redis_restarts=2,
+    registry_orders=2000, registry_outage=30.0,
+    fuzz_records=2000,
+    soak_seconds=180, soak_rate=60,
+)  # fmt: skip
+
+PROFILES = {p.name: p for p in (SHORT, LONG)}
