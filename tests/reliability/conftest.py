@@ -6,8 +6,6 @@ The short profile runs with every `make test`; `pytest --long` adds the long one
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -68,9 +66,7 @@ def reliability_report(request: pytest.FixtureRequest) -> Iterator[Collector]:
     yield collector
     path = request.config.getoption("--reliability-report")
     if path and collector.rows:
-        args = [a for a in sys.argv[1:] if not a.startswith("--reliability-report")]
-        command = shlex.join(["python", "-m", "pytest", *args, "--reliability-report"])
-        collector.write(Path(request.config.rootpath, path), command)
+        collector.write(Path(request.config.rootpath, path))
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ SHORT = Profile(
     redis_orders=1500, redis_restarts=1,
     registry_orders=500, registry_outage=30.0,
     fuzz_records=300,
-    soak_seconds=20, soak_rate=50,
+    soak_seconds=15, soak_rate=50,
 )  # fmt: skip
 
 LONG = Profile(

@@ -68,16 +68,24 @@ class Scenario:
     def bridge(self, **env: str) -> Service:
         return self.pipeline.start_bridge(**{**self.env, **env})
 
-    def produce(self, count: int, rate: float = 0) -> Service:
+    def produce(self, count: int, rate: float = 0, seed: int | None = None) -> Service:
         """`orders produce` in the background; :meth:`produced` waits for it and reads the orders back."""
         argv = [sys.executable, "-m", "bridge.cli", "produce", "--count", str(count), "--rate", str(rate),
-                "--seed", str(self.seed), "--quiet"]  # fmt: skip
+                "--seed", str(self.seed if seed is None else seed), "--quiet"]  # fmt: skip
         return self.pipeline.start("producer", argv, lambda _s: True, **self.env)
 
     def produced(
-        self, producer: Service, count: int, timeout: float = 300, foreign: bytes | None = None
+        self,
+        producer: Service,
+        count: int,
+        timeout: float = 300,
+        foreign: bytes | None = None,
+        total: int | None = None,
     ) -> dict[str, Decimal]:
-        """The orders `orders produce` sent (records keyed ``foreign...`` are the scenario's own)."""
+        """The orders on the topic once ``producer`` sent its ``count`` (``total`` in all, if others did too).
+
+        Records keyed ``foreign...`` are the scenario's own, not orders.
+        """
         wait_for(lambda: not producer.running(), timeout, "the producer to finish")
         assert producer.proc is not None and producer.proc.returncode == 0, producer.tail()
         assert f"delivered {count}, failed 0" in producer.tail(5), producer.tail()
@@ -85,7 +93,7 @@ class Scenario:
         if foreign is not None:
             records = [m for m in records if not (m.key() or b"").startswith(foreign)]
         prices = decode_orders(records, self.registry_url, self.pipeline.orders_topic)
-        assert len(prices) == count
+        assert len(prices) == (count if total is None else total)
         return prices
 
     def drained(self, producer: Service) -> Callable[[], bool]:

@@ -51,7 +51,7 @@ def test_two_bridges_one_leaves_and_rejoins(
     s.worker()
     steady, leaving = s.bridge(), s.bridge()
     # Outlasts the rounds below (a bridge joins in 2-7 s): hand-offs are in flight at every rebalance.
-    producer = s.produce(n, rate=n / (10 + 10 * profile.rebalance_rounds))
+    producer = s.produce(n, rate=n / (2.5 + 12.5 * profile.rebalance_rounds))  # 15 s short, 40 s long
     aggregate = s.aggregate
     rebalances = 0
     for round_ in range(1, profile.rebalance_rounds + 1):

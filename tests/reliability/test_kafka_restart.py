@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+import redis
 from confluent_kafka import Producer
 
 from bridge.dead_letter import HEADER_STAGE
@@ -47,19 +48,29 @@ def test_kafka_stopped_and_restarted_mid_run(
     kafka = pipeline.broker.kafka
     assert kafka is not None
     n, rate = profile.kafka_orders, profile.kafka_rate
-    # A short DLQ timeout: a worker's dead letter refused during the outage is requeued, not held 30 s.
-    s = Scenario("3", pipeline, profile, reliability_report, seed=303, DLQ_DELIVERY_TIMEOUT="5")
+    # A short DLQ timeout: a worker's dead letter refused during the outage is requeued, not held 30 s;
+    # 2% permanent failures: the worker dead-letters orders while Kafka is down.
+    s = Scenario("3", pipeline, profile, reliability_report, seed=303, DLQ_DELIVERY_TIMEOUT="2",
+                 PERMANENT_FAILURE_RATE="0.02")  # fmt: skip
     worker = s.worker()
     bridge = s.bridge()
-    producer = s.produce(n, rate=rate)
+    aggregate = s.aggregate
+    queue = redis.Redis.from_url(s.redis_url)
+    # Two thirds at once, so the worker still works through them (and dead-letters some) while Kafka is
+    # down; the rest paced, so `orders produce` is sending throughout the outage.
+    backlog = 2 * n // 3
+    first = s.produce(backlog)
+    wait_for(lambda: not first.running() and consumed(aggregate) >= backlog, 120, "the backlog handed off")
+    assert f"delivered {backlog}, failed 0" in first.tail(5), first.tail()
+    producer = s.produce(n - backlog, rate=rate, seed=304)
     stop, garbage, failures = threading.Event(), [], []
     thread = threading.Thread(
         target=produce_garbage, args=(s.bootstrap, pipeline.orders_topic, stop, garbage, failures)
     )
     thread.start()
-    aggregate = s.aggregate
     try:
-        wait_for(lambda: consumed(aggregate) >= n // 4, 120, "a quarter of the orders consumed")
+        waiting = queue.llen(pipeline.env["CELERY_QUEUE"])
+        assert waiting > 0  # the worker has orders to settle (and dead-letter) while Kafka is down
         port = kafka.port
         stopped_at = time.monotonic()
         kafka.stop()
@@ -69,7 +80,7 @@ def test_kafka_stopped_and_restarted_mid_run(
         s.recovery.measure(
             "broker restart", stopped_at, lambda: consumed(aggregate), 120, s.drained(producer)
         )
-        produced = s.produced(producer, n, foreign=b"garbage-")
+        produced = s.produced(producer, n - backlog, foreign=b"garbage-", total=n)
     finally:
         stop.set()
         thread.join(150)
@@ -83,6 +94,8 @@ def test_kafka_stopped_and_restarted_mid_run(
     retried = bridge.tail(1_000_000).count("failed (")
     s.finish(
         figures,
-        f"broker down {outage:.0f}s (stop + start); {len(garbage)} bad records dead-lettered by the bridge; "
-        f"worker dead letters requeued while Kafka was down: {requeued}; bridge retries logged: {retried}",
+        f"broker down {outage:.0f}s (stop + start) with {waiting} orders queued for the worker; "
+        f"{len(garbage)} bad records dead-lettered by the bridge; worker dead letters refused by Kafka and "
+        f"requeued: {requeued}; bridge retries logged: {retried}",
     )
+    assert requeued > 0, "no dead letter was published while Kafka was down: the scenario missed its point"
