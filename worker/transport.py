@@ -14,12 +14,23 @@ empty, with a ``BLMOVE q q RIGHT RIGHT`` that waits for a message without taking
 list per queue, so priority steps are off (``celery_config`` sets ``priority_steps`` to ``[0]``);
 with several queues or a key prefix the stock BRPOP path is used.
 
+Round trips are most of a worker's cost on Redis, so the fetch does more per trip: it takes up to
+the prefetch budget in one go (``FETCH_BATCH`` at most), kombu's own unacked bookkeeping is not
+written a second time for messages the script recorded, and an ack made while a fetched message is
+made in the worker's event loop rides along with the fetch that loop tick sends; an ack no fetch
+took by the end of the tick (prefetch full, a blocking wait in flight) is sent on its own then, and
+pending acks are sent before the channel closes. If a worker dies
+with an ack unsent, that message comes back after the visibility timeout and runs again, which the
+aggregate's dedupe absorbs: the same at-least-once contract as kombu's own ack.
+
 Selected with Celery's ``broker_transport`` setting ("worker.transport:Transport"), the way kombu
 resolves any transport class by path; ``ORDERS_STOCK_TRANSPORT=1`` goes back to kombu's own.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,13 +42,44 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+log = logging.getLogger(__name__)
+
 TRANSPORT_PATH = "worker.transport:Transport"
 FETCH_SCRIPT = Path(__file__).with_name("fetch.lua").read_text(encoding="utf-8")
 Empty = kombu_redis.Empty
-COMMANDS = {"take": "EVAL", "wait": "BLMOVE"}
+FETCH_SHA = hashlib.sha1(FETCH_SCRIPT.encode()).hexdigest()
+# Most messages one fetch takes; the prefetch budget (prefetch multiplier x concurrency) limits it too.
+FETCH_BATCH = 16
+COMMANDS = {"take": "EVALSHA", "wait": "BLMOVE"}
+
+
+class QoS(kombu_redis.QoS):  # type: ignore[misc]
+    """kombu's ack emulation, minus the writes fetch.lua already made or the next fetch will make."""
+
+    channel: Channel
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if self.channel._fetched_by_script:
+            # fetch.lua recorded it in Redis; keep kombu's in-memory bookkeeping only.
+            super(kombu_redis.QoS, self).append(message, delivery_tag)
+        else:
+            super().append(message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        if self.channel.connection.cycle.in_event_loop:
+            # Sent with the fetch this loop tick issues, or on their own at the end of the tick.
+            self.channel._pending_acks.append(delivery_tag)
+            super(kombu_redis.QoS, self).ack(delivery_tag)
+        else:
+            super().ack(delivery_tag)
+
+    def restore_unacked(self, client: Any = None) -> None:
+        self.channel._send_pending_acks()  # acked messages must not be restored with the rest
+        super().restore_unacked(client)
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
+    QoS = QoS
     _reused_client: Any = None
     _reused_for_pool: Any = None
 
@@ -64,10 +106,19 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
 
     _fetch: Literal["take", "wait"] | None = None  # the command in flight, None for kombu's BRPOP
     _take_next = True
+    _script_loaded = False  # EVALSHA once Redis has seen the script (EVAL loads it)
+    _fetched_by_script = False  # True while delivering messages fetch.lua took
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Delivery tags acknowledged in memory, for the next fetch to remove from Redis.
+        self._pending_acks: list[str] = []
+        self._acks_in_flight: list[str] = []  # sent with the fetch whose reply is awaited
+        super().__init__(*args, **kwargs)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         key = self._single_key()
         if key is None:
+            self._send_pending_acks()
             self._fetch = None
             return super()._brpop_start(timeout)  # type: ignore[no-any-return]
         connection = self.client.connection
@@ -75,7 +126,10 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]
         if self._take_next:
             self._fetch = "take"
-            connection.send_command("EVAL", FETCH_SCRIPT, 3, key, self.unacked_key, self.unacked_index_key)
+            self._acks_in_flight, self._pending_acks = self._pending_acks, []
+            script = ("EVALSHA", FETCH_SHA) if self._script_loaded else ("EVAL", FETCH_SCRIPT)
+            keys = (key, self.unacked_key, self.unacked_index_key)
+            connection.send_command(*script, 3, *keys, self._take_count(), *self._acks_in_flight)
         else:
             self._fetch = "wait"
             wait = self.brpop_timeout if timeout is None else timeout
@@ -89,29 +143,96 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         [queue] = self.active_queues
         return str(self._q_for_pri(queue, 0))
 
+    def _take_count(self) -> int:
+        budget = self.qos.can_consume_max_estimate()
+        return FETCH_BATCH if budget is None else max(1, min(FETCH_BATCH, budget))
+
     def _brpop_read(self, **options: Any) -> bool:
         fetch, self._fetch = self._fetch, None
         if fetch is None:
             return bool(super()._brpop_read(**options))
         try:
-            try:
-                reply = self.client.parse_response(self.client.connection, COMMANDS[fetch], **options)
-            except self.connection_errors:
-                self.client.connection.disconnect()  # the next round reconnects
-                raise
-            # A message seen waiting is taken next round; after a take, try to take another.
+            reply = self._read_fetch_reply(fetch, **options)
+            # Messages seen waiting are taken next round; after a take, try to take more.
             self._take_next = bool(reply)
             if fetch == "wait" or not reply:
                 raise Empty()
-            queue, item = reply
-            dest = bytes_to_str(queue)
-            self._queue_cycle.rotate(dest)
-            self.connection._deliver(loads(bytes_to_str(item)), dest)
+            queue, *items = reply
+            self._deliver_fetched(bytes_to_str(queue), items)
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
             self._flush_brpop_reauth()
 
+    def _read_fetch_reply(self, fetch: Literal["take", "wait"], **options: Any) -> Any:
+        try:
+            reply = self.client.parse_response(self.client.connection, COMMANDS[fetch], **options)
+        except self.connection_errors:
+            self._retry_acks_in_flight(fetch)
+            self.client.connection.disconnect()  # the next round reconnects
+            raise
+        except redis.exceptions.NoScriptError as exc:
+            # Redis restarted (or its script cache was flushed): load the script again with EVAL.
+            self._script_loaded, self._take_next = False, True
+            self._retry_acks_in_flight(fetch)
+            raise Empty() from exc
+        if fetch == "take":
+            self._script_loaded, self._acks_in_flight = True, []
+        return reply
+
+    def _retry_acks_in_flight(self, fetch: str) -> None:
+        """A fetch whose reply never came may not have run: its acks go out again (HDEL is idempotent)."""
+        if fetch == "take" and self._acks_in_flight:
+            self._pending_acks[:0] = self._acks_in_flight
+            self._acks_in_flight = []
+
+    def _deliver_fetched(self, queue: str, items: list[bytes]) -> None:
+        self._queue_cycle.rotate(queue)
+        self._fetched_by_script = True
+        try:
+            for item in items:
+                self.connection._deliver(loads(bytes_to_str(item)), queue)
+        finally:
+            self._fetched_by_script = False
+
+    def _send_pending_acks(self) -> None:
+        """Remove acknowledged messages from kombu's unacked hash and index, in one round trip."""
+        tags, self._pending_acks = self._pending_acks, []
+        if not tags:
+            return
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.hdel(self.unacked_key, *tags)
+            pipe.zrem(self.unacked_index_key, *tags)
+            pipe.execute()
+
+    def close(self) -> None:
+        unsent = len(self._pending_acks)
+        try:
+            self._send_pending_acks()
+        except self.connection_errors as exc:
+            # They come back after the visibility timeout and run again; the aggregate dedupes.
+            log.warning("could not send %d acks before closing (%s)", unsent, exc)
+        super().close()
+
+
+class MultiChannelPoller(kombu_redis.MultiChannelPoller):  # type: ignore[misc]
+    """kombu's poller, which also makes sure no ack outlives the event-loop tick it was made in."""
+
+    in_event_loop = False  # acks are deferred only where a tick follows (a worker's event loop)
+
+    def on_poll_init(self, poller: Any) -> Any:
+        self.in_event_loop = True
+        return super().on_poll_init(poller)
+
+    def on_poll_start(self) -> None:
+        super().on_poll_start()  # the fetches it sends carry the acks made since the last tick
+        for channel in self._channels:
+            channel._send_pending_acks()  # the acks no fetch took (prefetch full, a wait in flight)
+
 
 class Transport(kombu_redis.Transport):  # type: ignore[misc]
     Channel = Channel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cycle = MultiChannelPoller()  # type: ignore[assignment]  # as kombu's own __init__ does

@@ -13,25 +13,45 @@ from worker.transport import FETCH_SCRIPT
 ORIGIN = {"topic": "t", "partition": 0, "offset": 0, "timestamp": 0, "key": None, "value": "", "group": "g"}
 
 
-def test_fetch_takes_the_message_and_records_it_unacknowledged_atomically(redis_url: str) -> None:
+def test_fetch_takes_the_messages_and_records_them_unacknowledged_atomically(redis_url: str) -> None:
     settings = Settings.from_env({"REDIS_URL": redis_url, "CELERY_QUEUE": "q"}, env_file=None)
     client = redis.Redis.from_url(redis_url)
-    Handoff(create_sender(settings), "q", client).hand_off(
-        [({"orderId": "o-1", "product": "p", "price": "1.00"}, ORIGIN)]
-    )
-    [queued] = client.lrange("q", 0, -1)
+    orders = [({"orderId": f"o-{i}", "product": "p", "price": "1.00"}, ORIGIN) for i in range(3)]
+    Handoff(create_sender(settings), "q", client).hand_off(orders)
+    queued = client.lrange("q", 0, -1)[::-1]  # kombu pushes on the left: oldest last
 
-    queue, item = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index")
+    queue, *items = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 2)
 
-    assert (queue, item) == (b"q", queued)
-    assert client.llen("q") == 0
-    tag = json.loads(item)["properties"]["delivery_tag"]
-    message, exchange, routing_key = json.loads(client.hget("unacked", tag))
-    assert message == json.loads(queued)  # the message verbatim, as kombu's restore reads it back
-    info = message["properties"]["delivery_info"]
-    assert (exchange, routing_key) == (info["exchange"], info["routing_key"]) == ("", "q")
-    assert client.zscore("unacked_index", tag) is not None
-    assert client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index") is None  # empty queue
+    assert queue == b"q"
+    assert items == queued[:2]  # at most the count asked for, oldest first
+    assert client.llen("q") == 1
+    for item, order in zip(items, orders, strict=False):
+        tag = json.loads(item)["properties"]["delivery_tag"]
+        message, exchange, routing_key = json.loads(client.hget("unacked", tag))
+        assert message == json.loads(item)  # the message verbatim, as kombu's restore reads it back
+        assert message["headers"]["id"] == order[0]["orderId"]
+        info = message["properties"]["delivery_info"]
+        assert (exchange, routing_key) == (info["exchange"], info["routing_key"]) == ("", "q")
+        assert client.zscore("unacked_index", tag) is not None
+
+
+def test_fetch_acknowledges_the_tags_it_is_given_first(redis_url: str) -> None:
+    settings = Settings.from_env({"REDIS_URL": redis_url, "CELERY_QUEUE": "q"}, env_file=None)
+    client = redis.Redis.from_url(redis_url)
+    orders = [({"orderId": f"o-{i}", "product": "p", "price": "1.00"}, ORIGIN) for i in range(3)]
+    Handoff(create_sender(settings), "q", client).hand_off(orders)
+    _, *first = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 2)
+    done = [json.loads(item)["properties"]["delivery_tag"] for item in first]
+
+    _, last = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 5, *done)
+
+    last_tag = json.loads(last)["properties"]["delivery_tag"]
+    assert {t.decode() for t in client.hkeys("unacked")} == {last_tag}
+    assert [t.decode() for t in client.zrange("unacked_index", 0, -1)] == [last_tag]
+    # An empty queue still takes the acks, and answers with an empty list.
+    assert client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 5, last_tag) == []
+    assert client.hlen("unacked") == 0
+    assert client.zcard("unacked_index") == 0
 
 
 def test_closing_after_the_connection_is_gone_is_a_connection_error(redis_url: str) -> None:
