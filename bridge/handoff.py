@@ -105,6 +105,9 @@ class Handoff:
         self._app = app
         self._queue = queue
         self._broker = broker
+        # Celery declares the queue with every message it sends; a profile of the bridge found ~16%
+        # of its time there. Declaring it with the first batch is enough (None = Celery's default).
+        self._declare: list[Any] | None = None
 
     def hand_off(self, orders: Sequence[tuple[OrderPayload, RecordOrigin]]) -> None:
         """Publish every order; raises (kombu/redis errors) if the broker did not take them all."""
@@ -120,7 +123,9 @@ class Handoff:
                     producer=producer,
                     **task_reprs(payload, origin),
                     retry=False,  # the bridge retries the same records itself; no hidden waits
+                    declare=self._declare,
                 )
+        self._declare = []
 
     def queue_depth(self) -> int:
         """Messages waiting in the Celery queue (the Redis list kombu keeps for it)."""
