@@ -65,9 +65,7 @@ class EventLoop:
         self.conn.transport.register_with_event_loop(self.conn.connection, self.hub)
         self.channel = self.conn.channel()
         self.received: list[int] = []
-        self.consumer = Consumer(
-            self.channel, [Queue(queue)], callbacks=[self._on_message], accept=["json"]
-        )
+        self.consumer = Consumer(self.channel, [Queue(queue)], callbacks=[self._on_message], accept=["json"])
         self.consumer.qos(prefetch_count=prefetch)
         self.consumer.consume()
 
