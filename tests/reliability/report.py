@@ -141,10 +141,12 @@ python -m pytest tests/reliability --long        # short and long profiles
 python -m pytest tests/reliability --long --reliability-report   # and rewrite this report
 ```
 
-The short profile runs scenario 1 (≥ 5,000 orders), 3 (the broker restart), 4, 5 and 7 on one Kafka
-lane each and the others on both; the long profile runs every scenario on every lane where it
-applies. Scenario 3 needs the Apache Kafka lane: Tansu keeps no data across restarts. Sizes are in
-`tests/reliability/profiles.py`.
+The short profile runs scenario 1 (≥ 5,000 orders), 4, 5 and 7 on one Kafka lane each and the others
+on both; the long profile runs every scenario on every lane where it applies. Scenario 3 needs the
+Apache Kafka lane (Tansu keeps no data across restarts) and runs only with `--long` for now: in one CI
+run the bridge, whose group session had timed out during the outage, did not rejoin its group after
+the broker came back (no JoinGroup reached the broker in 2 minutes); it passed in every other run, but
+until that is understood it stays out of `make test`. Sizes are in `tests/reliability/profiles.py`.
 
 ## Notes
 
