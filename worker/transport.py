@@ -16,12 +16,12 @@ with several queues or a key prefix the stock BRPOP path is used.
 
 Round trips are most of a worker's cost on Redis, so the fetch does more per trip: it takes up to
 the prefetch budget in one go (``FETCH_BATCH`` at most), kombu's own unacked bookkeeping is not
-written a second time for messages the script recorded, and an ack made while a fetched message is
-made in the worker's event loop rides along with the fetch that loop tick sends; an ack no fetch
-took by the end of the tick (prefetch full, a blocking wait in flight) is sent on its own then, and
-pending acks are sent before the channel closes. If a worker dies
-with an ack unsent, that message comes back after the visibility timeout and runs again, which the
-aggregate's dedupe absorbs: the same at-least-once contract as kombu's own ack.
+written a second time for messages the script recorded, and an ack made in the worker's event loop
+rides along with the fetch that loop tick sends. An ack no fetch took by the end of the tick
+(prefetch full, a blocking wait in flight) is sent on its own then, and pending acks are sent before
+the channel closes. If a worker dies with an ack unsent, that message comes back after the
+visibility timeout and runs again, which the aggregate's dedupe absorbs: the same at-least-once
+contract as kombu's own ack.
 
 Selected with Celery's ``broker_transport`` setting ("worker.transport:Transport"), the way kombu
 resolves any transport class by path; ``ORDERS_STOCK_TRANSPORT=1`` goes back to kombu's own.
