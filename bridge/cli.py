@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,18 @@ def registry(host: str, port: int) -> None:
     serve(_settings(), host, port)
 
 
+def _bridge_stats(settings: Settings, on_stats: Callable[[str], None]) -> dict[str, Any]:
+    """librdkafka statistics every 5 s: the group watch always, per-partition lag when metrics are served."""
+    from bridge.metrics import record_lag_from_stats
+
+    def both(stats_json: str) -> None:
+        on_stats(stats_json)
+        record_lag_from_stats(stats_json)
+
+    interval = settings.kafka_options.get("statistics.interval.ms", 5000)  # KAFKA_STATISTICS_INTERVAL_MS
+    return {"stats_cb": both if settings.metrics_port else on_stats, "statistics.interval.ms": interval}
+
+
 @main.command()
 def bridge() -> None:
     """Consume ORDERS_TOPIC and hand each order to the Celery task (a consumer group member)."""
@@ -65,7 +78,7 @@ def bridge() -> None:
     from bridge.dead_letter import DeadLetterPublisher
     from bridge.handoff import Handoff, create_sender
     from bridge.kafka import create_consumer, create_producer, create_registry_client
-    from bridge.metrics import AggregateCollector, record_lag_from_stats, serve_metrics
+    from bridge.metrics import AggregateCollector, serve_metrics
     from worker.aggregate import Aggregate
 
     settings = _settings()
@@ -75,13 +88,9 @@ def bridge() -> None:
     )
     aggregate = Aggregate(redis.Redis.from_url(settings.redis_url), settings.dedupe_ttl_seconds)
     serve_metrics(settings.metrics_port, AggregateCollector(aggregate))
-    # librdkafka reports each partition's lag in its statistics; asked for only when metrics are served.
-    stats: dict[str, Any] = {}
-    if settings.metrics_port:
-        stats = {"stats_cb": record_lag_from_stats, "statistics.interval.ms": 5000}
     loop = Bridge(
         settings,
-        create_consumer(settings, **stats),
+        lambda on_stats: create_consumer(settings, **_bridge_stats(settings, on_stats)),
         OrderCodec(create_registry_client(settings), settings.orders_topic),
         Handoff(
             create_sender(settings),

@@ -20,6 +20,7 @@ from bridge import metrics
 from bridge.codec import OrderCodec
 from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, DeadLetterPublisher, origin_of
 from bridge.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
+from bridge.group_watch import GroupWatch
 from bridge.handoff import Handoff
 from bridge.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, order_from_record
 from bridge.settings import Settings
@@ -32,6 +33,8 @@ HandOff = tuple[OrderPayload, RecordOrigin]
 BROKER_ERRORS = (OperationalError, BatchPublishError, redis.RedisError, OSError)
 DLQ_ERRORS = (DeadLetterNotDelivered, KafkaException, BufferError)
 MAX_BACKOFF = 30.0
+# Builds a consumer whose librdkafka statistics go to the given callback.
+ConsumerFactory = Callable[[Callable[[str], None]], Consumer]
 
 
 class Stopping(Exception):
@@ -42,14 +45,16 @@ class Bridge:
     def __init__(
         self,
         settings: Settings,
-        consumer: Consumer,
+        new_consumer: ConsumerFactory,
         codec: OrderCodec,
         handoff: Handoff,
         dead_letters: DeadLetterPublisher,
         count_event: Callable[[Event, int], None],
     ) -> None:
         self._settings = settings
-        self._consumer = consumer
+        self._new_consumer = new_consumer
+        self._watch = GroupWatch(settings.bridge_rejoin_timeout)
+        self._consumer = new_consumer(self._watch.observe)
         self._codec = codec
         self._handoff = handoff
         self._dead_letters = dead_letters
@@ -62,11 +67,10 @@ class Bridge:
         self._stop.set()
 
     def run(self) -> None:
-        self._consumer.subscribe(
-            [self._settings.orders_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
-        )
+        self._subscribe()
         try:
             while not self._stop.is_set():
+                self._replace_consumer_if_stalled()
                 room = min(self._room_in_queue(), self._settings.bridge_batch_size)
                 messages = self._next_batch(room) if room else self._idle()
                 if messages:
@@ -216,16 +220,42 @@ class Bridge:
         metrics.PAUSED.set(0)
         log.info("resuming: Celery queue down to %d", depth)
 
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self._settings.orders_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    def _replace_consumer_if_stalled(self) -> None:
+        """A consumer stuck out of its group is closed aside and a new one joins (group_watch.py).
+
+        Records the old one held but had not committed are read again by whoever gets their
+        partitions (at least once; the aggregate counts an order once).
+        """
+        reason = self._watch.stalled()
+        if reason is None:
+            return
+        log.error("%s; replacing the Kafka consumer", reason)
+        metrics.CONSUMER_REPLACED.inc()
+        stuck = self._consumer
+        # close() waits for the group to wind down, which may be what is stuck: not on this thread.
+        threading.Thread(
+            target=_close_quietly, args=(stuck,), name="close-stalled-consumer", daemon=True
+        ).start()
+        self._watch = GroupWatch(self._settings.bridge_rejoin_timeout)
+        self._consumer = self._new_consumer(self._watch.observe)
+        self._paused = False
+        self._subscribe()
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions assigned: %s", _describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions revoked: %s; committing what is handed off", _describe(partitions))
-        self._commit()
+        self._commit(consumer)
 
-    def _commit(self) -> None:
+    def _commit(self, consumer: Consumer | None = None) -> None:
         try:
-            self._consumer.commit(asynchronous=False)
+            (consumer or self._consumer).commit(asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("commit failed: %s", exc)
@@ -234,6 +264,13 @@ class Bridge:
         self._commit()
         self._consumer.close()
         log.info("bridge stopped; offsets committed")
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except (KafkaException, RuntimeError) as exc:
+        log.warning("closing the replaced consumer: %s", exc)
 
 
 def _describe(partitions: Sequence[TopicPartition]) -> str:

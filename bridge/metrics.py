@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 CONSUMED = Counter("orders_bridge_consumed", "Records read from the orders topic")
 HANDED_OFF = Counter("orders_bridge_handed_off", "Orders accepted by the Celery broker")
 DEAD_LETTERS = Counter("orders_bridge_dead_letters", "Records dead-lettered by the bridge", ["stage"])
+CONSUMER_REPLACED = Counter(
+    "orders_bridge_consumer_replaced", "Kafka consumers replaced after staying out of their group"
+)
 PAUSED = Gauge("orders_bridge_paused", "1 while backpressure pauses the bridge's partitions")
 LAG = Gauge("orders_bridge_consumer_lag", "Records behind the partition's end", ["topic", "partition"])
 

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     max_queue_depth: int = Field(10_000, alias="MAX_QUEUE_DEPTH", ge=2)
     bridge_batch_size: int = Field(500, alias="BRIDGE_BATCH_SIZE", ge=1, le=100_000)
     dlq_delivery_timeout: float = Field(30.0, alias="DLQ_DELIVERY_TIMEOUT", gt=0)
+    # Seconds out of its consumer group (with a broker up) before the bridge replaces its consumer;
+    # above the 300 s a legitimate rebalance may take (bridge/group_watch.py).
+    bridge_rejoin_timeout: float = Field(360.0, alias="BRIDGE_REJOIN_TIMEOUT", gt=0)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     # kombu's own Redis transport instead of worker/transport.py's (for comparisons).
     stock_transport: bool = Field(False, alias="ORDERS_STOCK_TRANSPORT")
