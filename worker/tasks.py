@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -61,10 +63,26 @@ def current_injector() -> FailureInjector:
 class OrderTask(Task):
     """Hooks: count each scheduled retry; dead-letter an order that failed for good."""
 
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        """Celery's retry, except that a retry the broker did not take hands the order back.
+
+        Celery rejects the message *without* requeueing when it cannot publish the retry; if the
+        broker is back by the time of that reject, the order is gone. Requeued, it runs again (or,
+        with the broker still down, returns after the visibility timeout).
+        """
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject as exc:
+            if exc.requeue:
+                raise
+            logger.warning("retry of %s not published (%s); handing it back", self.request.id, exc.reason)
+            raise Reject(exc.reason, requeue=True) from exc
+
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        aggregate().count_event("retry_attempts")
         metrics.OUTCOMES.labels("retried").inc()
-        _note(args, "retrying", f"attempt {self.request.retries + 1}: {exc}")
+        with _figures_only(task_id):
+            aggregate().count_event("retry_attempts")
+            _note(args, "retrying", f"attempt {self.request.retries + 1}: {exc}")
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         letter = self._dead_letter(exc, task_id, args, einfo)
@@ -79,8 +97,9 @@ class OrderTask(Task):
         metrics.DLQ_PUBLISHES.labels("ok").inc()
         metrics.OUTCOMES.labels("dead_lettered").inc()
         metrics.ATTEMPTS.observe(letter.attempts)
-        aggregate().count_event("dlq")
-        _note(args, "dlq", f"{type(exc).__name__}: {exc}")
+        with _figures_only(task_id):
+            aggregate().count_event("dlq")
+            _note(args, "dlq", f"{type(exc).__name__}: {exc}")
 
     def signature_from_request(  # type: ignore[override]
         self, request: Any = None, args: Any = None, kwargs: Any = None, queue: Any = None, **options: Any
@@ -114,6 +133,20 @@ class OrderTask(Task):
             component=self.name,
             task_id=task_id,
         )
+
+
+@contextlib.contextmanager
+def _figures_only(task_id: str) -> Iterator[None]:
+    """Counters and the activity list are figures: Redis away must not fail the order's hook.
+
+    An exception from on_retry makes Celery fail the task, and on_failure would then dead-letter an
+    order whose retry is already queued (seen in the Redis-restart scenario: counted and
+    dead-lettered).
+    """
+    try:
+        yield
+    except redis.RedisError as exc:
+        logger.warning("order %s: figures not recorded (%s)", task_id, exc)
 
 
 def _note(args: Any, status: Status, detail: str) -> None:

@@ -120,5 +120,7 @@ class Scenario:
         """Report the row, then assert lost = 0 and counted twice = 0 (and no other contradiction)."""
         worst = self.recovery.worst if recovery is None else recovery
         wall = time.monotonic() - self.started
+        if figures.problems:  # the row must not read as a clean run
+            notes = f"FAILED: {'; '.join(figures.problems)[:300]}; {notes}"
         self.report.add(Row(self.key, self.profile.name, self.lane, figures, worst, wall, notes))
         figures.assert_exact()
