@@ -26,6 +26,9 @@ from worker.faults import FailureInjector
 INJECTED_CLASSES = {"bridge.errors.TransientError", "bridge.errors.PermanentError"}
 
 
+DRAIN_SECONDS = 2.0
+
+
 def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Message]:
     """Every record of ``topic`` up to its current end (high watermarks), in partition order."""
     consumer = Consumer(
@@ -50,9 +53,11 @@ def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Messa
                     pending.discard(message.partition() or 0)
         assert not pending, f"{topic}: partitions {sorted(pending)} not read to their end in {timeout}s"
         # Tansu reports a partition's end as its last batch's base offset + 1, so the rest of that
-        # batch lies past the "end" (a 12,000-order run once read back short). Everything was
-        # delivered before we got here, so what is left arrives in the next fetches.
-        while tail := consumer.consume(5000, timeout=1.0):
+        # batch lies past the "end" (a 12,000-order run once read back short). It was delivered
+        # before we got here and comes with the next fetch; bounded, as a scenario may still be
+        # producing (its own records, which callers filter out).
+        drain_until = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < drain_until and (tail := consumer.consume(5000, timeout=0.5)):
             messages.extend(m for m in tail if m.error() is None)
         return messages
     finally:

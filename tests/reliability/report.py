@@ -197,8 +197,11 @@ needs the Apache Kafka lane (Tansu keeps no data across restarts). Sizes are in
   forever and its partition stalled. It keeps the record's own key for such ids now. Still open: a record
   within a few KB of the limit cannot be dead-lettered with its headers either (raise the DLQ topic's
   `max.message.bytes` above the orders topic's).
-- **Not covered by a scenario.** When Celery cannot publish a retry (Redis unreachable at that moment) it
-  rejects the message without requeueing (`Task.retry` raises `Reject(requeue=False)`); if Redis is back
-  by the time of that reject, the order is dropped. The window is the moment between the two commands;
-  no run here hit it.
+- **Redis restarting under a retry.** The long Redis-restart runs caught an order both counted and
+  dead-lettered: the retry hook's counter write met the restarting Redis, the ConnectionError made
+  Celery fail the task, and the failure hook dead-lettered an order whose retry was already queued.
+  The hooks' counters and activity entries are figures now (a Redis error there is logged). Celery
+  also rejects a message *without* requeueing when it cannot publish its retry, which drops the order
+  if Redis is back by the time of the reject; the task's `retry` turns that into a requeue
+  (`tests/unit/test_task_hooks.py` shows both against a closed port).
 """
