@@ -243,7 +243,8 @@ class Bridge:
         ).start()
         self._watch = GroupWatch(self._settings.bridge_rejoin_timeout)
         self._consumer = self._new_consumer(self._watch.observe)
-        self._paused = False
+        self._paused = False  # a new consumer fetches from what it is assigned; backpressure re-checks
+        metrics.PAUSED.set(0)
         self._subscribe()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
