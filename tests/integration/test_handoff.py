@@ -1,0 +1,67 @@
+"""The bridge's hand-off on a real redis-server: the message it builds is the one send_task builds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from bridge.handoff import Handoff, create_sender, task_reprs
+from bridge.order import PROCESS_ORDER_TASK
+from bridge.settings import Settings
+
+ORIGIN = {
+    "topic": "orders",
+    "partition": 2,
+    "offset": 41,
+    "timestamp": 0,
+    "key": "o-1",
+    "value": "",
+    "group": "g",
+}
+ORDER = {"orderId": "o-1", "product": "Laptop", "price": "999.99"}
+# Differ per message whoever sends it: kombu's delivery tag. send_task also copies argsrepr and
+# kwargsrepr into the message properties, where nothing reads them (Flower reads the headers).
+VOLATILE = {"delivery_tag", "argsrepr", "kwargsrepr"}
+
+
+def _queued(client: redis.Redis) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in client.lrange("q", 0, -1)[::-1]]  # kombu pushes on the left
+
+
+@pytest.mark.parametrize("backend", [None, "results"], ids=["no-results", "result-backend"])
+def test_hand_off_sends_what_send_task_sends(redis_url: str, backend: str | None) -> None:
+    env = {"REDIS_URL": redis_url, "CELERY_QUEUE": "q"}
+    if backend:
+        env["CELERY_RESULT_BACKEND"] = redis_url
+    app = create_sender(Settings.from_env(env, env_file=None))
+    client = redis.Redis.from_url(redis_url)
+
+    Handoff(app, "q", client).hand_off([(ORDER, ORIGIN)])
+    app.send_task(
+        PROCESS_ORDER_TASK, args=(ORDER, ORIGIN), task_id="o-1", queue="q", **task_reprs(ORDER, ORIGIN)
+    )
+
+    ours, celerys = _queued(client)
+    assert ours["headers"] == celerys["headers"]
+    assert ours["headers"]["id"] == "o-1"
+    assert ours["headers"]["argsrepr"] == "o-1 Laptop 999.99"
+    assert ours["headers"]["kwargsrepr"] == "orders[2]@41"
+    assert ours["body"] == celerys["body"]
+    assert {k: v for k, v in ours["properties"].items() if k not in VOLATILE} == {
+        k: v for k, v in celerys["properties"].items() if k not in VOLATILE
+    }
+    assert ours["content-type"] == celerys["content-type"] == "application/json"
+
+
+def test_hand_off_publishes_a_batch_in_order(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    handoff = Handoff(create_sender(Settings.from_env({"REDIS_URL": redis_url}, env_file=None)), "q", client)
+    orders = [({**ORDER, "orderId": f"o-{i}"}, {**ORIGIN, "offset": i}) for i in range(5)]
+
+    handoff.hand_off(orders[:2])
+    handoff.hand_off(orders[2:])  # the second batch no longer declares the queue
+
+    assert [m["headers"]["id"] for m in _queued(client)] == [f"o-{i}" for i in range(5)]
