@@ -22,7 +22,7 @@ from bridge.errors import InvalidOrder, OrderError, PermanentError, TransientErr
 from bridge.handoff import task_reprs
 from bridge.order import NOOP_TASK, PROCESS_ORDER_TASK, OrderPayload, RecordOrigin, order_from_payload
 from worker import metrics
-from worker.aggregate import Aggregate, Status
+from worker.aggregate import Aggregate, Event, Status
 from worker.celery import app, settings
 from worker.control import FailureRateOverride
 from worker.dead_letter import publish_dead_letter
@@ -81,8 +81,7 @@ class OrderTask(Task):
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         metrics.OUTCOMES.labels("retried").inc()
         with _figures_only(task_id):
-            aggregate().count_event("retry_attempts")
-            _note(args, "retrying", f"attempt {self.request.retries + 1}: {exc}")
+            _note(args, "retrying", f"attempt {self.request.retries + 1}: {exc}", counts="retry_attempts")
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         letter = self._dead_letter(exc, task_id, args, einfo)
@@ -98,8 +97,7 @@ class OrderTask(Task):
         metrics.OUTCOMES.labels("dead_lettered").inc()
         metrics.ATTEMPTS.observe(letter.attempts)
         with _figures_only(task_id):
-            aggregate().count_event("dlq")
-            _note(args, "dlq", f"{type(exc).__name__}: {exc}")
+            _note(args, "dlq", f"{type(exc).__name__}: {exc}", counts="dlq")
 
     def signature_from_request(  # type: ignore[override]
         self, request: Any = None, args: Any = None, kwargs: Any = None, queue: Any = None, **options: Any
@@ -149,11 +147,16 @@ def _figures_only(task_id: str) -> Iterator[None]:
         logger.warning("order %s: figures not recorded (%s)", task_id, exc)
 
 
-def _note(args: Any, status: Status, detail: str) -> None:
+def _note(args: Any, status: Status, detail: str, counts: Event) -> None:
+    """Count the event and, for an order we can name, list it in the recent activity."""
     order, _ = _split_args(args)
-    if order is not None:
-        price = Decimal(order["price"]) if _is_decimal(order.get("price")) else Decimal(0)
-        aggregate().note_status(str(order.get("orderId")), str(order.get("product")), price, status, detail)
+    if order is None:
+        aggregate().count_event(counts)
+        return
+    price = Decimal(order["price"]) if _is_decimal(order.get("price")) else Decimal(0)
+    aggregate().note_status(
+        str(order.get("orderId")), str(order.get("product")), price, status, detail, counts
+    )
 
 
 def _is_decimal(value: Any) -> bool:

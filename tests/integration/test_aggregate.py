@@ -324,6 +324,25 @@ def test_stats_json_output_matches_the_snapshot(
     assert "19.9950" in table
 
 
+def test_a_noted_status_counts_its_event_in_the_same_call(aggregate: Aggregate) -> None:
+    aggregate.note_status(
+        "r-1", "widget", Decimal("9.99"), "retrying", "attempt 1: boom", counts="retry_attempts"
+    )
+    aggregate.note_status("r-1", "widget", Decimal("9.99"), "dlq", "PermanentError: no", counts="dlq")
+    aggregate.note_status("r-2", "widget", Decimal("1.00"), "retrying", "attempt 1: boom")  # listed only
+
+    counters = aggregate.snapshot().counters
+    assert (counters["retry_attempts"], counters["dlq"]) == (1, 1)
+    assert [(e["orderId"], e["status"]) for e in aggregate.recent()] == [
+        ("r-2", "retrying"),
+        ("r-1", "dlq"),
+        ("r-1", "retrying"),
+    ]
+    with pytest.raises(ValueError, match="unknown event"):
+        aggregate.note_status("r-3", "widget", Decimal(1), "succeeded", counts="succeeded")  # type: ignore[arg-type]
+    assert len(aggregate.recent()) == 3  # nothing written when the name is refused
+
+
 def test_recent_activity_is_capped_and_newest_first(aggregate: Aggregate) -> None:
     for i in range(RECENT_SIZE + 5):
         aggregate.record_order(f"r-{i}", "widget", 100 + i)
