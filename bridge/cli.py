@@ -98,7 +98,7 @@ def bridge() -> None:
             redis.Redis.from_url(settings.broker_url),
         ),
         DeadLetterPublisher(dlq_producer, settings.dlq_topic),
-        aggregate.count_event,
+        aggregate.count_events,
     )
     _on_shutdown_signals(callback=loop.stop)
     loop.run()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import redis
@@ -18,11 +18,13 @@ from kombu.exceptions import BatchPublishError, OperationalError
 
 from bridge import metrics
 from bridge.codec import OrderCodec
+from bridge.counter_buffer import CounterBuffer
 from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, DeadLetterPublisher, origin_of
 from bridge.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
 from bridge.group_watch import GroupWatch
 from bridge.handoff import Handoff
 from bridge.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, order_from_record
+from bridge.queue_depth import QueueDepth
 from bridge.settings import Settings
 from worker.aggregate import Event
 
@@ -49,7 +51,7 @@ class Bridge:
         codec: OrderCodec,
         handoff: Handoff,
         dead_letters: DeadLetterPublisher,
-        count_event: Callable[[Event, int], None],
+        count_events: Callable[[Mapping[Event, int]], None],
     ) -> None:
         self._settings = settings
         self._new_consumer = new_consumer
@@ -58,7 +60,8 @@ class Bridge:
         self._codec = codec
         self._handoff = handoff
         self._dead_letters = dead_letters
-        self._count_event = count_event
+        self._counts = CounterBuffer(count_events)
+        self._queue = QueueDepth(handoff.queue_depth, settings.max_queue_depth)
         self._stop = threading.Event()
         self._paused = False
 
@@ -75,6 +78,7 @@ class Bridge:
                 messages = self._next_batch(room) if room else self._idle()
                 if messages:
                     self._process(messages)
+                self._counts.flush(force=not messages)  # idle: nothing to batch them with
         except Stopping:
             log.info("stopping with a batch not handed off; it stays uncommitted and is read again")
         finally:
@@ -107,14 +111,15 @@ class Bridge:
             (letters if isinstance(outcome, DeadLetter) else hand_offs).append(outcome)  # type: ignore[arg-type]
         if hand_offs:
             self._until_done(lambda: self._handoff.hand_off(hand_offs), "hand-off to Celery", BROKER_ERRORS)
+            self._queue.pushed(len(hand_offs))
             metrics.HANDED_OFF.inc(len(hand_offs))
         if letters:
             self._until_done(lambda: self._publish_dead_letters(letters), "DLQ publish", DLQ_ERRORS)
             for letter in letters:
                 metrics.DEAD_LETTERS.labels(letter.stage).inc()
         self._store_offsets(records)
-        self._count("consumed", len(records))
-        self._count("dlq", len(letters))
+        self._counts.add("consumed", len(records))
+        self._counts.add("dlq", len(letters))
         metrics.CONSUMED.inc(len(records))
 
     def _classify(self, message: Message) -> HandOff | DeadLetter:
@@ -160,13 +165,6 @@ class Bridge:
             # The partitions moved to another bridge while we worked; it re-reads them (deduped).
             log.warning("could not store offsets %s: %s", next_offsets, exc)
 
-    def _count(self, event: Event, n: int) -> None:
-        """Shared counters are figures, not guarantees: a Redis hiccup is logged, not retried."""
-        try:
-            self._count_event(event, n)
-        except redis.RedisError as exc:
-            log.warning("could not count %d %s records: %s", n, event, exc)
-
     def _is_error(self, message: Message) -> bool:
         error = message.error()
         if error is None:
@@ -195,7 +193,7 @@ class Bridge:
         """How many more orders the Celery queue may take; pauses at the bound, resumes below half."""
         bound = self._settings.max_queue_depth
         try:
-            depth = self._handoff.queue_depth()
+            depth = self._queue.current(paused=self._paused)
         except BROKER_ERRORS as exc:
             log.warning("cannot read the Celery queue depth: %s", exc)
             return 0 if self._paused else self._settings.bridge_batch_size
@@ -263,6 +261,7 @@ class Bridge:
 
     def _close(self) -> None:
         self._commit()
+        self._counts.flush(force=True)
         self._consumer.close()
         log.info("bridge stopped; offsets committed")
 

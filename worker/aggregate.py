@@ -221,6 +221,16 @@ class Aggregate:
         if amount:
             self._client.hincrby(COUNTERS_KEY, _checked_event(name), amount)
 
+    def count_events(self, counts: Mapping[Event, int]) -> None:
+        """Add to several pipeline counters in one round trip."""
+        if any(n < 0 for n in counts.values()):
+            raise ValueError(f"amounts must not be negative, got {dict(counts)}")
+        pipe = self._client.pipeline(transaction=False)
+        for name, n in counts.items():
+            if n:
+                pipe.hincrby(COUNTERS_KEY, _checked_event(name), n)
+        pipe.execute()
+
     def snapshot(self) -> Snapshot:
         """Read everything in one round trip; MULTI/EXEC, so no order lands half-way through it."""
         pipe = self._client.pipeline(transaction=True)

@@ -324,6 +324,18 @@ def test_stats_json_output_matches_the_snapshot(
     assert "19.9950" in table
 
 
+def test_several_counters_in_one_call(aggregate: Aggregate) -> None:
+    aggregate.count_events({"consumed": 7, "dlq": 2})
+    aggregate.count_events({"consumed": 1, "retry_attempts": 0})
+    counters = aggregate.snapshot().counters
+    assert (counters["consumed"], counters["dlq"], counters["retry_attempts"]) == (8, 2, 0)
+    with pytest.raises(ValueError, match="unknown event"):
+        aggregate.count_events({"succeeded": 1})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="negative"):
+        aggregate.count_events({"consumed": -1})
+    assert aggregate.snapshot().counters["consumed"] == 8
+
+
 def test_a_noted_status_counts_its_event_in_the_same_call(aggregate: Aggregate) -> None:
     aggregate.note_status(
         "r-1", "widget", Decimal("9.99"), "retrying", "attempt 1: boom", counts="retry_attempts"
