@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from bridge.consumer import BROKER_ERRORS
 from bridge.handoff import Handoff, create_sender, task_reprs
 from bridge.order import PROCESS_ORDER_TASK
 from bridge.settings import Settings
+from tests.harness import services
 
 ORIGIN = {
     "topic": "orders",
@@ -65,3 +68,31 @@ def test_hand_off_publishes_a_batch_in_order(redis_url: str) -> None:
     handoff.hand_off(orders[2:])  # the second batch no longer declares the queue
 
     assert [m["headers"]["id"] for m in _queued(client)] == [f"o-{i}" for i in range(5)]
+
+
+def test_after_a_failed_hand_off_the_retry_goes_through(tmp_path: Path) -> None:
+    """The bridge keeps one producer across batches; Redis going away must not leave it unusable."""
+    server = services.start_redis(tmp_path)
+    try:
+        client = redis.Redis.from_url(server.url)
+        handoff = Handoff(
+            create_sender(Settings.from_env({"REDIS_URL": server.url}, env_file=None)), "q", client
+        )
+        handoff.hand_off([(ORDER, ORIGIN)])
+
+        server.service.kill()
+        with pytest.raises(BROKER_ERRORS):
+            handoff.hand_off([({**ORDER, "orderId": "o-2"}, ORIGIN)])
+        server.service.start(lambda: _answers(client), timeout=20)  # same port, empty (no persistence)
+        handoff.hand_off([({**ORDER, "orderId": "o-2"}, ORIGIN)])
+
+        assert [m["headers"]["id"] for m in _queued(client)] == ["o-2"]
+    finally:
+        server.service.stop()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
