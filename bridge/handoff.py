@@ -124,7 +124,7 @@ class Handoff:
                 for payload, origin in orders:
                     self._publish(producer, payload, origin)
         except BaseException:
-            self.release()  # the retry starts from a producer the pool revives, as Celery's path does
+            self._release()  # the retry starts from a producer the pool revives, as Celery's path does
             raise
         self._declare = []
 
@@ -135,7 +135,7 @@ class Handoff:
         self._producer = self._app.producer_pool.acquire(block=True, timeout=timeout)
         return self._producer
 
-    def release(self) -> None:
+    def _release(self) -> None:
         """Give the kept producer back to the pool (the next hand-off takes a fresh one)."""
         producer, self._producer = self._producer, None
         if producer is not None:

@@ -216,13 +216,10 @@ class Aggregate:
 
     def count_event(self, name: Event, amount: int = 1) -> None:
         """Add to a pipeline counter (consumed, retry_attempts, dlq); ValueError for other names."""
-        if amount < 0:
-            raise ValueError(f"amount must not be negative, got {amount}")
-        if amount:
-            self._client.hincrby(COUNTERS_KEY, _checked_event(name), amount)
+        self.count_events({name: amount})
 
     def count_events(self, counts: Mapping[Event, int]) -> None:
-        """Add to several pipeline counters in one round trip."""
+        """Add to several pipeline counters in one round trip; ValueError for other names, or below 0."""
         if any(n < 0 for n in counts.values()):
             raise ValueError(f"amounts must not be negative, got {dict(counts)}")
         pipe = self._client.pipeline(transaction=False)
