@@ -1,16 +1,22 @@
-# The README's commands. Each does its own set-up on a fresh machine (.ci/setup is idempotent).
+# The README's commands. Each does its own set-up on a fresh machine (.ci/setup is idempotent) and runs
+# inside the project virtualenv it makes (VENV, default .venv): nothing is installed into the system Python.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export VENV
 .PHONY: setup test lint up
 
 setup:
 	bash .ci/setup
 
 test: setup lint
-	python3 -m pytest
+	$(BIN)/python -m pytest
 
 lint:
-	ruff check bridge worker tests
-	ruff format --check bridge worker tests
-	mypy
+	$(BIN)/ruff check bridge worker tests
+	$(BIN)/ruff format --check bridge worker tests
+	$(BIN)/mypy
+	@# imports that no declared requirement brings in (the shared tool, where this checkout has it)
+	@if [ -x ../shared/tools/undeclared-imports ]; then $(BIN)/python ../shared/tools/undeclared-imports; fi
 
 up: setup
-	orders up
+	$(BIN)/orders up

@@ -11,7 +11,7 @@ import io
 import json
 import struct
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -24,7 +24,9 @@ from bridge.errors import RegistryUnavailable, UndecodableRecord
 from bridge.kafka import REGISTRY_UNREACHABLE
 from bridge.order import Order
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "order.avsc"
+# Package data, so a wheel or `pip install .` carries it: bridge/order.avsc is a symlink to the top-level
+# schemas/order.avsc, the one file people read and edit (setuptools copies its content into the wheel).
+SCHEMA_RESOURCE = files("bridge") / "order.avsc"
 MAGIC_BYTE = 0
 HEADER = struct.Struct(">bI")
 
@@ -32,7 +34,7 @@ HEADER = struct.Struct(">bI")
 @cache
 def order_schema_str() -> str:
     """schemas/order.avsc, the reader (and producer) schema."""
-    return SCHEMA_PATH.read_text()
+    return SCHEMA_RESOURCE.read_text()
 
 
 class OrderCodec:

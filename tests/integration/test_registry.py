@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import httpx2
 import pytest
 import redis
 from confluent_kafka import Consumer, KafkaError, Message, Producer
@@ -197,7 +197,7 @@ def test_a_breaking_change_is_refused_with_409(
         client.register_schema(subject, avro(breaking))
     assert (refused.value.http_status_code, refused.value.error_code) == (409, 409)
 
-    response = httpx.post(f"{registry.url}/subjects/{path(subject)}/versions", json={"schema": breaking})
+    response = httpx2.post(f"{registry.url}/subjects/{path(subject)}/versions", json={"schema": breaking})
     assert response.status_code == 409
     assert response.headers["content-type"] == CONTENT_TYPE
     body = response.json()
@@ -298,7 +298,7 @@ def test_errors_have_confluent_bodies(
     code: int,
 ) -> None:
     url = registry.url + template.format(subject=path(subject), missing=unique("missing"))
-    response = httpx.request(method, url, json=body)
+    response = httpx2.request(method, url, json=body)
     assert response.status_code == status
     assert response.headers["content-type"] == CONTENT_TYPE
     answer = response.json()
@@ -307,7 +307,7 @@ def test_errors_have_confluent_bodies(
 
 
 def test_subject_not_found_message_matches_confluent(registry: services.Running) -> None:
-    response = httpx.get(f"{registry.url}/subjects/nobody-{uuid.uuid4().hex}/versions")
+    response = httpx2.get(f"{registry.url}/subjects/nobody-{uuid.uuid4().hex}/versions")
     missing = response.url.path.split("/")[2]
     assert response.json() == {"error_code": 40401, "message": f"Subject '{missing}' not found."}
 
@@ -319,14 +319,14 @@ def test_concurrent_registrations_from_two_registries_stay_consistent(
     second = services.start_registry(service_logs, f"{redis_server.url}/0")
     try:
         urls = [registry.url, second.url]
-        httpx.put(f"{registry.url}/config/{path(subject)}", json={"compatibility": "NONE"})
+        httpx2.put(f"{registry.url}/config/{path(subject)}", json={"compatibility": "NONE"})
         fresh = [order_schema({"name": f"extra{n}", "type": "int"}) for n in range(24)]
         same = [ORDER_SCHEMA] * 8
         jobs = [(urls[n % 2], schema) for n, schema in enumerate(fresh + same)]
 
         def register(job: tuple[str, str]) -> dict[str, Any]:
             url, schema = job
-            response = httpx.post(f"{url}/subjects/{path(subject)}/versions", json={"schema": schema})
+            response = httpx2.post(f"{url}/subjects/{path(subject)}/versions", json={"schema": schema})
             response.raise_for_status()
             return dict(response.json())
 
@@ -338,7 +338,7 @@ def test_concurrent_registrations_from_two_registries_stay_consistent(
     assert {a["version"] for a in repeated} == {1}  # the same schema: its existing version
     assert sorted(a["version"] for a in new) == list(range(2, 2 + len(fresh)))
     assert len({a["id"] for a in new}) == len(fresh)
-    listed = httpx.get(f"{registry.url}/subjects/{path(subject)}/versions").json()
+    listed = httpx2.get(f"{registry.url}/subjects/{path(subject)}/versions").json()
     assert listed == list(range(1, 2 + len(fresh)))
 
 
