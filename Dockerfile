@@ -18,13 +18,13 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# Editable install of the project itself (no dev extras): the code runs from /app, where
-# bridge/codec.py finds schemas/order.avsc beside the packages (and worker/ its aggregate.lua).
+# Editable install of the project itself (no dev extras): the code runs from /app (the schema is
+# package data, orders/core/order.avsc, a link to schemas/order.avsc).
 # Then import what the services run, so a dependency pyproject.toml lacks fails the build, not start-up.
 COPY . .
 RUN pip install --no-deps -e . \
     && test -f schemas/order.avsc \
-    && python -c "import bridge.codec, bridge.consumer, bridge.producer, bridge.stats, worker.tasks" \
+    && python -c "import orders.core.codec, bridge.main, orders.cli, worker.tasks" \
     && orders --help > /dev/null
 
 # Read-only code owned by root; the services run unprivileged.

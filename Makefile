@@ -12,9 +12,10 @@ test: setup lint
 	$(BIN)/python -m pytest
 
 lint:
-	$(BIN)/ruff check bridge worker tests
-	$(BIN)/ruff format --check bridge worker tests
+	$(BIN)/ruff check orders bridge worker tests
+	$(BIN)/ruff format --check orders bridge worker tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	@# imports that no declared requirement brings in (the shared tool, where this checkout has it)
 	@if [ -x ../shared/tools/undeclared-imports ]; then $(BIN)/python ../shared/tools/undeclared-imports; fi
 

@@ -10,23 +10,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from kombu.exceptions import BatchPublishError, OperationalError
 
 from bridge import metrics
-from bridge.codec import OrderCodec
-from bridge.counter_buffer import CounterBuffer
-from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, DeadLetterPublisher, origin_of
-from bridge.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
+from bridge.backpressure import QueueDepth
+from bridge.counters import CounterBuffer
 from bridge.group_watch import GroupWatch
 from bridge.handoff import Handoff
-from bridge.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, order_from_record
-from bridge.queue_depth import QueueDepth
-from bridge.settings import Settings
-from worker.aggregate import Event
+from orders.core.aggregate import Event
+from orders.core.codec import OrderCodec
+from orders.core.dead_letter import DeadLetter, DeadLetterNotDelivered, DeadLetterPublisher, origin_of
+from orders.core.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
+from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, order_from_record
+from orders.core.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,10 +64,16 @@ class Bridge:
         self._queue = QueueDepth(handoff.queue_depth, settings.max_queue_depth)
         self._stop = threading.Event()
         self._paused = False
+        # Ready once the current consumer has joined its group (an assignment, even an empty one).
+        self._joined = False
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit and return (safe from a signal handler)."""
         self._stop.set()
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """What /healthz answers: ready once in the consumer group; paused and stopping as details."""
+        return self._joined and not self._stop.is_set(), {"paused": self._paused}
 
     def run(self) -> None:
         self._subscribe()
@@ -242,11 +248,13 @@ class Bridge:
         self._watch = GroupWatch(self._settings.bridge_rejoin_timeout)
         self._consumer = self._new_consumer(self._watch.observe)
         self._paused = False  # a new consumer fetches from what it is assigned; backpressure re-checks
+        self._joined = False
         metrics.PAUSED.set(0)
         self._subscribe()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions assigned: %s", _describe(partitions))
+        self._joined = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions revoked: %s; committing what is handed off", _describe(partitions))

@@ -1,20 +1,18 @@
-"""Prometheus metrics of the bridge, and the running average read from Redis at scrape time."""
+"""Prometheus metrics of the bridge, and the running average read from Redis at scrape time.
+
+Served with ``orders.core.metrics_server`` on the bridge's METRICS_PORT, beside its /healthz.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from worker.aggregate import Aggregate
-
-log = logging.getLogger(__name__)
+from orders.core.aggregate import Aggregate
 
 CONSUMED = Counter("orders_bridge_consumed", "Records read from the orders topic")
 HANDED_OFF = Counter("orders_bridge_handed_off", "Orders accepted by the Celery broker")
@@ -24,20 +22,6 @@ CONSUMER_REPLACED = Counter(
 )
 PAUSED = Gauge("orders_bridge_paused", "1 while backpressure pauses the bridge's partitions")
 LAG = Gauge("orders_bridge_consumer_lag", "Records behind the partition's end", ["topic", "partition"])
-
-
-def serve_metrics(port: int, *collectors: Collector) -> None:
-    """Expose /metrics on ``port`` (0 = off); merges prefork children's files if multiprocess mode is on."""
-    if not port:
-        return
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-    for collector in collectors:
-        registry.register(collector)
-    start_http_server(port, addr="0.0.0.0", registry=registry)
-    log.info("metrics on :%d/metrics", port)
 
 
 def record_lag_from_stats(stats_json: str) -> None:

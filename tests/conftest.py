@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,8 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bridge.supervisor import Service, wait_for
+from orders.stack.processes import bridge_argv, healthz_ready, pipeline_service, worker_argv
+from orders.stack.supervisor import Service, wait_for
 from tests.harness import services
 
 log = logging.getLogger("harness")
@@ -170,33 +170,38 @@ class Pipeline:
         return self.env["DLQ_TOPIC"]
 
     def settings(self, **overrides: str):  # type: ignore[no-untyped-def]
-        from bridge.settings import Settings
+        from orders.core.settings import Settings
 
         return Settings.from_env({**self.env, **overrides}, env_file=None)
 
     def start(self, name: str, argv: list[str], ready, timeout: float = 60, **env: str) -> Service:  # type: ignore[no-untyped-def]
-        service = Service(
-            # Unique per test: logs are appended, and readiness is read from the log's tail.
-            f"{name}-{self.orders_topic.removeprefix('orders-')}-{len(self.processes)}",
-            argv,
-            self.log_dir,
-            {**self.env, **env},
-            services.REPO_ROOT,
-        )
-        self.processes.append(service)
-        service.start(lambda: ready(service), timeout=timeout)
-        record_startup(f"{name} ({self.broker.lane})" if name == "bridge" else name, service.startup_seconds)
-        return service
+        service = Service(self._unique(name), argv, self.log_dir, {**self.env, **env}, services.REPO_ROOT)
+        return self._launch(name, service, lambda: ready(service), timeout)
 
     def start_worker(self, *extra: str, **env: str) -> Service:
-        """A real `celery -A worker worker` process on this test's queue."""
-        argv = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO",
-                "--pool=solo", "--without-gossip", "--without-mingle", *extra]  # fmt: skip
-        return self.start("worker", argv, lambda s: " ready." in s.tail(200), **env)
+        """A real `celery -A worker worker` process on this test's queue, ready when its /healthz is."""
+        name = self._unique("worker")
+        argv = worker_argv(name, "--without-mingle", *extra)
+        service, port = pipeline_service(name, argv, self.log_dir, {**self.env, **env}, services.REPO_ROOT)
+        return self._launch("worker", service, lambda: healthz_ready(port))
 
     def start_bridge(self, **env: str) -> Service:
-        argv = [sys.executable, "-m", "bridge.cli", "bridge"]
-        return self.start("bridge", argv, lambda s: "partitions assigned" in s.tail(200), **env)
+        """`orders bridge` on this test's topics, ready when its /healthz says it joined the group."""
+        name = self._unique("bridge")
+        service, port = pipeline_service(
+            name, bridge_argv(), self.log_dir, {**self.env, **env}, services.REPO_ROOT
+        )
+        return self._launch("bridge", service, lambda: healthz_ready(port))
+
+    def _unique(self, name: str) -> str:
+        # Unique per test and process: log files are appended to.
+        return f"{name}-{self.orders_topic.removeprefix('orders-')}-{len(self.processes)}"
+
+    def _launch(self, kind: str, service: Service, ready, timeout: float = 60) -> Service:  # type: ignore[no-untyped-def]
+        self.processes.append(service)
+        service.start(ready, timeout=timeout)
+        record_startup(f"{kind} ({self.broker.lane})" if kind == "bridge" else kind, service.startup_seconds)
+        return service
 
     def stop_all(self) -> None:
         for service in reversed(self.processes):

@@ -1,37 +1,96 @@
-"""The Celery app. `celery -A worker worker` imports this module and finds ``app``."""
+"""The Celery app. `celery -A worker worker` imports this module and finds ``app``.
+
+Importing it reads no environment: the settings are built when Celery first reads the app's
+configuration (a lazy ``config_from_object``), which a worker does as it starts, as Celery's own
+configuration is loaded. The retry policy reaches the task through ``task_annotations`` at that moment.
+"""
 
 from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from celery import Celery
 from celery.signals import worker_ready
 
-from bridge.handoff import TASK_TIME_LIMIT, celery_config
-from bridge.settings import Settings
+from orders.core.celery_config import TASK_TIME_LIMIT, celery_config
+from orders.core.metrics_server import serve_metrics
+from orders.core.order import PROCESS_ORDER_TASK
+from orders.core.settings import Settings, SettingsError
+
+T = TypeVar("T")
 
 
-def create_app(settings: Settings) -> Celery:
-    app = Celery("orders", include=["worker.tasks"])
-    app.conf.update(
-        celery_config(settings),
+@functools.cache
+def settings() -> Settings:
+    """This worker's settings, built once from its environment."""
+    return _or_exit(Settings.from_env)
+
+
+def _or_exit(build: Callable[[], T]) -> T:
+    """The worker's entry point is Celery's CLI: a bad setting leaves with its message, not a traceback."""
+    try:
+        return build()
+    except SettingsError as exc:
+        sys.exit(str(exc))
+
+
+def worker_config(settings: Settings) -> dict[str, Any]:
+    """The shared Celery settings plus what only the workers need: late acks, limits, events, retries."""
+    return {
+        **celery_config(settings),
         # Acknowledge after the task ran, and put the message back if the worker dies mid-task:
         # safe because the aggregate is idempotent on orderId.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_time_limit=TASK_TIME_LIMIT,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_time_limit": TASK_TIME_LIMIT,
         # Flower and `celery events` see tasks without anyone passing -E.
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-    )
-    return app
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        # Celery's own exponential backoff: countdown = base * 2**retries (2, 4, 8 s by default).
+        # Annotations are applied before autoretry reads them, when the task is created.
+        "task_annotations": {PROCESS_ORDER_TASK: retry_policy(settings)},
+    }
+
+
+def retry_policy(settings: Settings) -> dict[str, Any]:
+    return {
+        "max_retries": settings.max_retries,
+        "retry_backoff": settings.retry_backoff_base or False,
+        "retry_backoff_max": settings.retry_backoff_max,
+        "retry_jitter": settings.retry_jitter,
+    }
+
+
+app = Celery("orders", include=["worker.tasks"])
+
+
+class _LazyConfig(Mapping[str, Any]):
+    """:func:`worker_config`, computed when Celery first reads it, not when this module is imported."""
+
+    @functools.cached_property
+    def _values(self) -> dict[str, Any]:
+        return _or_exit(lambda: worker_config(settings()))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+app.config_from_object(_LazyConfig())
 
 
 @worker_ready.connect
 def _serve_metrics(**_: object) -> None:
-    """The worker's /metrics, from the process that runs the tasks (solo) or merges them (prefork)."""
-    from bridge.metrics import serve_metrics
+    """/metrics and /healthz from the process that runs the tasks (solo) or merges them (prefork).
 
-    serve_metrics(settings.metrics_port)
-
-
-settings = Settings.from_env()
-app = create_app(settings)
+    Served once the worker consumes, so /healthz answering is the worker's readiness signal.
+    """
+    serve_metrics(settings().metrics_port)

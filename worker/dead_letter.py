@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
-from bridge.dead_letter import DeadLetter, DeadLetterPublisher
-from bridge.kafka import create_producer
-from bridge.settings import Settings
+from orders.core.dead_letter import DeadLetter, DeadLetterPublisher
+from orders.core.kafka import create_producer
+from orders.core.settings import Settings
 
 _publisher: DeadLetterPublisher | None = None
 _publisher_pid = 0

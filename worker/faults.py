@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from bridge.errors import PermanentError, TransientError
+from orders.core.errors import PermanentError, TransientError
 
 
 @dataclass(frozen=True)

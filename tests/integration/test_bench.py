@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.bench import PHASES
-from bridge.bench_report import FIGURES, RATIOS, SCHEMA, TARGETS
+from orders.bench.command import PHASES
+from orders.bench.report import FIGURES, RATIOS, SCHEMA, TARGETS
 from tests.conftest import unavailable
 from tests.harness.services import REPO_ROOT
 
@@ -36,7 +36,7 @@ def test_a_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
     args = ["bench", "--orders", "300", "--repeat", "1", "--baseline-seconds", "3", "--json",
             "--output", str(output), "--report", str(report)]  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", *args],
+        [sys.executable, "-m", "orders.cli", *args],
         capture_output=True,
         text=True,
         timeout=230,

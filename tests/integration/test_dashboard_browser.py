@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bridge.supervisor import free_port, port_open, wait_for
+from orders.stack.supervisor import free_port, port_open, wait_for
 from tests.conftest import Pipeline, unavailable
 from tests.harness.services import REPO_ROOT
 
@@ -55,7 +55,7 @@ def demo(page: Any, name: str) -> str:
 
 def start_dashboard(pipeline: Pipeline) -> str:
     port = free_port()
-    argv = [sys.executable, "-m", "bridge.cli", "dashboard", "--port", str(port)]
+    argv = [sys.executable, "-m", "orders.cli", "dashboard", "--port", str(port)]
     pipeline.start("dashboard", argv, ready=lambda _s: port_open(port))
     return f"http://127.0.0.1:{port}"
 

@@ -16,24 +16,24 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from bridge.codec import OrderCodec
-from bridge.dlq_replay import REPLAYED_FROM
-from bridge.order import Order
-from bridge.supervisor import wait_for
+from orders.core.aggregate import Aggregate
+from orders.core.codec import OrderCodec
+from orders.core.order import Order
+from orders.dlq.replay import REPLAYED_FROM
+from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.harness.kafka_io import headers_of, produce_raw
-from worker.aggregate import Aggregate
 
 pytestmark = pytest.mark.kafka
 
 
 def snapshot(pipeline: Pipeline):  # type: ignore[no-untyped-def]
-    return Aggregate(redis.Redis.from_url(pipeline.env["REDIS_URL"]), 3600).snapshot()
+    return Aggregate(redis.Redis.from_url(pipeline.env["REDIS_URL"])).snapshot()
 
 
 def orders_cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bridge.cli", *args],
+        [sys.executable, "-m", "orders.cli", *args],
         env={**os.environ, **pipeline.env}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
@@ -102,7 +102,7 @@ def test_replay_turns_dead_letters_into_succeeded_orders_once(pipeline: Pipeline
     rows = dlq_list(pipeline)
     assert {row["order_id"]: Decimal(row["price"]) for row in rows} == prices
     assert {(row["stage"], row["error_class"], row["attempts"], row["replayable"]) for row in rows} == {
-        ("process", "bridge.errors.PermanentError", 1, True)
+        ("process", "orders.core.errors.PermanentError", 1, True)
     }
     assert {row["original_topic"] for row in rows} == {pipeline.orders_topic}
     assert all(row["failed_at"] for row in rows)

@@ -7,7 +7,7 @@ import json
 import redis
 
 from bridge.handoff import Handoff, create_sender
-from bridge.settings import Settings
+from orders.core.settings import Settings
 from worker.transport import FETCH_SCRIPT
 
 ORIGIN = {"topic": "t", "partition": 0, "offset": 0, "timestamp": 0, "key": None, "value": "", "group": "g"}

@@ -10,9 +10,10 @@ import pytest
 import redis
 
 from bridge.consumer import BROKER_ERRORS
-from bridge.handoff import Handoff, create_sender, task_reprs
-from bridge.order import PROCESS_ORDER_TASK
-from bridge.settings import Settings
+from bridge.handoff import Handoff, create_sender
+from orders.core.celery_config import task_reprs
+from orders.core.order import PROCESS_ORDER_TASK
+from orders.core.settings import Settings
 from tests.harness import services
 
 ORIGIN = {

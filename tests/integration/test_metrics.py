@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.supervisor import free_port, port_open, wait_for
+from orders.stack.processes import bridge_argv
+from orders.stack.supervisor import free_port, port_open, wait_for
 from tests.conftest import Pipeline
 from tests.harness.kafka_io import produce_raw
 from tests.integration.test_pipeline import codec_for
@@ -31,7 +34,7 @@ def value(samples: dict, name: str, **labels: str) -> float:  # type: ignore[typ
 
 
 def test_bridge_and_worker_metrics_move(pipeline: Pipeline) -> None:
-    from bridge.order import Order
+    from orders.core.order import Order
 
     bridge_port, worker_port = free_port(), free_port()
     pipeline.start_worker(
@@ -68,7 +71,33 @@ def test_bridge_and_worker_metrics_move(pipeline: Pipeline) -> None:
     assert settled == 40
     assert value(worker, "orders_task_outcomes_total", outcome="retried") > 0  # 50% failures
     assert value(worker, "orders_task_processing_seconds_count") >= 40
+    # Each process serves its own metrics only: no bridge counters stuck at 0 on a worker's page.
+    assert not any(name.startswith("orders_bridge_") for name, _ in worker)
+    assert any(name.startswith("orders_task_") for name, _ in worker)
     wait_for(
         lambda: any(name == "orders_bridge_consumer_lag" for name, _ in scrape(bridge_port)), 30,
         "librdkafka's lag statistics",
     )  # fmt: skip
+
+
+def healthz(port: int) -> tuple[int, dict]:  # type: ignore[type-arg]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_healthz_is_the_readiness_signal(pipeline: Pipeline) -> None:
+    """A worker answers 200 once it consumes; a bridge 503 until its consumer joins the group, then 200."""
+    worker_port, bridge_port, lonely_port = free_port(), free_port(), free_port()
+    pipeline.start_worker(METRICS_PORT=str(worker_port))
+    assert healthz(worker_port) == (200, {"ready": True})
+    pipeline.start_bridge(METRICS_PORT=str(bridge_port))
+    assert healthz(bridge_port) == (200, {"ready": True, "paused": False})
+    # A bridge whose broker is not there is alive but never ready.
+    pipeline.start(
+        "bridge-without-kafka", bridge_argv(), lambda _s: port_open(lonely_port),
+        METRICS_PORT=str(lonely_port), KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
+    )  # fmt: skip
+    assert healthz(lonely_port) == (503, {"ready": False, "paused": False})

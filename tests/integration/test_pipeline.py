@@ -16,8 +16,9 @@ import pytest
 import redis
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from bridge.codec import OrderCodec
-from bridge.dead_letter import (
+from orders.core.aggregate import Aggregate
+from orders.core.codec import OrderCodec
+from orders.core.dead_letter import (
     HEADER_ATTEMPTS,
     HEADER_EXC_CLASS,
     HEADER_EXC_MESSAGE,
@@ -28,23 +29,22 @@ from bridge.dead_letter import (
     HEADER_STAGE,
     HEADER_TOPIC,
 )  # fmt: skip
-from bridge.order import Order
-from bridge.supervisor import wait_for
+from orders.core.order import Order
+from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.harness.kafka_io import headers_of, produce_raw, read_topic
-from worker.aggregate import Aggregate
 from worker.faults import FailureInjector
 
 pytestmark = pytest.mark.kafka
 
 
 def snapshot(pipeline: Pipeline):  # type: ignore[no-untyped-def]
-    return Aggregate(redis.Redis.from_url(pipeline.env["REDIS_URL"]), 3600).snapshot()
+    return Aggregate(redis.Redis.from_url(pipeline.env["REDIS_URL"])).snapshot()
 
 
 def produce_cli(pipeline: Pipeline, count: int, seed: int, **env: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "produce", "--count", str(count), "--rate", "0",
+        [sys.executable, "-m", "orders.cli", "produce", "--count", str(count), "--rate", "0",
          "--seed", str(seed), "--quiet"],
         env={**os.environ, **pipeline.env, **env}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -119,7 +119,7 @@ def test_transient_failures_end_succeeded_or_dead_lettered(pipeline: Pipeline) -
         headers = headers_of(letter)
         assert headers[HEADER_STAGE] == "process"
         assert headers[HEADER_ATTEMPTS] == str(retries + 1)
-        assert headers[HEADER_EXC_CLASS] == "bridge.errors.TransientError"
+        assert headers[HEADER_EXC_CLASS] == "orders.core.errors.TransientError"
         assert "injected transient failure" in headers[HEADER_EXC_MESSAGE]
         assert headers[HEADER_TOPIC] == pipeline.orders_topic
         assert headers[HEADER_GROUP] == pipeline.env["CONSUMER_GROUP"]
@@ -150,7 +150,7 @@ def test_permanent_failures_are_not_retried(pipeline: Pipeline) -> None:
     letters = read_topic(pipeline.broker.bootstrap, pipeline.dlq_topic, 20)
     assert len(letters) == 20
     assert {headers_of(m)[HEADER_ATTEMPTS] for m in letters} == {"1"}
-    assert {headers_of(m)[HEADER_EXC_CLASS] for m in letters} == {"bridge.errors.PermanentError"}
+    assert {headers_of(m)[HEADER_EXC_CLASS] for m in letters} == {"orders.core.errors.PermanentError"}
     wait_for(lambda: snapshot(pipeline).counters["dlq"] == 20, 30, "DLQ counted")
     assert snapshot(pipeline).counters["retry_attempts"] == 0
     assert snapshot(pipeline).count == 0
@@ -290,7 +290,7 @@ def test_retries_back_off_exponentially(pipeline: Pipeline) -> None:
 
 
 def test_order_is_requeued_when_the_dlq_is_unreachable(pipeline: Pipeline) -> None:
-    from bridge.supervisor import free_port
+    from orders.stack.supervisor import free_port
 
     pipeline.start_bridge()
     dead_kafka = f"127.0.0.1:{free_port()}"

@@ -31,7 +31,7 @@ from confluent_kafka.schema_registry import (
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from bridge.supervisor import wait_for
+from orders.stack.supervisor import wait_for
 from tests.conftest import Broker
 from tests.harness import services
 

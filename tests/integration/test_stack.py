@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from bridge.supervisor import wait_for
-from worker.aggregate import Aggregate
+from orders.core.aggregate import Aggregate
+from orders.stack.supervisor import wait_for
 
 
 def _alive(pid: int) -> bool:
@@ -40,7 +40,7 @@ def home(tmp_path: Path) -> Path:
 def run_orders(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "bridge.cli", *args], env=env, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "orders.cli", *args], env=env, capture_output=True, text=True, timeout=30
     )
 
 
@@ -48,7 +48,7 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
     out = (tmp_path / "up.out").open("wb")
     env = {**os.environ, "HOME": str(home), "RETRY_BACKOFF_BASE": "1", "MAX_RETRIES": "1"}
     up = subprocess.Popen(
-        [sys.executable, "-m", "bridge.cli", "up", "--rate", "40", "--failure-rate", "0.1", "--workers", "2"],
+        [sys.executable, "-m", "orders.cli", "up", "--rate", "40", "--failure-rate", "0.1", "--workers", "2"],
         stdout=out, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     state_file = home / ".cache/orders-pipeline/up.json"
@@ -70,7 +70,7 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
             "DLQ_TOPIC",
         } <= exported.keys()
 
-        aggregate = Aggregate(redis.Redis.from_url(exported["REDIS_URL"]), 3600)
+        aggregate = Aggregate(redis.Redis.from_url(exported["REDIS_URL"]))
         wait_for(lambda: aggregate.snapshot().count > 20, 60, "orders processed")
         first = aggregate.snapshot().count
         wait_for(lambda: aggregate.snapshot().count > first, 30, "the count to keep rising")
@@ -78,7 +78,7 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
         wait_for(lambda: aggregate.snapshot().counters["dlq"] > 0, 90, "DLQ entries (1 retry, 10% failures)")
         assert aggregate.snapshot().average is not None
 
-        stats = subprocess.run([sys.executable, "-m", "bridge.cli", "stats", "--json"], capture_output=True,
+        stats = subprocess.run([sys.executable, "-m", "orders.cli", "stats", "--json"], capture_output=True,
                                text=True, env={**os.environ, **exported}, timeout=30)  # fmt: skip
         assert json.loads(stats.stdout)["count"] >= first
 

@@ -43,8 +43,8 @@ def test_a_new_pool_gets_a_new_client(redis_url: str) -> None:
 
 
 def test_the_apps_use_it_unless_told_otherwise() -> None:
-    from bridge.handoff import celery_config
-    from bridge.settings import Settings
+    from orders.core.celery_config import celery_config
+    from orders.core.settings import Settings
 
     assert celery_config(Settings.from_env({}, env_file=None))["broker_transport"] == TRANSPORT_PATH
     stock = Settings.from_env({"ORDERS_STOCK_TRANSPORT": "1"}, env_file=None)
@@ -59,7 +59,7 @@ class EventLoop:
         from kombu.asynchronous import Hub
 
         self.hub = Hub()
-        # One list per queue, as bridge.handoff.celery_config sets it: the fetch script serves it.
+        # One list per queue, as orders.core.celery_config sets it: the fetch script serves it.
         options = {"priority_steps": [0]}
         self.conn = Connection(redis_url, transport=TRANSPORT_PATH, transport_options=options)
         self.conn.transport.register_with_event_loop(self.conn.connection, self.hub)

@@ -9,6 +9,7 @@ registry, `orders --help`, and import the Celery task module.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -21,14 +22,14 @@ from tests.harness import services
 ROUND_TRIP = """
 import json, sys
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from bridge.codec import OrderCodec, order_schema_str
-from bridge.order import Order
+from orders.core.codec import OrderCodec, order_schema_str
+from orders.core.order import Order
 
 codec = OrderCodec(SchemaRegistryClient({"url": sys.argv[1]}), sys.argv[2])
 order = Order(order_id="wheel-1", product="pen", price_cents=250)
 record = codec.decode(codec.encode(order))
 print(json.dumps({"record": record, "schema": json.loads(order_schema_str()), "codec": codec.__module__,
-                  "file": sys.modules["bridge.codec"].__file__}))
+                  "file": sys.modules["orders.core.codec"].__file__}))
 """
 
 
@@ -38,12 +39,25 @@ def run(argv: list[str], cwd: Path, timeout: float = 600) -> str:
     return done.stdout
 
 
+SOURCES = ("pyproject.toml", "README.md", "schemas", "orders", "bridge", "worker")
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv holding the project's wheel and its runtime dependencies only."""
     root = tmp_path_factory.mktemp("wheel")
+    # Built from a copy (symlinks kept, as git keeps them): pip builds in the source tree and would
+    # leave build/ in the checkout.
+    source = root / "source"
+    source.mkdir()
+    for name in SOURCES:
+        path = services.REPO_ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    run([*pip, "wheel", "--no-deps", "-w", str(root / "dist"), str(services.REPO_ROOT)], cwd=root)
+    run([*pip, "wheel", "--no-deps", "-w", str(root / "dist"), str(source)], cwd=root)
     (wheel,) = (root / "dist").glob("orders_pipeline-*.whl")
     venv.create(root / "venv", with_pip=True)
     python = root / "venv" / "bin" / "python"

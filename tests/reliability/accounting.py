@@ -16,14 +16,14 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from bridge.codec import OrderCodec
-from bridge.dead_letter import HEADER_EXC_CLASS, HEADER_EXC_MESSAGE, HEADER_STAGE
-from bridge.errors import PermanentError, TransientError
+from orders.core.aggregate import Aggregate, Snapshot, seen_key
+from orders.core.codec import OrderCodec
+from orders.core.dead_letter import HEADER_EXC_CLASS, HEADER_EXC_MESSAGE, HEADER_STAGE
+from orders.core.errors import PermanentError, TransientError
 from tests.harness.kafka_io import headers_of
-from worker.aggregate import Aggregate, Snapshot, seen_key
 from worker.faults import FailureInjector
 
-INJECTED_CLASSES = {"bridge.errors.TransientError", "bridge.errors.PermanentError"}
+INJECTED_CLASSES = {"orders.core.errors.TransientError", "orders.core.errors.PermanentError"}
 
 
 DRAIN_SECONDS = 2.0
@@ -93,7 +93,7 @@ def predicted_dead_letters(order_ids: Iterable[str], injector: FailureInjector, 
 
 
 def aggregate_of(redis_url: str) -> Aggregate:
-    return Aggregate(redis.Redis.from_url(redis_url), 3600)
+    return Aggregate(redis.Redis.from_url(redis_url))
 
 
 def counted_ids(client: redis.Redis, order_ids: Iterable[str]) -> set[str]:

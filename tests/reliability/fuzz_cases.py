@@ -17,10 +17,10 @@ from typing import Any
 from fastavro import parse_schema, schemaless_writer
 from hypothesis import strategies as st
 
-from bridge.codec import order_schema_str
+from orders.core.codec import order_schema_str
 
 SCHEMA = parse_schema(json.loads(order_schema_str()))
-MAX_CENTS = 100_000_000_000  # bridge/order.py's bound, 1e9 in money
+MAX_CENTS = 100_000_000_000  # orders/core/order.py's bound, 1e9 in money
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bridge.supervisor import wait_for
-from worker.aggregate import Aggregate
+from orders.core.aggregate import Aggregate
+from orders.stack.supervisor import wait_for
 
 
 def settled(aggregate: Aggregate) -> int:

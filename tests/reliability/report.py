@@ -155,7 +155,7 @@ needs the Apache Kafka lane (Tansu keeps no data across restarts). Sizes are in
   counted. The tests set `VISIBILITY_TIMEOUT=36` (retries wait 1, 2, 4 s; the floor is the longest
   countdown + the 30 s task time limit = 34 s); production keeps the computed default. Two kombu
   behaviours broke this and are handled in our code now: kombu 5.7 sweeps expired messages back only
-  every 10th 10 s tick (up to 100 s late; `bridge/handoff.py` sweeps every tick), and kombu's BRPOP
+  every 10th 10 s tick (up to 100 s late; `orders/core/celery_config.py` sweeps every tick), and kombu's BRPOP
   takes a message off the queue one command before it records it as unacknowledged, so a worker killed
   in between lost it for good (one order in an early run of this scenario; celery/kombu#305). Our transport
   (`worker/transport.py` + `worker/fetch.lua`) does both in one Lua script. `ORDERS_STOCK_TRANSPORT=1`

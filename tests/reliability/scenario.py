@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from bridge.supervisor import Service, wait_for
+from orders.core.aggregate import Aggregate
+from orders.stack.supervisor import Service, wait_for
 from tests.conftest import Pipeline
 from tests.reliability.accounting import (
     Accounting,
@@ -20,7 +21,6 @@ from tests.reliability.accounting import (
 from tests.reliability.probes import Recovery, consumer_lag
 from tests.reliability.profiles import Profile
 from tests.reliability.report import Collector, Row
-from worker.aggregate import Aggregate
 from worker.faults import FailureInjector
 
 MAX_RETRIES = 3
@@ -70,7 +70,7 @@ class Scenario:
 
     def produce(self, count: int, rate: float = 0, seed: int | None = None) -> Service:
         """`orders produce` in the background; :meth:`produced` waits for it and reads the orders back."""
-        argv = [sys.executable, "-m", "bridge.cli", "produce", "--count", str(count), "--rate", str(rate),
+        argv = [sys.executable, "-m", "orders.cli", "produce", "--count", str(count), "--rate", str(rate),
                 "--seed", str(self.seed if seed is None else seed), "--quiet"]  # fmt: skip
         return self.pipeline.start("producer", argv, lambda _s: True, **self.env)
 

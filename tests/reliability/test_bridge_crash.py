@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bridge.supervisor import wait_for
+from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.reliability.probes import consumed
 from tests.reliability.profiles import Profile

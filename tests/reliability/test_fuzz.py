@@ -20,9 +20,9 @@ from confluent_kafka import Message
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from hypothesis import HealthCheck, Phase, given, settings
 
-from bridge.codec import OrderCodec
-from bridge.dead_letter import HEADER_EXC_MESSAGE, HEADER_OFFSET, HEADER_PARTITION, HEADER_STAGE
-from bridge.order import Order
+from orders.core.codec import OrderCodec
+from orders.core.dead_letter import HEADER_EXC_MESSAGE, HEADER_OFFSET, HEADER_PARTITION, HEADER_STAGE
+from orders.core.order import Order
 from tests.conftest import Pipeline
 from tests.harness.kafka_io import headers_of, produce_raw
 from tests.reliability.accounting import Accounting, account, read_to_end

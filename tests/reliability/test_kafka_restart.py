@@ -15,8 +15,8 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from bridge.dead_letter import HEADER_STAGE
-from bridge.supervisor import wait_for
+from orders.core.dead_letter import HEADER_STAGE
+from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.harness.kafka_io import headers_of
 from tests.reliability.accounting import read_to_end

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 import redis
 
-from bridge.supervisor import wait_for
+from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.reliability.probes import consumed, settled
 from tests.reliability.profiles import Profile
@@ -86,8 +86,8 @@ def test_order_is_handed_back_not_dead_lettered_while_the_aggregate_is_unreachab
     pipeline: Pipeline,
 ) -> None:
     """A Redis outage is no fault of the order: the worker must hand it back, not dead-letter it."""
-    from bridge.order import Order
-    from bridge.supervisor import free_port
+    from orders.core.order import Order
+    from orders.stack.supervisor import free_port
     from tests.harness.kafka_io import produce_raw
     from tests.integration.test_pipeline import codec_for
     from tests.reliability.accounting import read_to_end, settle

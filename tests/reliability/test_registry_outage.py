@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.supervisor import port_open, wait_for
+from orders.stack.supervisor import port_open, wait_for
 from tests.conftest import Pipeline
 from tests.harness import services
 from tests.reliability.accounting import read_to_end

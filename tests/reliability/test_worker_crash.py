@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from bridge.supervisor import wait_for
+from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.reliability.probes import settled
 from tests.reliability.profiles import Profile

@@ -8,8 +8,8 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 import pytest
 
-from bridge.stats import render_stats, stats_json
-from worker.aggregate import COUNTERS, ProductStats, Snapshot, average_of, cents_to_money, seen_key
+from orders.core.aggregate import COUNTERS, ProductStats, Snapshot, average_of, cents_to_money, seen_key
+from orders.stats import render_stats, stats_json
 
 I64 = 2**63 - 1
 

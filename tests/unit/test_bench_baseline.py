@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bridge.bench_baseline import BlockingConsumer
-from bridge.errors import TransientError
+from orders.bench.baseline import BlockingConsumer
+from orders.core.errors import TransientError
 
 
 class Clock:

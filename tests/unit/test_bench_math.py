@@ -10,8 +10,9 @@ import click
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from bridge.bench import PHASES, resolve_phases
-from bridge.bench_math import (
+from orders.bench.command import PHASES, resolve_phases
+from orders.bench.report import build_results, kept_limits_section, markdown, table, write_report
+from orders.bench.stats import (
     Summary,
     histogram_quantile,
     merge_histograms,
@@ -19,7 +20,6 @@ from bridge.bench_math import (
     parse_histogram,
     ratio,
 )
-from bridge.bench_report import build_results, kept_limits_section, markdown, table, write_report
 
 INF = math.inf
 

@@ -29,8 +29,8 @@ from dotenv import dotenv_values
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from bridge.cli import main as orders_cli
-from bridge.settings import KAFKA_PREFIX, Settings
+from orders.cli import main as orders_cli
+from orders.core.settings import KAFKA_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -405,10 +405,13 @@ def _image_distributions(requirements: list[str]) -> set[str]:
     return {name for name, _extra in seen}
 
 
+OUR_PACKAGES = ("orders", "bridge", "worker")
+
+
 def _third_party_imports() -> dict[str, str]:
-    """Top-level modules bridge/ and worker/ import (lazily too), each with one file importing it."""
+    """Top-level modules orders/, bridge/ and worker/ import (lazily too), each with one file importing it."""
     modules: dict[str, str] = {}
-    for path in sorted([*(ROOT / "bridge").glob("*.py"), *(ROOT / "worker").glob("*.py")]):
+    for path in sorted(p for package in OUR_PACKAGES for p in (ROOT / package).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -419,7 +422,7 @@ def _third_party_imports() -> dict[str, str]:
             for name in names:
                 modules.setdefault(name.split(".")[0], path.relative_to(ROOT).as_posix())
     return {
-        m: f for m, f in modules.items() if m not in sys.stdlib_module_names and m not in {"bridge", "worker"}
+        m: f for m, f in modules.items() if m not in sys.stdlib_module_names and m not in OUR_PACKAGES
     }
 
 

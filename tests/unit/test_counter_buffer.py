@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pytest
 import redis
 
-from bridge.counter_buffer import CounterBuffer
+from bridge.counters import CounterBuffer
 
 
 class Clock:

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from tornado.httpclient import HTTPResponse
 from tornado.testing import AsyncHTTPTestCase
 
-from bridge.cli import main
-from bridge.dashboard import STATIC_DIR, DashboardError, Publisher, make_app, require_token
+from orders.cli import main
+from orders.dashboard.server import STATIC_DIR, DashboardError, Publisher, make_app, require_token
 
 TOKEN = "s3cret-token"
 

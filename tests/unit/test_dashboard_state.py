@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bridge.dashboard_state import (
+from orders.core.aggregate import Snapshot
+from orders.dashboard.state import (
     UNKNOWN_HEALTH,
     Figures,
     Health,
@@ -18,7 +19,6 @@ from bridge.dashboard_state import (
     produced_total,
     windowed_rate,
 )
-from worker.aggregate import Snapshot
 
 
 @pytest.mark.parametrize(

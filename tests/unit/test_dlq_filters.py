@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge import dead_letter as dl
-from bridge.dlq import DeadLetterFilter, DeadLetterView, header_map, parse_time, view_from_headers
-from bridge.dlq_commands import COLUMNS, table_row
-from bridge.dlq_replay import decide, next_positions
+from orders.core import dead_letter as dl
+from orders.dlq.command import COLUMNS, table_row
+from orders.dlq.reader import DeadLetterFilter, DeadLetterView, header_map, parse_time, view_from_headers
+from orders.dlq.replay import decide, next_positions
 
 FAILED_AT = "2024-05-01T12:30:00.123+00:00"
 
@@ -20,7 +20,7 @@ def headers(**overrides: str) -> dict[str, str]:
         dl.HEADER_PARTITION: "2",
         dl.HEADER_OFFSET: "41",
         dl.HEADER_STAGE: "process",
-        dl.HEADER_EXC_CLASS: "bridge.errors.PermanentError",
+        dl.HEADER_EXC_CLASS: "orders.core.errors.PermanentError",
         dl.HEADER_EXC_MESSAGE: "injected permanent failure",
         dl.HEADER_ATTEMPTS: "4",
         dl.HEADER_FAILED_AT: FAILED_AT,
@@ -44,7 +44,7 @@ def test_header_map_decodes_utf8_and_tolerates_empty_values() -> None:
 def test_view_from_headers_of_a_process_failure() -> None:
     v = view(offset=7, partition=1)
     assert (v.order_id, v.product, v.price) == ("o-1", "Laptop", "19.99")
-    assert (v.stage, v.error_class, v.attempts) == ("process", "bridge.errors.PermanentError", 4)
+    assert (v.stage, v.error_class, v.attempts) == ("process", "orders.core.errors.PermanentError", 4)
     assert v.failed_at == datetime(2024, 5, 1, 12, 30, 0, 123000, tzinfo=UTC)
     assert (v.original_topic, v.original_partition, v.original_offset) == ("orders", 2, 41)
     assert (v.dlq_partition, v.dlq_offset, v.rejection) == (1, 7, None)

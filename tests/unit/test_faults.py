@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.errors import PermanentError, TransientError
+from orders.core.errors import PermanentError, TransientError
 from worker.faults import FailureInjector
 
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from bridge.errors import InvalidOrder
-from bridge.order import Order, order_from_payload, order_from_record, price_to_cents
+from orders.core.errors import InvalidOrder
+from orders.core.order import Order, order_from_payload, order_from_record, price_to_cents
 
 
 def float32(value: float) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.queue_depth import QueueDepth
+from bridge.backpressure import QueueDepth
 
 
 class Broker:

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from bridge.registry_compat import (
+from orders.registry.compat import (
     LEVELS,
     incompatibilities,
     parse_level,
     parse_schema,
 )
-from bridge.registry_errors import RegistryError
+from orders.registry.errors import RegistryError
 
 
 def record(*fields: dict[str, Any], name: str = "Order", **extra: Any) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.registry_errors import RegistryError
-from bridge.registry_service import parse_version
+from orders.registry.errors import RegistryError
+from orders.registry.service import parse_version
 
 
 @pytest.mark.parametrize(

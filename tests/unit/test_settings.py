@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.handoff import celery_config, longest_countdown, visibility_timeout
-from bridge.kafka import consumer_config, create_producer, producer_config, registry_config
-from bridge.settings import Settings, SettingsError, env_name_to_option, option_to_env_name
+from orders.core.celery_config import celery_config, longest_countdown, visibility_timeout
+from orders.core.kafka import consumer_config, create_producer, producer_config, registry_config
+from orders.core.settings import Settings, SettingsError, env_name_to_option, option_to_env_name
 
 
 def build(**env: str) -> Settings:

@@ -12,9 +12,9 @@ import redis
 from celery.exceptions import Reject
 
 import worker.tasks
-from bridge.errors import TransientError
-from bridge.supervisor import free_port
-from worker.aggregate import Aggregate
+from orders.core.errors import TransientError
+from orders.stack.supervisor import free_port
+from worker.aggregate import AggregateWriter
 from worker.tasks import process_order
 
 ORDER = {"orderId": "hook-1", "product": "Mouse", "price": "7.00"}
@@ -47,7 +47,7 @@ def unreachable_url() -> str:
 def test_on_retry_with_redis_away_logs_and_does_not_raise(
     request_in_flight, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
-    away = Aggregate(redis.Redis.from_url(unreachable_url(), socket_connect_timeout=0.5), 60)
+    away = AggregateWriter(redis.Redis.from_url(unreachable_url(), socket_connect_timeout=0.5), 60)
     monkeypatch.setattr(worker.tasks, "aggregate", lambda: away)
     with caplog.at_level(logging.WARNING):
         request_in_flight.on_retry(TransientError("x"), "hook-1", (ORDER, ORIGIN), {}, None)

@@ -9,9 +9,9 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from bridge.producer import CATALOG
-from bridge.top import TopView, render_top
-from worker.aggregate import Snapshot
+from orders.core.aggregate import Snapshot
+from orders.dashboard.top import TopView, render_top
+from orders.produce import CATALOG
 
 TITLES = ("Figures", "Products", "Recent orders")
 

@@ -1,0 +1,63 @@
+"""The bridge process: build its parts from the settings, serve /metrics and /healthz, run until stopped."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from bridge.consumer import Bridge
+from bridge.handoff import Handoff, create_sender
+from bridge.metrics import AggregateCollector, record_lag_from_stats
+from orders.core.aggregate import Aggregate
+from orders.core.codec import OrderCodec
+from orders.core.dead_letter import DeadLetterPublisher
+from orders.core.kafka import create_consumer, create_producer, create_registry_client
+from orders.core.metrics_server import serve_metrics
+from orders.core.process import start_process, stop_on_signals
+from orders.core.settings import Settings, SettingsError
+
+log = logging.getLogger("bridge")
+
+
+def _stats_options(settings: Settings, on_stats: Callable[[str], None]) -> dict[str, Any]:
+    """librdkafka statistics every 5 s: the group watch always, per-partition lag when metrics are served."""
+
+    def both(stats_json: str) -> None:
+        on_stats(stats_json)
+        record_lag_from_stats(stats_json)
+
+    interval = settings.kafka_options.get("statistics.interval.ms", 5000)  # KAFKA_STATISTICS_INTERVAL_MS
+    return {"stats_cb": both if settings.metrics_port else on_stats, "statistics.interval.ms": interval}
+
+
+def run_bridge(settings: Settings) -> None:
+    """Consume ORDERS_TOPIC until SIGTERM/SIGINT, then commit what was handed off and return."""
+    log.info("bridge starting: %s", settings.redacted())
+    dlq_producer = create_producer(
+        settings, **{"message.timeout.ms": int(settings.dlq_delivery_timeout * 1000)}
+    )
+    aggregate = Aggregate(redis.Redis.from_url(settings.redis_url))
+    loop = Bridge(
+        settings,
+        lambda on_stats: create_consumer(settings, **_stats_options(settings, on_stats)),
+        OrderCodec(create_registry_client(settings), settings.orders_topic),
+        Handoff(create_sender(settings), settings.celery_queue, redis.Redis.from_url(settings.broker_url)),
+        DeadLetterPublisher(dlq_producer, settings.dlq_topic),
+        aggregate.count_events,
+    )
+    serve_metrics(settings.metrics_port, AggregateCollector(aggregate), readiness=loop.readiness)
+    stop_on_signals(loop.stop)
+    loop.run()
+    dlq_producer.flush(settings.dlq_delivery_timeout)
+
+
+def main() -> None:
+    """`python -m bridge`: the bridge with settings from the environment."""
+    try:
+        run_bridge(start_process())
+    except SettingsError as exc:
+        sys.exit(str(exc))

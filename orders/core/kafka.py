@@ -1,0 +1,99 @@
+"""The only place that turns settings into librdkafka and schema-registry client configs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+from orders.core.settings import Settings, SettingsError, option_to_env_name
+
+
+def _base(settings: Settings) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers}
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """An idempotent producer: acks=all, no duplicates on internal retries, ordered per partition."""
+    return {
+        **_base(settings),
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        **settings.kafka_options,
+        **overrides,
+    }
+
+
+def consumer_config(settings: Settings, group_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A group consumer that commits only the offsets the application stored (at-least-once).
+
+    Offsets are stored explicitly after a record is handed off, and librdkafka's auto-commit
+    ships the stored ones in the background; nothing is committed past an unstored record.
+    """
+    return {
+        **_base(settings),
+        "group.id": group_id or settings.consumer_group,
+        "enable.auto.commit": True,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        **settings.kafka_options,
+        **overrides,
+    }
+
+
+def admin_config(settings: Settings) -> dict[str, Any]:
+    return {**_base(settings), **settings.kafka_options}
+
+
+def registry_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {"url": settings.schema_registry_url}
+    if settings.schema_registry_basic_auth is not None:
+        conf["basic.auth.user.info"] = settings.schema_registry_basic_auth.get_secret_value()
+    return conf
+
+
+def _client_error(exc: KafkaException) -> SettingsError:
+    """Name the KAFKA_* variable behind a configuration error librdkafka refused."""
+    message = str(exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else exc)
+    for word in message.replace('"', " ").split():
+        if "." in word and word.islower():
+            return SettingsError(f"Invalid configuration:\n  {option_to_env_name(word)}: {message}")
+    return SettingsError(f"Invalid Kafka configuration: {message}")
+
+
+def create_producer(settings: Settings, **overrides: Any) -> Producer:
+    """A producer; a bad KAFKA_* option stops start-up with the variable's name."""
+    try:
+        return Producer(producer_config(settings, **overrides))
+    except KafkaException as exc:
+        raise _client_error(exc) from None
+
+
+def create_consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:
+    try:
+        return Consumer(consumer_config(settings, group_id, **overrides))
+    except KafkaException as exc:
+        raise _client_error(exc) from None
+
+
+def create_admin(settings: Settings) -> AdminClient:
+    try:
+        return AdminClient(admin_config(settings))
+    except KafkaException as exc:
+        raise _client_error(exc) from None
+
+
+# confluent-kafka's registry client speaks HTTP through httpx2 (its own dependency on Python >= 3.10):
+# these mean the registry could not be reached; SchemaRegistryError means it answered with an error.
+REGISTRY_UNREACHABLE: tuple[type[Exception], ...] = (httpx2.HTTPError, OSError)
+REGISTRY_ERRORS: tuple[type[Exception], ...] = (SchemaRegistryError, *REGISTRY_UNREACHABLE)
+
+
+def create_registry_client(settings: Settings, **overrides: Any) -> SchemaRegistryClient:
+    """A registry client; ``overrides`` are client options such as ``timeout`` or ``max.retries``."""
+    return SchemaRegistryClient({**registry_config(settings), **overrides})

@@ -1,0 +1,33 @@
+"""What every process's entry point does first: build the settings once, set up logging, catch signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+
+from orders.core.settings import Settings
+
+log = logging.getLogger(__name__)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def start_process() -> Settings:
+    """The process's settings from its environment, and logging at their LOG_LEVEL.
+
+    Raises :class:`~orders.core.settings.SettingsError` naming each bad variable.
+    """
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    return settings
+
+
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT ask for a clean stop (``stop``) instead of killing the process mid-batch."""
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s; finishing up", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

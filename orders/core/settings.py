@@ -1,0 +1,201 @@
+"""The one settings object, built from environment variables (and an optional `.env`) at each entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KAFKA_PREFIX = "KAFKA_"
+WEEK_SECONDS = 7 * 24 * 3600
+
+
+class SettingsError(Exception):
+    """Raised at start-up when a variable is missing or malformed; the message names it."""
+
+
+class Settings(BaseSettings):
+    """Everything a process of the pipeline may be configured with.
+
+    Build it with :meth:`from_env`; nothing else in the code reads ``os.environ``.
+    Fields holding credentials are kept out of ``repr`` and logs (see :meth:`redacted`).
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = Field("localhost:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    # Any other librdkafka option, from KAFKA_<NAME> variables (Confluent's image convention).
+    kafka_options: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    schema_registry_url: str = Field("http://localhost:8081", alias="SCHEMA_REGISTRY_URL")
+    schema_registry_basic_auth: SecretStr | None = Field(None, alias="SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO")
+
+    redis_url: str = Field("redis://localhost:6379/0", alias="REDIS_URL", repr=False)
+    celery_broker_url: str | None = Field(None, alias="CELERY_BROKER_URL", repr=False)
+    celery_result_backend: str | None = Field(None, alias="CELERY_RESULT_BACKEND", repr=False)
+    celery_queue: str = Field("orders", alias="CELERY_QUEUE", min_length=1)
+
+    orders_topic: str = Field("orders", alias="ORDERS_TOPIC", min_length=1)
+    dlq_topic: str = Field("orders-dlq", alias="DLQ_TOPIC", min_length=1)
+    consumer_group: str = Field("orders-bridge", alias="CONSUMER_GROUP", min_length=1)
+
+    failure_rate: float = Field(0.0, alias="FAILURE_RATE", ge=0.0, le=1.0)
+    permanent_failure_rate: float = Field(0.0, alias="PERMANENT_FAILURE_RATE", ge=0.0, le=1.0)
+    failure_seed: int | None = Field(None, alias="FAILURE_SEED")
+    max_retries: int = Field(3, alias="MAX_RETRIES", ge=0, le=20)
+    # Celery autoretry counts in whole seconds (factor * 2**retries, factor floored at 1);
+    # 0 means retry at once.
+    retry_backoff_base: int = Field(2, alias="RETRY_BACKOFF_BASE", ge=0)
+    retry_backoff_max: int = Field(600, alias="RETRY_BACKOFF_MAX", ge=1)
+    retry_jitter: bool = Field(False, alias="RETRY_JITTER")
+
+    dedupe_ttl_seconds: int = Field(WEEK_SECONDS, alias="DEDUPE_TTL_SECONDS", ge=1)
+    # Overrides the computed Redis visibility timeout (orders/core/celery_config.py checks it stays safe).
+    visibility_timeout: int | None = Field(None, alias="VISIBILITY_TIMEOUT", ge=1)
+    max_queue_depth: int = Field(10_000, alias="MAX_QUEUE_DEPTH", ge=2)
+    bridge_batch_size: int = Field(500, alias="BRIDGE_BATCH_SIZE", ge=1, le=100_000)
+    dlq_delivery_timeout: float = Field(30.0, alias="DLQ_DELIVERY_TIMEOUT", gt=0)
+    # Seconds out of its consumer group (with a broker up) before the bridge replaces its consumer;
+    # above the 300 s a legitimate rebalance may take (bridge/group_watch.py).
+    bridge_rejoin_timeout: float = Field(360.0, alias="BRIDGE_REJOIN_TIMEOUT", gt=0)
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # kombu's own Redis transport instead of worker/transport.py's (for comparisons).
+    stock_transport: bool = Field(False, alias="ORDERS_STOCK_TRANSPORT")
+    # Prometheus /metrics of this process (bridge or worker); 0 = not served.
+    metrics_port: int = Field(0, alias="METRICS_PORT", ge=0, le=65535)
+    # Guards the web dashboard's controls; required when it listens beyond loopback.
+    dashboard_token: SecretStr | None = Field(None, alias="DASHBOARD_TOKEN")
+
+    @field_validator("redis_url", "celery_broker_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _http_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _default_broker(self) -> Self:
+        if self.celery_broker_url is None:
+            object.__setattr__(self, "celery_broker_url", self.redis_url)
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker URL (``CELERY_BROKER_URL``, defaulting to ``REDIS_URL``)."""
+        return self.celery_broker_url or self.redis_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Self:
+        """Build settings from ``environ`` (default: the process environment) over an optional `.env`.
+
+        Raises :class:`SettingsError` naming each bad variable.
+        """
+        merged: dict[str, Any] = {}
+        if env_file and os.path.exists(env_file):
+            merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        merged.update(os.environ if environ is None else environ)
+        merged["kafka_options"] = kafka_options_from_env(merged, cls._declared_kafka_names())
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as exc:
+            raise SettingsError(describe_errors(exc, cls._secret_names())) from None
+
+    @classmethod
+    def _declared_kafka_names(cls) -> set[str]:
+        return {f.alias for f in cls.model_fields.values() if f.alias and f.alias.startswith(KAFKA_PREFIX)}
+
+    @classmethod
+    def _secret_names(cls) -> set[str]:
+        return {
+            f.alias
+            for f in cls.model_fields.values()
+            if f.alias and (f.repr is False or f.annotation in (SecretStr, SecretStr | None))
+        }
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict safe to log: passwords in URLs and secret options masked."""
+        shown: dict[str, Any] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            key = field.alias or name
+            if isinstance(value, SecretStr):
+                value = "**********"
+            elif isinstance(value, str) and "://" in value:
+                value = redact_url(value)
+            elif name == "kafka_options":
+                value = {k: ("**********" if is_secret_option(k) else v) for k, v in value.items()}
+            shown[key] = value
+        return shown
+
+
+def kafka_options_from_env(environ: Mapping[str, Any], declared: set[str]) -> dict[str, str]:
+    """Map ``KAFKA_<NAME>`` variables to librdkafka options the way Confluent's images do.
+
+    ``_`` becomes ``.``, ``__`` becomes ``_`` and ``___`` becomes ``-``:
+    ``KAFKA_SASL_MECHANISM`` -> ``sasl.mechanism``.
+    """
+    options: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.startswith(KAFKA_PREFIX) or key in declared or not isinstance(value, str):
+            continue
+        options[env_name_to_option(key)] = value
+    return options
+
+
+def env_name_to_option(env_name: str) -> str:
+    """``KAFKA_SSL_CA_LOCATION`` -> ``ssl.ca.location`` (Confluent's escaping for ``_`` and ``-``)."""
+    name = env_name[len(KAFKA_PREFIX) :].lower()
+    return (
+        name.replace("___", "\0").replace("__", "\1").replace("_", ".").replace("\0", "-").replace("\1", "_")
+    )
+
+
+def option_to_env_name(option: str) -> str:
+    """The inverse of :func:`env_name_to_option`, for error messages."""
+    escaped = option.replace("_", "__").replace("-", "___").replace(".", "_")
+    return KAFKA_PREFIX + escaped.upper()
+
+
+def is_secret_option(option: str) -> bool:
+    """librdkafka options that carry credentials."""
+    return any(word in option for word in ("password", "secret", "jaas", "token", ".key.pem"))
+
+
+def redact_url(url: str) -> str:
+    """``redis://:pw@host:6379/0`` -> ``redis://:****@host:6379/0``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:****@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def describe_errors(exc: ValidationError, secret_names: set[str]) -> str:
+    """One line per bad variable, never echoing a secret's value."""
+    lines = ["Invalid configuration:"]
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        shown = "" if name in secret_names else f" (got {error.get('input')!r})"
+        lines.append(f"  {name}: {error['msg']}{shown}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""`orders dashboard` (the live web page) and `orders top` (the terminal view)."""

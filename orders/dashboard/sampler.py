@@ -1,0 +1,213 @@
+"""The dashboard's sampling threads: figures from Kafka and Redis each second, health every few seconds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import redis
+from confluent_kafka import KafkaException, TopicPartition
+from kombu.exceptions import KombuError
+
+from bridge.handoff import create_sender
+from orders.core.aggregate import Aggregate
+from orders.core.control import get_failure_rate
+from orders.core.kafka import REGISTRY_ERRORS, create_admin, create_consumer, create_registry_client
+from orders.core.settings import Settings
+from orders.dashboard.state import (
+    RECENT_ROWS,
+    UNKNOWN_HEALTH,
+    Figures,
+    Health,
+    History,
+    PartitionLag,
+    compose_state,
+    partition_lags,
+)
+
+log = logging.getLogger(__name__)
+
+KAFKA_TIMEOUT: Final = 1.0
+HEALTH_TIMEOUT: Final = 2.0
+# kombu's Redis transport keeps messages handed to a worker and not yet acknowledged in this hash.
+UNACKED_KEY: Final = "unacked"
+
+
+class KafkaFigures:
+    """High watermarks of the orders topic and the bridge group's committed offsets."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._topic = settings.orders_topic
+        # The bridge's group id, but never subscribed: it reads the group's offsets without joining it.
+        self._consumer = create_consumer(settings, settings.consumer_group, **{"enable.auto.commit": False})
+
+    def read(self) -> list[PartitionLag]:
+        """Lag per partition; raises KafkaException when the broker does not answer in time."""
+        metadata = self._consumer.list_topics(self._topic, timeout=KAFKA_TIMEOUT)
+        topic = metadata.topics.get(self._topic)
+        if topic is None or topic.error is not None:
+            raise KafkaException(f"topic {self._topic}: {topic.error if topic else 'not found'}")
+        partitions = [TopicPartition(self._topic, p) for p in sorted(topic.partitions)]
+        committed = self._consumer.committed(partitions, timeout=KAFKA_TIMEOUT)
+        low, high = {}, {}
+        for tp in partitions:
+            low[tp.partition], high[tp.partition] = self._consumer.get_watermark_offsets(
+                tp, timeout=KAFKA_TIMEOUT, cached=False
+            )
+        return partition_lags(high, low, {tp.partition: tp.offset for tp in committed})
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class RedisFigures:
+    """The aggregate, recent activity, queue depth and the failure-rate override."""
+
+    def __init__(self, settings: Settings) -> None:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=HEALTH_TIMEOUT)
+        self._aggregate = Aggregate(client)
+        self._client = client
+        self._broker = redis.Redis.from_url(settings.broker_url, socket_timeout=HEALTH_TIMEOUT)
+        self._queue = settings.celery_queue
+
+    def read(self) -> Figures:
+        """Raises redis.RedisError when Redis does not answer."""
+        pipe = self._broker.pipeline(transaction=False)
+        pipe.llen(self._queue)
+        pipe.hlen(UNACKED_KEY)
+        queued, in_flight = pipe.execute()
+        return Figures(
+            snapshot=self._aggregate.snapshot(),
+            recent=self._aggregate.recent(RECENT_ROWS),
+            queued=int(queued),
+            in_flight=int(in_flight),
+            failure_rate=get_failure_rate(self._client),
+        )
+
+
+class HealthProbe:
+    """One cheap check per dependency, each with a short timeout."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._admin = create_admin(settings)
+        self._redis = redis.Redis.from_url(settings.redis_url, socket_timeout=HEALTH_TIMEOUT)
+        self._registry = create_registry_client(settings, timeout=HEALTH_TIMEOUT, **{"max.retries": 0})
+        self._celery = create_sender(settings)
+
+    def checks(self) -> dict[str, Callable[[], Health]]:
+        return {"kafka": self.kafka, "redis": self.redis, "registry": self.registry, "workers": self.workers}
+
+    def kafka(self) -> Health:
+        try:
+            brokers = self._admin.list_topics(timeout=HEALTH_TIMEOUT).brokers
+        except KafkaException as exc:
+            return Health("down", str(exc))
+        return Health("ok", f"{len(brokers)} broker(s)")
+
+    def redis(self) -> Health:
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            return Health("down", str(exc))
+        return Health("ok", "ping answered")
+
+    def registry(self) -> Health:
+        try:
+            subjects = self._registry.get_subjects()
+        except REGISTRY_ERRORS as exc:
+            return Health("down", str(exc))
+        return Health("ok", f"{len(subjects)} subject(s)")
+
+    def workers(self) -> Health:
+        try:
+            replies = self._celery.control.ping(timeout=HEALTH_TIMEOUT / 2)
+        except (KombuError, redis.RedisError, OSError) as exc:
+            return Health("down", str(exc))
+        if not replies:
+            return Health("down", "no worker answered a ping")
+        return Health("ok", f"{len(replies)} worker(s)")
+
+
+class Sampler:
+    """Samples once per ``interval`` in one thread and hands the JSON state to ``publish``.
+
+    Health runs in a second thread every ``health_interval`` seconds, so a slow check never
+    delays the figures; its latest result is merged into each state.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        controls: Callable[[], Mapping[str, Any]],
+        publish: Callable[[str], None],
+        interval: float = 1.0,
+        health_interval: float = 5.0,
+    ) -> None:
+        self._kafka = KafkaFigures(settings)
+        self._redis = RedisFigures(settings)
+        self._probe = HealthProbe(settings)
+        self._controls = controls
+        self._publish = publish
+        self._interval = interval
+        self._health_interval = health_interval
+        self._history = History()
+        self._health: dict[str, Health] = dict(UNKNOWN_HEALTH)
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._sample_figures, name="dashboard-figures", daemon=True),
+            threading.Thread(target=self._sample_health, name="dashboard-health", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._kafka.close()
+
+    def state(self) -> dict[str, Any]:
+        """Read every figure once, add it to the history and compose the state."""
+        figures = self._read_figures()
+        self._history.add(figures.sample(time.time(), time.monotonic()))
+        uptime = time.monotonic() - self._started
+        return compose_state(figures, self._history, dict(self._health), self._controls(), uptime)
+
+    def _read_figures(self) -> Figures:
+        errors: list[str] = []
+        try:
+            figures = self._redis.read()
+        except redis.RedisError as exc:
+            figures = Figures()
+            errors.append(f"redis: {exc}")
+        lags = None
+        try:
+            lags = self._kafka.read()
+        except KafkaException as exc:
+            errors.append(f"kafka: {exc}")
+        return dataclasses.replace(figures, lags=lags, errors=tuple(errors))
+
+    def _sample_figures(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self._publish(json.dumps(self.state()))
+            next_at += self._interval
+            now = time.monotonic()
+            if next_at < now:  # a slow pass: start counting again rather than rushing to catch up
+                next_at = now
+            self._stop.wait(next_at - now)
+
+    def _sample_health(self) -> None:
+        while not self._stop.is_set():
+            for name, check in self._probe.checks().items():
+                # A new dict each time: the figures thread reads it without a lock.
+                self._health = {**self._health, name: check()}
+            self._stop.wait(self._health_interval)

@@ -1,0 +1,149 @@
+"""`orders produce`: random catalogue orders, Avro-framed via the registry, through an idempotent producer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import click
+from confluent_kafka import KafkaError, Message, Producer
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+from orders.core.codec import OrderCodec
+from orders.core.order import Order
+
+log = logging.getLogger(__name__)
+
+CATALOG = (
+    "Laptop", "Smartphone", "Headphones", "Keyboard", "Mouse", "Monitor",
+    "Tablet", "Smartwatch", "Camera", "Printer", "Speaker", "Router",
+)  # fmt: skip
+MIN_CENTS, MAX_CENTS = 10_00, 2000_00
+
+
+def run_prefix() -> str:
+    """Unique per run (ms clock + 16 random bits), so order ids never repeat across runs."""
+    return f"{time.time_ns() // 1_000_000:x}{os.urandom(2).hex()}"
+
+
+def random_orders(rng: random.Random, prefix: str | None = None) -> Iterator[Order]:
+    prefix = prefix or run_prefix()
+    sequence = 0
+    while True:
+        sequence += 1
+        yield Order(f"{prefix}-{sequence:06d}", rng.choice(CATALOG), rng.randint(MIN_CENTS, MAX_CENTS))
+
+
+@dataclass
+class DeliveryTally:
+    """Delivery reports, counted as librdkafka calls back."""
+
+    delivered: int = 0
+    failed: int = 0
+    last_error: KafkaError | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __call__(self, err: KafkaError | None, _msg: Message) -> None:
+        with self._lock:
+            if err is None:
+                self.delivered += 1
+            else:
+                self.failed += 1
+                self.last_error = err
+
+
+class OrderProducer:
+    """Sends orders keyed by orderId; :meth:`send` paces to a rate, :meth:`finish` waits for reports."""
+
+    def __init__(self, producer: Producer, codec: OrderCodec, topic: str) -> None:
+        self._producer = producer
+        self._codec = codec
+        self._topic = topic
+        self.tally = DeliveryTally()
+        self.sent = 0
+
+    def send(self, order: Order) -> None:
+        value = self._codec.encode(order)
+        while True:
+            try:
+                self._producer.produce(self._topic, value, order.order_id.encode(), on_delivery=self.tally)
+                break
+            except BufferError:  # local queue full: let deliveries drain, then try again
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+        self.sent += 1
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Wait for outstanding delivery reports; returns how many are still unreported."""
+        return int(self._producer.flush(timeout))
+
+
+class Pacer:
+    """Spaces sends to ``rate`` per second (0 = as fast as possible) without drifting."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = time.monotonic()
+
+    def wait(self, stop: threading.Event) -> None:
+        if not self._interval:
+            return
+        self._next += self._interval
+        delay = self._next - time.monotonic()
+        if delay > 0:
+            stop.wait(delay)
+
+
+@click.command()
+@click.option("--rate", default=10.0, show_default=True, help="Orders per second (0 = as fast as possible).")
+@click.option("--count", default=0, show_default=True, help="Orders to send (0 = until stopped).")
+@click.option("--seed", type=int, default=None, help="Seed for reproducible products and prices.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def produce(rate: float, count: int, seed: int | None, quiet: bool) -> None:
+    """Send random orders to ORDERS_TOPIC; exits non-zero if any delivery failed."""
+    from orders.core.kafka import create_producer, create_registry_client
+    from orders.core.process import start_process, stop_on_signals
+
+    settings = start_process()
+    stop = threading.Event()
+    stop_on_signals(stop.set)
+    sender = OrderProducer(
+        create_producer(settings),
+        OrderCodec(create_registry_client(settings), settings.orders_topic),
+        settings.orders_topic,
+    )
+    with _progress(quiet) as progress:
+        task = progress.add_task("producing", total=count or None, status="")
+        _send_until_done(sender, Pacer(rate), random_orders(random.Random(seed)), count, stop, progress, task)
+    unreported = sender.finish()
+    tally = sender.tally
+    click.echo(f"sent {sender.sent}, delivered {tally.delivered}, failed {tally.failed + unreported}")
+    if tally.failed or unreported:
+        click.echo(f"delivery failed: {tally.last_error or 'no report before the timeout'}", err=True)
+        sys.exit(1)
+
+
+def _progress(quiet: bool) -> Progress:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[status]}"),
+               TimeElapsedColumn())  # fmt: skip
+    return Progress(*columns, disable=quiet)
+
+
+def _send_until_done(
+    sender: OrderProducer, pacer: Pacer, orders: Iterator[Order], count: int, stop: threading.Event,
+    progress: Progress, task: TaskID,
+) -> None:  # fmt: skip
+    for order in orders:
+        if stop.is_set() or (count and sender.sent >= count):
+            return
+        sender.send(order)
+        tally = sender.tally
+        status = f"sent {sender.sent}  delivered {tally.delivered}  failed {tally.failed}"
+        progress.update(task, advance=1, status=status)
+        pacer.wait(stop)

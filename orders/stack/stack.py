@@ -1,0 +1,241 @@
+"""`orders up`: the whole pipeline on one machine without Docker, started and stopped in order.
+
+Services first (Tansu, redis-server, the registry), then the Celery workers, the bridge, Flower, the
+web dashboard and the demo producer. Stopping goes the other way, the services last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from orders.core.settings import Settings
+from orders.stack import services
+from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
+from orders.stack.supervisor import Service, free_port, port_open
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = Path.home() / ".cache" / "orders-pipeline" / "up.json"
+
+
+class StackError(Exception):
+    """The stack cannot start (a missing program, a port in use); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    workers: int = 2
+    producer: bool = True
+    rate: float = 5.0
+    failure_rate: float = 0.1
+    flower: bool = True
+    kafka_port: int = 0
+    redis_port: int = 0
+    registry_port: int = 0
+    flower_port: int = 0
+    dashboard: bool = True
+    dashboard_port: int = 0
+    data_dir: Path | None = None
+    partitions: int = 3
+
+
+@dataclass
+class Stack:
+    """The running children, in start order, and the environment that reaches them."""
+
+    options: StackOptions
+    settings: Settings
+    run_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    children: list[Service] = field(default_factory=list)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    def start_child(
+        self, name: str, argv: list[str], ready: Callable[[Service], bool], **env: str
+    ) -> Service:
+        service = Service(name, argv, self.log_dir, {**self.env, **env})
+        self.children.append(service)
+        return service.start(lambda: ready(service), timeout=90)
+
+    def dead_child(self) -> Service | None:
+        return next((c for c in self.children if not c.running()), None)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Producer, dashboard, Flower, bridge, workers, then the services: the reverse of start order."""
+        for child in reversed(self.children):
+            code = child.stop(grace)
+            log.info("stopped %s (exit code %s)", child.name, code)
+        STATE_FILE.unlink(missing_ok=True)
+
+
+def _port(wanted: int) -> int:
+    if wanted and port_open(wanted):
+        raise StackError(f"port {wanted} is already in use; pick another or pass 0 for a free one")
+    return wanted or free_port()
+
+
+def start_services(stack: Stack) -> None:
+    """Tansu, redis-server and the registry; fills in the env every later child gets."""
+    opts = stack.options
+    data_dir = opts.data_dir or stack.run_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        kafka = services.start_tansu(stack.log_dir, _port(opts.kafka_port), name="tansu")
+        stack.children.append(kafka.service)
+        aof = ("--appendonly", "yes", "--appendfsync", "everysec")
+        redis_server = services.start_redis(stack.log_dir, _port(opts.redis_port), data_dir, aof, "redis")
+        stack.children.append(redis_server.service)
+        redis_url = f"{redis_server.url}/0"
+        registry = services.start_registry(stack.log_dir, redis_url, _port(opts.registry_port), "registry")
+        stack.children.append(registry.service)
+    except services.Unavailable as exc:
+        raise StackError(str(exc)) from exc
+    stack.env.update(
+        KAFKA_BOOTSTRAP_SERVERS=kafka.url,
+        # Tansu: without a short session timeout a consumer's first group join waits ~23 s.
+        KAFKA_SESSION_TIMEOUT_MS="6000",
+        # Tansu answers a fetch only when its wait expires, not when data arrives: keep the wait short.
+        KAFKA_FETCH_WAIT_MAX_MS="10",
+        REDIS_URL=f"{redis_server.url}/0",
+        SCHEMA_REGISTRY_URL=registry.url,
+    )
+    create_topics(stack)
+    stack.urls.update(
+        kafka=stack.env["KAFKA_BOOTSTRAP_SERVERS"], redis=stack.env["REDIS_URL"],
+        registry=stack.env["SCHEMA_REGISTRY_URL"],
+    )  # fmt: skip
+
+
+def create_topics(stack: Stack) -> None:
+    admin = AdminClient({"bootstrap.servers": stack.env["KAFKA_BOOTSTRAP_SERVERS"]})
+    topics = [
+        NewTopic(stack.settings.orders_topic, num_partitions=stack.options.partitions, replication_factor=1),
+        NewTopic(stack.settings.dlq_topic, num_partitions=1, replication_factor=1),
+    ]
+    for future in admin.create_topics(topics).values():
+        future.result(timeout=30)
+
+
+def start_pipeline(stack: Stack) -> None:
+    """Workers (one solo process each: the fastest layout measured), bridge, Flower, dashboard, producer."""
+    opts = stack.options
+    for n in range(1, opts.workers + 1):
+        start_ready(stack, f"worker{n}", worker_argv(f"worker{n}"), FAILURE_RATE=str(opts.failure_rate))
+    start_ready(stack, "bridge", bridge_argv())
+    if opts.flower:
+        port = _port(opts.flower_port)
+        argv = [PYTHON, "-m", "celery", "-A", "worker", "flower", f"--port={port}", "--address=127.0.0.1"]
+        # Bound to loopback only, so its HTTP API may answer without credentials (Flower 2 asks).
+        stack.start_child("flower", argv, lambda _s: port_open(port), FLOWER_UNAUTHENTICATED_API="true")
+        stack.urls["flower"] = f"http://127.0.0.1:{port}"
+    if opts.dashboard:
+        port = _port(opts.dashboard_port)
+        argv = [PYTHON, "-m", "orders.cli", "dashboard", "--host", "127.0.0.1", "--port", str(port)]
+        stack.start_child("dashboard", argv, lambda _s: port_open(port))
+        stack.urls["dashboard"] = f"http://127.0.0.1:{port}"
+    if opts.producer:
+        argv = [PYTHON, "-m", "orders.cli", "produce", "--rate", str(opts.rate), "--quiet"]
+        stack.start_child("producer", argv, lambda s: s.running())
+
+
+def start_ready(stack: Stack, name: str, argv: list[str], **env: str) -> Service:
+    """A worker or bridge, started once its /healthz answers 200."""
+    service, port = pipeline_service(name, argv, stack.log_dir, {**stack.env, **env})
+    stack.children.append(service)
+    return service.start(lambda: healthz_ready(port), timeout=90)
+
+
+def new_stack(settings: Settings, options: StackOptions) -> Stack:
+    run_dir = Path(tempfile.mkdtemp(prefix="orders-up-"))
+    (run_dir / "logs").mkdir()
+    base_env = {
+        "ORDERS_TOPIC": settings.orders_topic,
+        "DLQ_TOPIC": settings.dlq_topic,
+        "CELERY_QUEUE": settings.celery_queue,
+        "CONSUMER_GROUP": settings.consumer_group,
+        "PYTHONUNBUFFERED": "1",
+    }
+    return Stack(options, settings, run_dir, env=base_env)
+
+
+def write_state(stack: Stack) -> None:
+    """What `orders env` prints while this stack runs."""
+    exported = {k: v for k, v in stack.env.items() if k != "PYTHONUNBUFFERED"}
+    state = {
+        "pid": os.getpid(),
+        "env": exported,
+        "urls": stack.urls,
+        "logs": str(stack.log_dir),
+        "children": {child.name: child.pid for child in stack.children},
+    }
+    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_text(json.dumps(state, indent=2))
+
+
+def read_state() -> dict[str, object] | None:
+    """The running stack's state, or None when no `orders up` is alive."""
+    try:
+        state = json.loads(STATE_FILE.read_text())
+        os.kill(int(state["pid"]), 0)
+    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError):
+        return None
+    return dict(state)
+
+
+def wait_while_healthy(stack: Stack, tick: Callable[[], None], stop: Callable[[], bool]) -> Service | None:
+    """Run ``tick`` each second until ``stop()``; return the child that died, if one did."""
+    while not stop():
+        dead = stack.dead_child()
+        if dead is not None:
+            return dead
+        tick()
+        time.sleep(1.0)
+    return None
+
+
+def run_stack(settings: Settings, options: StackOptions) -> int:
+    """Start everything, show the summary and a live status line, stop in order. Returns the exit code."""
+    from orders.stack.view import StatusLine, print_death, print_summary
+
+    stop_requested = _stop_on_signals()
+    stack = new_stack(settings, options)
+    try:
+        start_services(stack)
+        start_pipeline(stack)
+        write_state(stack)
+        print_summary(stack)
+        with StatusLine(stack) as status:
+            dead = wait_while_healthy(stack, status.refresh, stop_requested.is_set)
+        if dead is not None:
+            print_death(dead)
+            return 1
+        return 0
+    finally:
+        stack.stop()
+
+
+def _stop_on_signals() -> threading.Event:
+    """Ctrl-C and SIGTERM end the status loop; the `finally` then stops the children in order."""
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
