@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from bridge.amqp_handoff import AmqpHandoff
 from bridge.consumer import Bridge
 from bridge.handoff import Handoff, create_sender
 from bridge.metrics import AggregateCollector, record_lag_from_stats
@@ -41,18 +42,28 @@ def run_bridge(settings: Settings) -> None:
         settings, **{"message.timeout.ms": int(settings.dlq_delivery_timeout * 1000)}
     )
     aggregate = Aggregate(redis.Redis.from_url(settings.redis_url))
+    handoff = create_handoff(settings)
     loop = Bridge(
         settings,
         lambda on_stats: create_consumer(settings, **_stats_options(settings, on_stats)),
         OrderCodec(create_registry_client(settings), settings.orders_topic),
-        Handoff(create_sender(settings), settings.celery_queue, redis.Redis.from_url(settings.broker_url)),
+        handoff,
         DeadLetterPublisher(dlq_producer, settings.dlq_topic),
         aggregate.count_events,
     )
     serve_metrics(settings.metrics_port, AggregateCollector(aggregate), readiness=loop.readiness)
     stop_on_signals(loop.stop)
     loop.run()
+    handoff.close()
     dlq_producer.flush(settings.dlq_delivery_timeout)
+
+
+def create_handoff(settings: Settings) -> Handoff:
+    """The hand-off for the Celery broker CELERY_BROKER_URL names: Redis or RabbitMQ."""
+    app = create_sender(settings)
+    if settings.broker_kind == "amqp":
+        return AmqpHandoff(app, settings.celery_queue)
+    return Handoff(app, settings.celery_queue, redis.Redis.from_url(settings.broker_url))
 
 
 def main() -> None:

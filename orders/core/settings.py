@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KAFKA_PREFIX = "KAFKA_"
 WEEK_SECONDS = 7 * 24 * 3600
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+# RabbitMQ through py-amqp (kombu's "pyamqp" transport, Celery's default for amqp://).
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+BrokerKind = Literal["redis", "amqp"]
 
 
 class SettingsError(Exception):
@@ -71,11 +75,18 @@ class Settings(BaseSettings):
     # Guards the web dashboard's controls; required when it listens beyond loopback.
     dashboard_token: SecretStr | None = Field(None, alias="DASHBOARD_TOKEN")
 
-    @field_validator("redis_url", "celery_broker_url")
+    @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+    def _redis_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in REDIS_SCHEMES:
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
+            raise ValueError("must be a Redis (redis://, rediss://, unix://) or RabbitMQ (amqp://) URL")
         return value
 
     @field_validator("schema_registry_url")
@@ -102,6 +113,11 @@ class Settings(BaseSettings):
     def broker_url(self) -> str:
         """The Celery broker URL (``CELERY_BROKER_URL``, defaulting to ``REDIS_URL``)."""
         return self.celery_broker_url or self.redis_url
+
+    @property
+    def broker_kind(self) -> BrokerKind:
+        """Which Celery broker the URL names: "redis" or "amqp" (RabbitMQ)."""
+        return "amqp" if urlsplit(self.broker_url).scheme in AMQP_SCHEMES else "redis"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Self:
