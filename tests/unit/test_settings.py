@@ -57,7 +57,7 @@ def test_kafka_options_reach_every_client_config() -> None:
         ({"MAX_RETRIES": "three"}, "MAX_RETRIES"),
         ({"FAILURE_RATE": "1.5"}, "FAILURE_RATE"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
-        ({"REDIS_URL": "amqp://localhost//"}, "REDIS_URL"),  # the aggregate lives in Redis whatever the broker
+        ({"REDIS_URL": "amqp://localhost//"}, "REDIS_URL"),  # the aggregate is in Redis whatever the broker
         ({"CELERY_BROKER_URL": "sqs://"}, "CELERY_BROKER_URL"),
         ({"SCHEMA_REGISTRY_URL": "localhost:8081"}, "SCHEMA_REGISTRY_URL"),
         ({"RETRY_BACKOFF_BASE": "-1"}, "RETRY_BACKOFF_BASE"),
