@@ -2,6 +2,8 @@
 # inside the project virtualenv it makes (VENV, default .venv): nothing is installed into the system Python.
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Test processes (pytest-xdist): tests mostly wait on real services, so two share two cores well.
+TEST_WORKERS ?= 2
 export VENV
 .PHONY: setup test lint up
 
@@ -9,7 +11,7 @@ setup:
 	bash .ci/setup
 
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint:
 	$(BIN)/ruff check orders bridge worker tests

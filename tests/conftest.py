@@ -32,11 +32,30 @@ LANES = ["tansu", "apache"]
 CELERY_BROKERS = ["redis", "rabbitmq"]
 
 
-STARTUPS: dict[str, list[float]] = {}
+STARTUPS: dict[str, list[float]] = {}  # in the process that runs the session
+_UNREPORTED: list[tuple[str, float]] = []  # measured in this process, not yet on a test report
+STARTUP_PROPERTY = "service_startup"
 
 
 def record_startup(name: str, seconds: float) -> None:
-    STARTUPS.setdefault(name, []).append(seconds)
+    _UNREPORTED.append((name, seconds))
+
+
+@pytest.fixture(autouse=True)
+def _report_startups(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Start-up times ride on the test's report, so xdist's controller sees every worker's."""
+    yield
+    request.node.user_properties.extend((STARTUP_PROPERTY, entry) for entry in _UNREPORTED)
+    _UNREPORTED.clear()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "teardown":
+        return
+    for name, value in report.user_properties:
+        if name == STARTUP_PROPERTY:
+            service, seconds = value  # type: ignore[misc]
+            STARTUPS.setdefault(service, []).append(seconds)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -128,6 +128,15 @@ def ensure_kafka_jars() -> Path:
     return KAFKA_JARS_CACHE
 
 
+def new_cluster_id() -> str:
+    """16 random bytes, base64url without padding; never starting with "-", which the storage tool
+    would read as an option (1 start in 64 failed to format that way)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def kafka_properties(data_dir: Path, port: int, controller_port: int) -> str:
     """A single-node KRaft broker and controller on loopback."""
     return "\n".join(
@@ -178,8 +187,7 @@ class ApacheKafka:
     def format(self) -> None:
         """Format the storage with a new cluster id (once per data directory)."""
         started = time.monotonic()
-        # A cluster id is 16 random bytes, base64url without padding.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)),
             check=True, capture_output=True, timeout=120,

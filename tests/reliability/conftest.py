@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import LANES, _next_db
 from tests.harness import services
 from tests.reliability.profiles import PROFILES, Profile
-from tests.reliability.report import Collector
+from tests.reliability.report import REPORT_PROPERTY, Collector, Row, ScenarioRows
 
 HERE = Path(__file__).parent
 
@@ -52,21 +52,28 @@ def profile(request: pytest.FixtureRequest) -> Profile:
 COLLECTOR = Collector()
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Every scenario's figures, whether or not the report is written."""
-    if COLLECTOR.rows:
-        terminalreporter.section("reliability figures")
-        for line in COLLECTOR.table():
-            terminalreporter.write_line(line)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the rows scenarios reported, in the process that runs the session (xdist's controller)."""
+    for name, value in report.user_properties:
+        if name == REPORT_PROPERTY and report.when == "call":
+            COLLECTOR.add(Row.from_json(value))  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def reliability_report(request: pytest.FixtureRequest) -> Iterator[Collector]:
-    collector = COLLECTOR
-    yield collector
-    path = request.config.getoption("--reliability-report")
-    if path and collector.rows:
-        collector.write(Path(request.config.rootpath, path))
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Every scenario's figures, whether or not the report is written; the report if asked for."""
+    if not COLLECTOR.rows:
+        return
+    terminalreporter.section("reliability figures")
+    for line in COLLECTOR.table():
+        terminalreporter.write_line(line)
+    path = config.getoption("--reliability-report")
+    if path:
+        COLLECTOR.write(Path(config.rootpath, path))
+
+
+@pytest.fixture
+def reliability_report(request: pytest.FixtureRequest) -> ScenarioRows:
+    return ScenarioRows(request.node.user_properties)
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tests.reliability.accounting import Accounting
 
@@ -36,6 +37,13 @@ class Row:
     wall: float
     notes: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Row:
+        return cls(**{**data, "figures": Accounting(**data["figures"])})
+
     def cells(self) -> list[str]:
         f = self.figures
         recovery = "-" if self.recovery is None else f"{self.recovery:.1f}"
@@ -48,6 +56,21 @@ class Row:
 
 HEADER = ["scenario", "profile", "lane", "produced", "succeeded", "DLQ", "lost", "counted twice",
           "recovery (s)", "wall (s)", "notes"]  # fmt: skip
+
+
+REPORT_PROPERTY = "reliability_row"
+
+
+class ScenarioRows:
+    """What a scenario reports to: the row rides on its test's report, so the process that runs the
+    session (the xdist controller, or the only process) collects every row, whichever worker ran it."""
+
+    def __init__(self, user_properties: list[tuple[str, object]]) -> None:
+        self._properties = user_properties
+
+    def add(self, row: Row) -> None:
+        self._properties.append((REPORT_PROPERTY, row.to_json()))
+        log.info("reliability figures: %s", " | ".join(row.cells()))
 
 
 class Collector:

@@ -20,7 +20,7 @@ from tests.reliability.accounting import (
 )
 from tests.reliability.probes import Recovery, consumer_lag
 from tests.reliability.profiles import Profile
-from tests.reliability.report import Collector, Row
+from tests.reliability.report import Row, ScenarioRows
 from worker.faults import FailureInjector
 
 MAX_RETRIES = 3
@@ -37,7 +37,7 @@ FAULTS = {
 
 class Scenario:
     def __init__(
-        self, key: str, pipeline: Pipeline, profile: Profile, report: Collector, seed: int, **env: str
+        self, key: str, pipeline: Pipeline, profile: Profile, report: ScenarioRows, seed: int, **env: str
     ) -> None:
         self.key = key
         self.pipeline = pipeline

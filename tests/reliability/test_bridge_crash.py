@@ -11,7 +11,7 @@ from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.reliability.probes import consumed
 from tests.reliability.profiles import Profile
-from tests.reliability.report import Collector
+from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
 pytestmark = pytest.mark.kafka
@@ -21,7 +21,7 @@ BATCH = "100"
 
 
 def test_bridge_sigkilled_mid_batch_and_restarted(
-    pipeline: Pipeline, profile: Profile, reliability_report: Collector
+    pipeline: Pipeline, profile: Profile, reliability_report: ScenarioRows
 ) -> None:
     n = profile.bridge_orders
     s = Scenario("2a", pipeline, profile, reliability_report, seed=202, BRIDGE_BATCH_SIZE=BATCH)
@@ -44,7 +44,7 @@ def test_bridge_sigkilled_mid_batch_and_restarted(
 
 
 def test_two_bridges_one_leaves_and_rejoins(
-    pipeline: Pipeline, profile: Profile, reliability_report: Collector
+    pipeline: Pipeline, profile: Profile, reliability_report: ScenarioRows
 ) -> None:
     n = profile.bridge_orders
     s = Scenario("2b", pipeline, profile, reliability_report, seed=203, BRIDGE_BATCH_SIZE=BATCH)

@@ -29,7 +29,7 @@ from tests.reliability.accounting import Accounting, account, read_to_end
 from tests.reliability.fuzz_cases import Case, boundary_cases, cases
 from tests.reliability.probes import consumed
 from tests.reliability.profiles import Profile
-from tests.reliability.report import Collector
+from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
 pytestmark = pytest.mark.kafka
@@ -75,7 +75,7 @@ def audit_bad_records(
 
 
 def test_fuzzed_bad_input_dead_lettered_and_good_orders_counted(
-    pipeline: Pipeline, profile: Profile, reliability_report: Collector
+    pipeline: Pipeline, profile: Profile, reliability_report: ScenarioRows
 ) -> None:
     s = Scenario(
         "6", pipeline, profile, reliability_report, seed=606, FAILURE_RATE="0", PERMANENT_FAILURE_RATE="0"

@@ -22,7 +22,7 @@ from tests.harness.kafka_io import headers_of
 from tests.reliability.accounting import read_to_end
 from tests.reliability.probes import consumed
 from tests.reliability.profiles import PROFILES, Profile
-from tests.reliability.report import Collector
+from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.lanes("apache")]
@@ -44,7 +44,7 @@ def produce_garbage(
 
 
 def test_kafka_stopped_and_restarted_mid_run(
-    pipeline: Pipeline, profile: Profile, reliability_report: Collector
+    pipeline: Pipeline, profile: Profile, reliability_report: ScenarioRows
 ) -> None:
     kafka = pipeline.broker.kafka
     assert kafka is not None
@@ -122,7 +122,7 @@ time.sleep(3600)
 
 
 def test_a_consumer_kept_out_of_its_group_is_replaced(
-    pipeline: Pipeline, reliability_report: Collector
+    pipeline: Pipeline, reliability_report: ScenarioRows
 ) -> None:
     """The group watch's way out, on a real broker: a stuck consumer is set aside and nothing is lost.
 

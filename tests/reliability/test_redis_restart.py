@@ -18,7 +18,7 @@ from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.reliability.probes import consumed, settled
 from tests.reliability.profiles import Profile
-from tests.reliability.report import Collector
+from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.lanes(short=("tansu",))]
@@ -34,7 +34,7 @@ def _ping(client: redis.Redis) -> bool:
 
 @pytest.mark.parametrize("fsync", ["everysec", pytest.param("always", marks=pytest.mark.long)])
 def test_redis_sigkilled_and_restarted_with_aof(
-    pipeline: Pipeline, profile: Profile, reliability_report: Collector, own_redis, fsync: str
+    pipeline: Pipeline, profile: Profile, reliability_report: ScenarioRows, own_redis, fsync: str
 ) -> None:  # type: ignore[no-untyped-def]
     n = profile.redis_orders
     server = own_redis("--appendonly", "yes", "--appendfsync", fsync)

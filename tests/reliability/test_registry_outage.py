@@ -20,7 +20,7 @@ from tests.harness import services
 from tests.reliability.accounting import read_to_end
 from tests.reliability.probes import consumed
 from tests.reliability.profiles import Profile
-from tests.reliability.report import Collector
+from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.lanes(short=("tansu",))]
@@ -31,7 +31,7 @@ RETRY_LINE = re.compile(r"decode failed \(schema registry unreachable[^\n]*\); r
 def test_registry_down_30s_bridge_waits_and_drops_nothing(
     pipeline: Pipeline,
     profile: Profile,
-    reliability_report: Collector,
+    reliability_report: ScenarioRows,
     spare_redis_db: str,
     service_logs: Path,
 ) -> None:

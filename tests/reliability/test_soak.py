@@ -17,7 +17,7 @@ from tests.conftest import Pipeline
 from tests.harness import services
 from tests.reliability.probes import consumer_lag, rss_kib
 from tests.reliability.profiles import Profile
-from tests.reliability.report import Collector
+from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.lanes(short=("apache",))]
@@ -48,7 +48,7 @@ def mean(values: list[int]) -> float:
 def test_soak_memory_bounded_and_lag_flat(
     pipeline: Pipeline,
     profile: Profile,
-    reliability_report: Collector,
+    reliability_report: ScenarioRows,
     own_redis: Callable[..., services.Running],
 ) -> None:
     server = own_redis("--appendonly", "yes", "--appendfsync", "everysec")  # as docker-compose runs it

@@ -12,7 +12,7 @@ from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.reliability.probes import settled
 from tests.reliability.profiles import Profile
-from tests.reliability.report import Collector
+from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.lanes(short=("apache",))]
@@ -28,7 +28,7 @@ def held_messages(client: redis.Redis) -> tuple[int, int]:
 
 
 def test_worker_sigkilled_repeatedly_with_retries_in_flight(
-    pipeline: Pipeline, profile: Profile, reliability_report: Collector
+    pipeline: Pipeline, profile: Profile, reliability_report: ScenarioRows
 ) -> None:
     n = profile.worker_kill_orders
     assert n >= 5000
