@@ -57,7 +57,7 @@ def measure_ceiling(rig: Rig, n: int, workers: int, kind: Ceiling = "project") -
         if kind.startswith("plain"):
             rig.start_plain_workers(run, workers, events=kind == "plain_events")
         else:
-            rig.start_workers(run, workers, ORDERS_STOCK_TRANSPORT="1" if kind == "stock" else "0")
+            rig.start_workers(run, workers, {"ORDERS_STOCK_TRANSPORT": "1" if kind == "stock" else "0"})
         rig.wait_ready(run)
         pids = {"workers": [w.pid for w in run.workers], "redis": rig.service_pids(run.lane).get("redis", [])}
         window = CostWindow(pids, client)

@@ -52,13 +52,13 @@ def _wait_settled(run: Run, n: int) -> float:
     return max(float(entry["at"]) for entry in Aggregate(client).recent(50))
 
 
-def measure_drain(rig: Rig, n: int, workers: int, lane: Lane = TANSU) -> Measured:
+def measure_drain(rig: Rig, n: int, workers: int, lane: Lane = TANSU, **worker_env: str) -> Measured:
     """A topic pre-filled with ``n`` orders; workers started, then the bridge; timed from the bridge
     joining its group to the last aggregate write. No producer in the clock or in the cost."""
     run = rig.new_run("drain", lane)
     try:
         _producer(rig, run, n, 0.0, "drain").run()
-        rig.start_workers(run, workers)
+        rig.start_workers(run, workers, worker_env)
         rig.wait_ready(run)
         rig.start_bridge(run)
         rig.wait_ready(run, interval=POLL_SECONDS)  # the bridge fetches as soon as it joined
@@ -85,7 +85,7 @@ def measure_e2e(
     prefix = FAILURE_PREFIX if failure_rate else "e2e"
     run = rig.new_run("fail" if failure_rate else "paced" if rate else "e2e", lane)
     try:
-        rig.start_workers(run, workers, probe=True, **faults)
+        rig.start_workers(run, workers, faults, probe=True)
         rig.start_bridge(run)
         producer = _producer(rig, run, n, rate, prefix)  # warms up while the workers boot
         rig.wait_ready(run)

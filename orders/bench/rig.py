@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,7 +237,9 @@ class Rig:
                 delete_queue(run.settings.broker_url, run.queue)
         self._ended.clear()
 
-    def start_workers(self, run: Run, count: int, probe: bool = False, **env: str) -> list[Service]:
+    def start_workers(
+        self, run: Run, count: int, env: Mapping[str, str] | None = None, probe: bool = False
+    ) -> list[Service]:
         """Start ``count`` solo workers (with the bench probe loaded if ``probe``); :meth:`wait_ready`
         waits until each one's /healthz answers.
 
@@ -247,7 +249,7 @@ class Rig:
         for n in range(1, count + 1):
             argv = worker_argv(f"bench{n}", *extra, loglevel="WARNING")
             worker_env = {**run.env, "FAILURE_RATE": "0", "PERMANENT_FAILURE_RATE": "0",
-                          "ORDERS_STOCK_TRANSPORT": "0", **env}  # fmt: skip
+                          "ORDERS_STOCK_TRANSPORT": "0", **(env or {})}  # fmt: skip
             service, port = pipeline_service(
                 f"{run.settings.orders_topic}-worker{n}", argv, self.log_dir, worker_env, cwd=run.dir
             )

@@ -98,6 +98,11 @@ class Bench:
             self.figures[f"scaling_{o.workers}"] = summary
         return summary
 
+    def _drain_events(self) -> None:
+        o = self.options
+        measure = lambda: measure_drain(self.rig, o.orders, o.workers, TASK_EVENTS="true")  # noqa: E731
+        self._measure("drain_events", "drain_events", measure)
+
     def _e2e(self) -> None:
         o = self.options
         self._measure("e2e", "e2e", lambda: measure_e2e(self.rig, o.orders, o.workers))

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # above the 300 s a legitimate rebalance may take (bridge/group_watch.py).
     bridge_rejoin_timeout: float = Field(360.0, alias="BRIDGE_REJOIN_TIMEOUT", gt=0)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # Workers send Celery task events from the start; otherwise when Flower (or `control enable_events`) asks.
+    task_events: bool = Field(False, alias="TASK_EVENTS")
     # kombu's own Redis transport instead of worker/transport.py's (for comparisons).
     stock_transport: bool = Field(False, alias="ORDERS_STOCK_TRANSPORT")
     # Prometheus /metrics of this process (bridge or worker); 0 = not served.
