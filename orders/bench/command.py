@@ -71,6 +71,8 @@ def resolve_phases(only: str) -> tuple[str, ...]:
               show_default=True, help="Write the JSON results here.")  # fmt: skip
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Also write this Markdown report, with bench-scaling.png beside it.")  # fmt: skip
+@click.option("--capacity", type=click.Path(path_type=Path), default=None,
+              help="Also write the capacity tables into this file (docs/scaling.md).")  # fmt: skip
 @click.option("--from-json", type=click.Path(exists=True, path_type=Path), default=None,
               help="Measure nothing: render the table (and --report) from these results.")  # fmt: skip
 @click.option("--kafka", default=None, help="Use this Kafka bootstrap instead of an embedded Tansu.")
@@ -80,7 +82,7 @@ def resolve_phases(only: str) -> tuple[str, ...]:
 @click.option("--registry", default=None, help="Use this schema registry URL instead of the dev one.")
 def bench(
     orders: int, repeat: int, workers: int, baseline_orders: int, seed: int, only: str, as_json: bool,
-    output: Path, report: Path | None, from_json: Path | None,
+    output: Path, report: Path | None, capacity: Path | None, from_json: Path | None,
     kafka: str | None, redis_url: str | None, registry: str | None,
 ) -> None:  # fmt: skip
     """Throughput, latency and CPU per order against Celery's no-op ceilings and a blocking baseline."""
@@ -117,6 +119,10 @@ def bench(
                 raise
             hint = "--report draws its plot with matplotlib: pip install -e '.[bench]'"
             raise click.ClickException(hint) from exc
+    if capacity is not None:
+        from orders.bench.capacity import write_capacity
+
+        write_capacity(results, capacity)
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:
