@@ -39,7 +39,10 @@ def test_the_worker_reads_its_settings_when_it_starts() -> None:
 
 
 def test_the_worker_takes_its_retry_policy_from_the_settings() -> None:
-    code = "import worker.tasks as t; p = t.process_order; print(p.max_retries, p.retry_backoff, p.retry_backoff_max)"
+    code = (
+        "import worker.tasks as t; p = t.process_order; "
+        "print(p.max_retries, p.retry_backoff, p.retry_backoff_max)"
+    )
     done = run([sys.executable, "-c", code], MAX_RETRIES="5", RETRY_BACKOFF_BASE="3", RETRY_BACKOFF_MAX="40")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["5", "3", "40"]

@@ -421,9 +421,7 @@ def _third_party_imports() -> dict[str, str]:
                 continue
             for name in names:
                 modules.setdefault(name.split(".")[0], path.relative_to(ROOT).as_posix())
-    return {
-        m: f for m, f in modules.items() if m not in sys.stdlib_module_names and m not in OUR_PACKAGES
-    }
+    return {m: f for m, f in modules.items() if m not in sys.stdlib_module_names and m not in OUR_PACKAGES}
 
 
 def test_the_image_dependencies_provide_every_import() -> None:
