@@ -58,16 +58,34 @@ def start_redis(
     data_dir: Path | None = None,
     extra_args: tuple[str, ...] = (),
     name: str = "",
+    password: str | None = None,
 ) -> Running:
-    """redis-server on loopback, without RDB snapshots; ``extra_args`` adds AOF, databases, ..."""
+    """redis-server on loopback, without RDB snapshots; ``extra_args`` adds AOF, databases, ...
+
+    A ``password`` goes into a config file only its owner can read, not onto the command line, where
+    any local user could see it; the URL returned carries it.
+    """
     port = port or free_port()
     data_dir = data_dir or log_dir / f"redis-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(data_dir),
-            *extra_args]  # fmt: skip
-    client = redis.Redis(port=port)
+    config: list[str] = []
+    if password is not None:
+        config = [str(private_file(data_dir / f"redis-{port}.conf", f"requirepass {password}\n"))]
+    argv = [redis_binary(), *config, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--dir", str(data_dir), *extra_args]  # fmt: skip
+    client = redis.Redis(port=port, password=password)
     service = Service(name or f"redis-{port}", argv, log_dir).start(lambda: redis_pings(client), timeout=20)
-    return Running(service, port, f"redis://127.0.0.1:{port}", data_dir)
+    auth = f":{password}@" if password is not None else ""
+    return Running(service, port, f"redis://{auth}127.0.0.1:{port}", data_dir)
+
+
+def private_file(path: Path, text: str) -> Path:
+    """Write ``text`` to a file only this user can read (created so, never world-readable in between)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    return path
 
 
 def redis_pings(client: redis.Redis) -> bool:
@@ -198,10 +216,24 @@ class ApacheKafka:
             self.service.stop(grace=30)
 
 
-def start_registry(log_dir: Path, redis_url: str, port: int = 0, name: str = "") -> Running:
-    """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``."""
+def start_registry(
+    log_dir: Path,
+    redis_url: str,
+    port: int = 0,
+    name: str = "",
+    basic_auth: str | None = None,
+    tls: tuple[Path, Path] | None = None,
+) -> Running:
+    """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``.
+
+    ``basic_auth`` ("user:password") is the one credential it accepts; ``tls`` (certificate, key) makes
+    it serve HTTPS. Readiness is its port accepting connections.
+    """
     port = port or free_port()
     argv = [sys.executable, "-m", "orders.cli", "registry", "--host", "127.0.0.1", "--port", str(port)]
-    service = Service(name or f"registry-{port}", argv, log_dir, env={"REDIS_URL": redis_url})
+    if tls is not None:
+        argv += ["--certfile", str(tls[0]), "--keyfile", str(tls[1])]
+    env = {"REDIS_URL": redis_url, **({"REGISTRY_BASIC_AUTH": basic_auth} if basic_auth else {})}
+    service = Service(name or f"registry-{port}", argv, log_dir, env=env)
     service.start(lambda: port_open(port), timeout=30)
-    return Running(service, port, f"http://127.0.0.1:{port}")
+    return Running(service, port, f"{'https' if tls else 'http'}://127.0.0.1:{port}")
