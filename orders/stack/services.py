@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from orders.stack.supervisor import Service, free_port, port_open
+from orders.stack.supervisor import Service, free_port, port_open, wait_for
 
 HERE = Path(__file__).parent
 KAFKA_POM = HERE / "kafka-pom.xml"
@@ -172,7 +172,11 @@ def kafka_properties(data_dir: Path, port: int, controller_port: int) -> str:
 
 
 class ApacheKafka:
-    """A single-node KRaft broker from the cached jars; ``stop``/``start`` keep its data directory."""
+    """A single-node KRaft broker from the cached jars; ``stop``/``start`` keep its data directory.
+
+    A subclass may change its listeners (:meth:`properties`), what formatting adds (``format``'s
+    arguments, e.g. SCRAM users) and how readiness is probed (:meth:`ready`).
+    """
 
     def __init__(self, log_dir: Path, port: int = 0, data_dir: Path | None = None) -> None:
         self.log_dir = log_dir
@@ -182,9 +186,15 @@ class ApacheKafka:
         self.data_dir = data_dir or log_dir / f"kafka-{self.port}"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = self.data_dir / "server.properties"
-        self.config.write_text(kafka_properties(self.data_dir, self.port, self.controller_port))
+        self.config.write_text(self.properties())
         self.service: Service | None = None
         self.format_seconds = 0.0
+
+    def properties(self) -> str:
+        return kafka_properties(self.data_dir, self.port, self.controller_port)
+
+    def ready(self) -> bool:
+        return kafka_ready(self.port)
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
@@ -193,23 +203,36 @@ class ApacheKafka:
             "-cp", f"{self.jars}/*", main, *args,
         ]  # fmt: skip
 
-    def format(self) -> None:
-        """Format the storage with a new cluster id (once per data directory)."""
+    def format(self, *extra: str) -> None:
+        """Format the storage with a new cluster id (once per data directory); ``extra`` StorageTool args."""
         started = time.monotonic()
         # A cluster id is 16 random bytes, base64url without padding.
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)),
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config), *extra),
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
         self.format_seconds = time.monotonic() - started
 
-    def start(self) -> Running:
+    def start(self, wait: bool = True) -> Running:
+        """Start the broker; with ``wait`` False return at once and call :meth:`wait_ready` later."""
         self.service = Service(
             f"kafka-{self.port}", self._java("kafka.Kafka", str(self.config)), self.log_dir
         )
-        self.service.start(lambda: kafka_ready(self.port), timeout=120)
+        self.service.start(self.ready if wait else lambda: True, timeout=120)
         return Running(self.service, self.port, f"127.0.0.1:{self.port}", self.data_dir)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """After ``start(wait=False)``: until the broker answers; raises with its log if it died."""
+        service = self.service
+        assert service is not None, "start() first"
+
+        def up() -> bool:
+            if not service.running():
+                raise RuntimeError(f"{service.name} exited; log:\n{service.tail()}")
+            return self.ready()
+
+        wait_for(up, timeout, f"{service.name} to answer")
 
     def stop(self) -> None:
         if self.service is not None:
