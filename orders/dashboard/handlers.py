@@ -127,7 +127,8 @@ class StaticHandler(AccessMixin, web.StaticFileHandler):
         if given is not None:
             if self.access.token_matches(given):
                 self.start_session()
-            self.redirect(self.request.path)
+            # One leading slash: "//host/" would send the browser to another site.
+            self.redirect("/" + self.request.path.lstrip("/"))
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Content-Security-Policy", CSP)

@@ -117,6 +117,8 @@ class TestWithToken(DashboardCase):
         wrong = self.get("/?token=wrong")
         assert wrong.code == 302 and not wrong.headers.get_list("Set-Cookie")
         assert self.get("/api/state", Cookie=cookie.split("=")[0] + "=forged").code == 401
+        # The redirect stays on this site, whatever the path.
+        assert self.get(f"//evil.example/?token={TOKEN}").headers["Location"] == "/evil.example/"
 
     def test_the_page_can_trade_the_typed_token_for_a_session(self) -> None:
         assert json.loads(self.get("/api/session").body) == {"token_required": True, "authenticated": False}
