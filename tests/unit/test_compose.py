@@ -200,11 +200,9 @@ def test_compose_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
     result = _run_config(empty)
     assert result.returncode != 0
     assert "REDIS_PASSWORD" in result.stderr
-    # .env.example as shipped does not start either: each secret must be set, each on its own.
-    assert _run_config(ENV_EXAMPLE).returncode != 0
-    for name in SECRETS:
-        result = _run_config(_env_file(tmp_path / f"no-{name}.env", {**filled_env(), name: ""}))
-        assert result.returncode != 0 and name in result.stderr, (name, result.stderr)
+    # Nor does .env.example as shipped (each secret's ${VAR:?} is checked in test_shipped_secrets.py).
+    shipped = _run_config(ENV_EXAMPLE)
+    assert shipped.returncode != 0 and "set REDIS_PASSWORD in .env" in shipped.stderr
 
 
 # --- commands ---------------------------------------------------------------------------------------
