@@ -117,7 +117,8 @@ def measure_e2e(rig: Rig, n: int, workers: int, failure_rate: float = 0.0, rate:
     """
     run = rig.new_run(f"e2e-{workers}w")
     try:
-        faults = {"FAILURE_RATE": str(failure_rate), "RETRY_BACKOFF_BASE": "0"} if failure_rate else {}
+        faults = {"FAILURE_INJECTION": "true", "FAILURE_RATE": str(failure_rate), "RETRY_BACKOFF_BASE": "0"}
+        faults = faults if failure_rate else {}
         started_workers = rig.start_workers(run, workers, **faults)
         rig.start_bridge(run)
         rig.wait_ready(run)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
 
 from orders.bench.machine import package_version
 from orders.core.kafka import create_admin
@@ -262,6 +263,8 @@ def _with_env(settings: Settings, env: dict[str, str]) -> Settings:
     update: dict[str, object] = {fields[k]: v for k, v in env.items() if k in fields}
     if "REDIS_URL" in env and "CELERY_BROKER_URL" not in env:
         update["celery_broker_url"] = env["REDIS_URL"]
+    if "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO" in env:  # the stack's registry asks for its own credentials
+        update["schema_registry_basic_auth"] = SecretStr(env["SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"])
     return settings.model_copy(update=update)
 
 
