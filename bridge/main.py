@@ -51,7 +51,12 @@ def run_bridge(settings: Settings) -> None:
         DeadLetterPublisher(dlq_producer, settings.dlq_topic),
         aggregate.count_events,
     )
-    serve_metrics(settings.metrics_port, AggregateCollector(aggregate), readiness=loop.readiness)
+    serve_metrics(
+        settings.metrics_port,
+        AggregateCollector(aggregate),
+        readiness=loop.readiness,
+        host=settings.metrics_host,
+    )
     stop_on_signals(loop.stop)
     loop.run()
     handoff.close()

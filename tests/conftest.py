@@ -301,6 +301,9 @@ def pipeline(
         "CONSUMER_GROUP": f"bridge-{suffix}",
         "CELERY_QUEUE": f"orders-{suffix}",
         "LOG_LEVEL": "INFO",
+        # The suite drives the failure paths with the demo injector (off unless a worker enables it;
+        # tests/integration/test_failure_injection.py shows a worker without it ignoring every rate).
+        "FAILURE_INJECTION": "true",
     }
     started = time.monotonic()
     kafka_broker.create_topics(env["ORDERS_TOPIC"], partitions=3)

@@ -19,6 +19,7 @@ from orders.core.celery_config import TASK_TIME_LIMIT, celery_config
 from orders.core.metrics_server import serve_metrics
 from orders.core.order import PROCESS_ORDER_TASK
 from orders.core.settings import Settings, SettingsError
+from worker.faults import announce as announce_failure_injection
 
 T = TypeVar("T")
 
@@ -96,4 +97,10 @@ def _serve_metrics(**_: object) -> None:
 
     Served once the worker consumes, so /healthz answering is the worker's readiness signal.
     """
-    serve_metrics(settings().metrics_port)
+    serve_metrics(settings().metrics_port, host=settings().metrics_host)
+
+
+@worker_ready.connect
+def _announce_failure_injection(**_: object) -> None:
+    """Say at start-up whether this worker fails orders on purpose (FAILURE_INJECTION, a demo feature)."""
+    announce_failure_injection(settings())

@@ -1,11 +1,22 @@
-"""The failure injector for demos and tests: fails attempts at configured rates, reproducibly if seeded."""
+"""The failure injector for demos and tests: fails attempts at configured rates, reproducibly if seeded.
+
+A demo feature, off unless the worker starts with ``FAILURE_INJECTION=true``: a production worker never
+fails an order on purpose, whatever ``FAILURE_RATE``, ``PERMANENT_FAILURE_RATE`` or the dashboard's
+runtime override (a value in Redis anyone with Redis access could write) say.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from orders.core.errors import PermanentError, TransientError
+from orders.core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,3 +44,41 @@ class FailureInjector:
         if self.seed is None:
             return random.random()
         return random.Random(f"{self.seed}:{kind}:{order_id}:{attempt}").random()
+
+
+NEVER_FAILS = FailureInjector()
+
+
+def configured_injector(settings: Settings) -> FailureInjector:
+    """The worker's injector: its FAILURE_* rates with injection enabled, one that never fails without."""
+    if not settings.failure_injection:
+        return NEVER_FAILS
+    return FailureInjector(settings.failure_rate, settings.permanent_failure_rate, settings.failure_seed)
+
+
+def with_override(
+    injector: FailureInjector, settings: Settings, read_override: Callable[[], float | None]
+) -> FailureInjector:
+    """``injector`` with the transient rate a dashboard set in Redis; Redis is not even read when off."""
+    if not settings.failure_injection:
+        return injector
+    rate = read_override()
+    return injector if rate is None else dataclasses.replace(injector, transient_rate=rate)
+
+
+def announce(settings: Settings) -> None:
+    """One line at start-up: whether this worker fails orders on purpose, and what it ignores if not."""
+    if settings.failure_injection:
+        log.warning(
+            "failure injection ON (a demo feature): transient rate %g, permanent rate %g, seed %s; "
+            "the dashboard may override the transient rate",
+            settings.failure_rate, settings.permanent_failure_rate, settings.failure_seed,
+        )  # fmt: skip
+        return
+    configured = settings.failure_rate or settings.permanent_failure_rate
+    log.log(
+        logging.WARNING if configured else logging.INFO,
+        "failure injection off: FAILURE_RATE (%g), PERMANENT_FAILURE_RATE (%g) and the dashboard's override "
+        "are ignored; FAILURE_INJECTION=true turns the demo injector on",
+        settings.failure_rate, settings.permanent_failure_rate,
+    )  # fmt: skip

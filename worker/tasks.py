@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import time
@@ -27,7 +26,7 @@ from worker import metrics
 from worker.aggregate import AggregateWriter
 from worker.celery import app, settings
 from worker.dead_letter import publish_dead_letter
-from worker.faults import FailureInjector
+from worker.faults import FailureInjector, configured_injector, with_override
 
 logger = get_task_logger(__name__)
 
@@ -39,8 +38,7 @@ AGGREGATE_DOWN_PAUSE = 1
 
 @functools.cache
 def injector() -> FailureInjector:
-    s = settings()
-    return FailureInjector(s.failure_rate, s.permanent_failure_rate, s.failure_seed)
+    return configured_injector(settings())
 
 
 @functools.cache
@@ -60,9 +58,8 @@ def failure_override() -> FailureRateOverride:
 
 
 def current_injector() -> FailureInjector:
-    """The configured injector, with the transient rate a dashboard may have set in Redis."""
-    rate = failure_override().current()
-    return injector() if rate is None else dataclasses.replace(injector(), transient_rate=rate)
+    """The configured injector, with the transient rate a dashboard may have set (if injection is on)."""
+    return with_override(injector(), settings(), lambda: failure_override().current())
 
 
 class OrderTask(Task):

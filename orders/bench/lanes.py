@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
 
 from orders.core.kafka import create_admin
 from orders.core.settings import Settings, kafka_options_from_env
@@ -102,6 +103,8 @@ def with_env(settings: Settings, env: dict[str, str]) -> Settings:
     update: dict[str, object] = {fields[k]: v for k, v in env.items() if k in fields}
     if "REDIS_URL" in env and "CELERY_BROKER_URL" not in env:
         update["celery_broker_url"] = env["REDIS_URL"]
+    if "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO" in env:  # the stack's registry asks for its own credentials
+        update["schema_registry_basic_auth"] = SecretStr(env["SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"])
     return settings.model_copy(update=update)
 
 

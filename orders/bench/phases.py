@@ -81,7 +81,8 @@ def measure_e2e(
     the injector is seeded and the product's backoff (2, 4, 8 s) applies. Every order's timing comes
     from the probe (orders/bench/probe.py).
     """
-    faults = {"FAILURE_RATE": str(failure_rate), "FAILURE_SEED": str(seed)} if failure_rate else {}
+    faults = {"FAILURE_INJECTION": "true", "FAILURE_RATE": str(failure_rate), "FAILURE_SEED": str(seed)}
+    faults = faults if failure_rate else {}
     prefix = FAILURE_PREFIX if failure_rate else "e2e"
     run = rig.new_run("fail" if failure_rate else "paced" if rate else "e2e", lane)
     try:

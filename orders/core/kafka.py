@@ -51,9 +51,18 @@ def admin_config(settings: Settings) -> dict[str, Any]:
 
 
 def registry_config(settings: Settings) -> dict[str, Any]:
+    """The registry client's options: URL, basic auth and TLS (a private CA, a client certificate)."""
     conf: dict[str, Any] = {"url": settings.schema_registry_url}
     if settings.schema_registry_basic_auth is not None:
         conf["basic.auth.user.info"] = settings.schema_registry_basic_auth.get_secret_value()
+    tls = {
+        "ssl.ca.location": settings.schema_registry_ssl_ca_location,
+        "ssl.certificate.location": settings.schema_registry_ssl_certificate_location,
+        "ssl.key.location": settings.schema_registry_ssl_key_location,
+    }
+    conf.update({name: value for name, value in tls.items() if value})
+    if settings.schema_registry_ssl_key_password is not None:
+        conf["ssl.key.password"] = settings.schema_registry_ssl_key_password.get_secret_value()
     return conf
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KAFKA_PREFIX = "KAFKA_"
+MASK = "**********"
 WEEK_SECONDS = 7 * 24 * 3600
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 # RabbitMQ through py-amqp (kombu's "pyamqp" transport, Celery's default for amqp://).
@@ -38,6 +39,15 @@ class Settings(BaseSettings):
 
     schema_registry_url: str = Field("http://localhost:8081", alias="SCHEMA_REGISTRY_URL")
     schema_registry_basic_auth: SecretStr | None = Field(None, alias="SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO")
+    # The registry client's TLS: a private CA to trust, and a client certificate for mutual TLS.
+    schema_registry_ssl_ca_location: str | None = Field(None, alias="SCHEMA_REGISTRY_SSL_CA_LOCATION")
+    schema_registry_ssl_certificate_location: str | None = Field(
+        None, alias="SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION"
+    )
+    schema_registry_ssl_key_location: str | None = Field(None, alias="SCHEMA_REGISTRY_SSL_KEY_LOCATION")
+    schema_registry_ssl_key_password: SecretStr | None = Field(None, alias="SCHEMA_REGISTRY_SSL_KEY_PASSWORD")
+    # `orders registry` (the dev registry): the one user:password it accepts; required off loopback.
+    registry_basic_auth: SecretStr | None = Field(None, alias="REGISTRY_BASIC_AUTH")
 
     redis_url: str = Field("redis://localhost:6379/0", alias="REDIS_URL", repr=False)
     celery_broker_url: str | None = Field(None, alias="CELERY_BROKER_URL", repr=False)
@@ -48,6 +58,9 @@ class Settings(BaseSettings):
     dlq_topic: str = Field("orders-dlq", alias="DLQ_TOPIC", min_length=1)
     consumer_group: str = Field("orders-bridge", alias="CONSUMER_GROUP", min_length=1)
 
+    # The demo's failure injector (worker/faults.py): without FAILURE_INJECTION=true a worker ignores
+    # FAILURE_RATE, PERMANENT_FAILURE_RATE and the dashboard's override, so production never fails on purpose.
+    failure_injection: bool = Field(False, alias="FAILURE_INJECTION")
     failure_rate: float = Field(0.0, alias="FAILURE_RATE", ge=0.0, le=1.0)
     permanent_failure_rate: float = Field(0.0, alias="PERMANENT_FAILURE_RATE", ge=0.0, le=1.0)
     failure_seed: int | None = Field(None, alias="FAILURE_SEED")
@@ -74,8 +87,13 @@ class Settings(BaseSettings):
     stock_transport: bool = Field(False, alias="ORDERS_STOCK_TRANSPORT")
     # Prometheus /metrics of this process (bridge or worker); 0 = not served.
     metrics_port: int = Field(0, alias="METRICS_PORT", ge=0, le=65535)
-    # Guards the web dashboard's controls; required when it listens beyond loopback.
+    # The interface /metrics and /healthz listen on (127.0.0.1 keeps them on this machine).
+    metrics_host: str = Field("0.0.0.0", alias="METRICS_HOST", min_length=1)
+    # Guards the web dashboard (figures and controls); required when it listens beyond loopback.
     dashboard_token: SecretStr | None = Field(None, alias="DASHBOARD_TOKEN")
+    # The origins (scheme://host[:port]) browsers reach the dashboard at, comma-separated; requests
+    # naming any other Host or Origin are refused (DNS rebinding). Default: its listen address.
+    dashboard_public_urls: tuple[str, ...] = Field((), alias="DASHBOARD_PUBLIC_URLS")
 
     @field_validator("redis_url")
     @classmethod
@@ -89,6 +107,43 @@ class Settings(BaseSettings):
     def _broker_scheme(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
             raise ValueError("must be a Redis (redis://, rediss://, unix://) or RabbitMQ (amqp://) URL")
+        return value
+
+    @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
+    @classmethod
+    def _rediss_checks_certificates(cls, value: str | None) -> str | None:
+        # A bare rediss:// is not what it looks like: kombu's stock transport then skips the certificate
+        # check, and with worker/transport.py it speaks plain TCP. Celery's result backend refuses it.
+        parts = urlsplit(value or "")
+        if parts.scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(parts.query):
+            raise ValueError(
+                "a rediss:// URL must say how to check the server's certificate: add "
+                "?ssl_cert_reqs=required (and &ssl_ca_certs=/path/ca.pem for a private CA)"
+            )
+        return value
+
+    @field_validator("dashboard_public_urls", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        origins = []
+        for url in filter(None, (part.strip() for part in value.split(","))):
+            parts = urlsplit(url)
+            if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path.strip("/"):
+                raise ValueError(
+                    f"{url!r} is not an origin: use scheme://host[:port], e.g. http://localhost:8050"
+                )
+            origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        return tuple(origins)
+
+    @field_validator("registry_basic_auth")
+    @classmethod
+    def _user_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            user, colon, password = value.get_secret_value().partition(":")
+            if not (user and colon and password):
+                raise ValueError("must be user:password, both non-empty")
         return value
 
     @field_validator("schema_registry_url")
@@ -155,12 +210,12 @@ class Settings(BaseSettings):
         for name, field in type(self).model_fields.items():
             value = getattr(self, name)
             key = field.alias or name
-            if isinstance(value, SecretStr):
-                value = "**********"
+            if name == "kafka_options":
+                value = {k: (MASK if is_secret_option(k) else v) for k, v in value.items()}
+            elif isinstance(value, SecretStr) or (value is not None and is_secret_option(key)):
+                value = MASK
             elif isinstance(value, str) and "://" in value:
                 value = redact_url(value)
-            elif name == "kafka_options":
-                value = {k: ("**********" if is_secret_option(k) else v) for k, v in value.items()}
             shown[key] = value
         return shown
 
@@ -193,9 +248,16 @@ def option_to_env_name(option: str) -> str:
     return KAFKA_PREFIX + escaped.upper()
 
 
+SECRET_OPTION_WORDS = ("password", "secret", "token", "key", "oauthbearer.config", "jaas")
+
+
 def is_secret_option(option: str) -> bool:
-    """librdkafka options that carry credentials."""
-    return any(word in option for word in ("password", "secret", "jaas", "token", ".key.pem"))
+    """librdkafka or registry-client options that may carry credentials (masked in logs).
+
+    Broad on purpose: a key's *location* is masked too, which costs nothing, while an inline PEM key
+    (``ssl.key.pem``), a SASL/OAUTHBEARER config or a JAAS line must never reach a log.
+    """
+    return any(word in option.lower() for word in SECRET_OPTION_WORDS)
 
 
 def redact_url(url: str) -> str:

@@ -13,9 +13,11 @@ from orders.core.process import start_process
 def dashboard(host: str, port: int) -> None:
     """Serve the live web dashboard: figures, charts, health, demo producer and failure-rate controls.
 
-    Listening beyond loopback needs DASHBOARD_TOKEN: the controls then ask for it.
+    Listening beyond loopback needs DASHBOARD_TOKEN (the figures and controls then ask for it) and,
+    on every interface, DASHBOARD_PUBLIC_URLS (the URLs browsers use; other Host headers are refused).
     """
-    from orders.dashboard.server import DashboardError, run_dashboard
+    from orders.dashboard.access import DashboardError
+    from orders.dashboard.server import run_dashboard
 
     try:
         run_dashboard(start_process(), host, port)

@@ -19,7 +19,12 @@ import avro.errors
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from orders.registry.errors import invalid_compatibility_level, invalid_schema
+from orders.registry.errors import (
+    MAX_SCHEMA_BYTES,
+    invalid_compatibility_level,
+    invalid_schema,
+    schema_too_large,
+)
 
 Level = Literal[
     "BACKWARD",
@@ -66,6 +71,9 @@ def parse_schema(text: object, schema_type: object = AVRO, references: object = 
         raise invalid_schema("schema references are not supported by this registry")
     if not isinstance(text, str) or not text.strip():
         raise invalid_schema("the schema must be a non-empty string")
+    size = len(text.encode())
+    if size > MAX_SCHEMA_BYTES:
+        raise schema_too_large(size)
     return _parse(text)
 
 
@@ -76,6 +84,8 @@ def _parse(text: str) -> ParsedSchema:
         parsed = avro.schema.parse(text)
     except (avro.errors.AvroException, TypeError, ValueError) as exc:
         raise invalid_schema(str(exc)) from exc
+    except RecursionError:  # nested deeper than Python's parsers go: refused, not a 500
+        raise invalid_schema("nested too deeply") from None
     as_json: Any = parsed.to_json()
     canonical = json.dumps(as_json, separators=(",", ":"))
     identity = json.dumps(as_json, separators=(",", ":"), sort_keys=True)

@@ -8,6 +8,10 @@ follow Confluent's Schema Registry: 404xx for missing things, 409 for an incompa
 from __future__ import annotations
 
 MAX_VERSION = 2**31 - 1
+# Limits of this registry (Confluent has none this low; a dev registry need not hold more): a subject
+# names a topic's key or value (topic names stop at 249 characters), and the order schema is ~500 bytes.
+MAX_SUBJECT_LENGTH = 255
+MAX_SCHEMA_BYTES = 64 * 1024
 
 
 class RegistryError(Exception):
@@ -101,6 +105,20 @@ def invalid_compatibility_level(level: object) -> RegistryError:
         f"Invalid compatibility level {level!r}. Valid values are none, backward, forward, full, "
         "backward_transitive, forward_transitive, and full_transitive",
     )
+
+
+def invalid_subject(reason: str) -> RegistryError:
+    return RegistryError(422, 42208, f"Invalid subject: {reason}")
+
+
+def schema_too_large(size: int) -> RegistryError:
+    return RegistryError(
+        422, 42209, f"Schema too large: {size} bytes, this registry takes {MAX_SCHEMA_BYTES}"
+    )
+
+
+def unauthorized() -> RegistryError:
+    return RegistryError(401, 401, "Unauthorized")
 
 
 def bad_request(reason: str) -> RegistryError:

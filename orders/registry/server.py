@@ -12,6 +12,8 @@ import asyncio
 import json
 import logging
 import signal
+import ssl
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -23,12 +25,15 @@ from tornado.httpserver import HTTPServer
 
 from orders.core.settings import Settings, redact_url
 from orders.registry import errors
+from orders.registry.access import BasicAuth, check_listen, server_tls
 from orders.registry.compat import AVRO, ParsedSchema, parse_level, parse_schema
 from orders.registry.service import RegistryService
 from orders.registry.store import Deleted, RegistryStore, StoredSchema, SubjectVersion
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+# A request body holds one schema (MAX_SCHEMA_BYTES), JSON-escaped: room for the escaping, no more.
+MAX_BODY_BYTES = 8 * errors.MAX_SCHEMA_BYTES
 
 
 def version_json(found: SubjectVersion) -> dict[str, Any]:
@@ -49,8 +54,13 @@ def schema_json(found: StoredSchema) -> dict[str, Any]:
 class RegistryHandler(tornado.web.RequestHandler):
     """JSON in and out, query flags, and Confluent's ``{"error_code", "message"}`` on errors."""
 
-    def initialize(self, service: RegistryService) -> None:
+    def initialize(self, service: RegistryService, auth: BasicAuth | None) -> None:
         self.service = service
+        self.auth = auth
+
+    def prepare(self) -> None:
+        if self.auth is not None and not self.auth.allows(self.request.headers.get("Authorization")):
+            raise errors.unauthorized()
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE)
@@ -82,6 +92,8 @@ class RegistryHandler(tornado.web.RequestHandler):
             body = json.loads(self.request.body or b"null")
         except ValueError as exc:
             raise errors.bad_request(f"request body is not JSON: {exc}") from exc
+        except RecursionError:
+            raise errors.bad_request("request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise errors.bad_request("request body must be a JSON object")
         return body
@@ -96,6 +108,8 @@ class RegistryHandler(tornado.web.RequestHandler):
             exc = errors.store_error(str(exc))
         if isinstance(exc, errors.RegistryError):
             self.set_status(exc.status)
+            if exc.status == 401:
+                self.set_header("WWW-Authenticate", 'Basic realm="schema-registry"')
             self.finish(json.dumps(exc.body()))
         else:
             reason = httputil.responses.get(status_code, "Unknown")
@@ -119,6 +133,7 @@ class RegistryHandler(tornado.web.RequestHandler):
 
 class NotFound(RegistryHandler):
     def prepare(self) -> None:
+        super().prepare()
         raise tornado.web.HTTPError(404)
 
 
@@ -216,7 +231,7 @@ class Config(RegistryHandler):
         self.send({"compatibilityLevel": self.service.delete_config(subject)})
 
 
-def make_app(service: RegistryService) -> tornado.web.Application:
+def make_app(service: RegistryService, auth: BasicAuth | None = None) -> tornado.web.Application:
     """The Confluent REST routes; subjects arrive percent-encoded, so ``[^/]+`` spans any name."""
     name = r"([^/]+)"
     routes: list[tuple[str, type[RegistryHandler]]] = [
@@ -231,7 +246,7 @@ def make_app(service: RegistryService) -> tornado.web.Application:
         (rf"/compatibility/subjects/{name}/versions(?:/{name})?", Compatibility),
         (rf"/config(?:/{name})?", Config),
     ]
-    args = {"service": service}
+    args = {"service": service, "auth": auth}
     return tornado.web.Application(
         [(path, handler, args) for path, handler in routes],
         default_handler_class=NotFound,
@@ -239,23 +254,34 @@ def make_app(service: RegistryService) -> tornado.web.Application:
     )
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(
+    settings: Settings, host: str, port: int, certfile: Path | None = None, keyfile: Path | None = None
+) -> None:
     """Answer registry requests on ``host:port`` until SIGTERM or SIGINT, then return.
 
-    State lives in ``settings.redis_url``, so a restarted registry hands out the same ids.
+    State lives in ``settings.redis_url``, so a restarted registry hands out the same ids. With
+    ``certfile`` it speaks HTTPS; with REGISTRY_BASIC_AUTH every request needs those credentials.
+    Raises RegistryStartError before binding when it may not listen as asked.
     """
+    auth = BasicAuth.from_setting(settings.registry_basic_auth)
+    check_listen(host, auth)
+    tls = server_tls(certfile, keyfile)
     # Requests run on the event loop; bounded timeouts keep a stuck Redis from hanging it for good.
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
-    app = make_app(RegistryService(RegistryStore(client)))
+    app = make_app(RegistryService(RegistryStore(client)), auth)
     try:
-        asyncio.run(_serve_until_stopped(app, host, port, redact_url(settings.redis_url)))
+        guard = "basic auth" if auth else "no auth"
+        details = f"{guard}, state in {redact_url(settings.redis_url)}"
+        asyncio.run(_serve_until_stopped(app, host, port, tls, details))
     finally:
         client.close()
 
 
-async def _serve_until_stopped(app: tornado.web.Application, host: str, port: int, state: str) -> None:
+async def _serve_until_stopped(
+    app: tornado.web.Application, host: str, port: int, tls: ssl.SSLContext | None, details: str
+) -> None:
     sockets = tornado.netutil.bind_sockets(port, address=host)
-    server = HTTPServer(app)
+    server = HTTPServer(app, ssl_options=tls, max_body_size=MAX_BODY_BYTES)
     server.add_sockets(sockets)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -263,7 +289,8 @@ async def _serve_until_stopped(app: tornado.web.Application, host: str, port: in
         loop.add_signal_handler(signum, stopped.set)
     bound = sockets[0].getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    log.info("schema registry listening on http://%s:%s (state in %s)", shown, bound, state)
+    scheme = "https" if tls else "http"
+    log.info("schema registry listening on %s://%s:%s (%s)", scheme, shown, bound, details)
     await stopped.wait()
     log.info("schema registry stopping")
     server.stop()

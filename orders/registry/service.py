@@ -34,6 +34,14 @@ def parse_version(text: str) -> int | None:
     return version
 
 
+def check_subject(subject: str) -> None:
+    """A subject this registry will store: 1-255 printable characters; raises 42208."""
+    if not 0 < len(subject) <= errors.MAX_SUBJECT_LENGTH:
+        raise errors.invalid_subject(f"must be 1 to {errors.MAX_SUBJECT_LENGTH} characters")
+    if not subject.isprintable():
+        raise errors.invalid_subject("control characters are not allowed")
+
+
 def pick(versions: list[SubjectVersion], subject: str, text: str) -> SubjectVersion:
     """The version ``text`` names among ``versions`` (oldest first); raises 42202 or 40402."""
     wanted = parse_version(text)
@@ -100,8 +108,9 @@ class RegistryService:
     def register(self, subject: str, parsed: ParsedSchema) -> SubjectVersion:
         """Register under ``subject``; the same schema again returns its existing version and id.
 
-        Raises 409 when the subject's compatibility level refuses the schema.
+        Raises 409 when the subject's compatibility level refuses the schema, 42208 for a bad subject.
         """
+        check_subject(subject)
 
         def check(live: list[SubjectVersion]) -> None:
             level = self.level(subject)
@@ -173,6 +182,8 @@ class RegistryService:
         return parse_level(own)
 
     def set_config(self, subject: str | None, level: Level) -> Level:
+        if subject is not None:
+            check_subject(subject)
         self.store.set_compatibility(subject, level)
         return level
 

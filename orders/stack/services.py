@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from orders.stack.supervisor import Service, free_port, port_open
+from orders.stack.supervisor import Service, free_port, port_open, wait_for
 
 HERE = Path(__file__).parent
 KAFKA_POM = HERE / "kafka-pom.xml"
@@ -58,16 +58,34 @@ def start_redis(
     data_dir: Path | None = None,
     extra_args: tuple[str, ...] = (),
     name: str = "",
+    password: str | None = None,
 ) -> Running:
-    """redis-server on loopback, without RDB snapshots; ``extra_args`` adds AOF, databases, ..."""
+    """redis-server on loopback, without RDB snapshots; ``extra_args`` adds AOF, databases, ...
+
+    A ``password`` goes into a config file only its owner can read, not onto the command line, where
+    any local user could see it; the URL returned carries it.
+    """
     port = port or free_port()
     data_dir = data_dir or log_dir / f"redis-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(data_dir),
-            *extra_args]  # fmt: skip
-    client = redis.Redis(port=port)
+    config: list[str] = []
+    if password is not None:
+        config = [str(private_file(data_dir / f"redis-{port}.conf", f"requirepass {password}\n"))]
+    argv = [redis_binary(), *config, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--dir", str(data_dir), *extra_args]  # fmt: skip
+    client = redis.Redis(port=port, password=password)
     service = Service(name or f"redis-{port}", argv, log_dir).start(lambda: redis_pings(client), timeout=20)
-    return Running(service, port, f"redis://127.0.0.1:{port}", data_dir)
+    auth = f":{password}@" if password is not None else ""
+    return Running(service, port, f"redis://{auth}127.0.0.1:{port}", data_dir)
+
+
+def private_file(path: Path, text: str) -> Path:
+    """Write ``text`` to a file only this user can read (created so, never world-readable in between)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    return path
 
 
 def redis_pings(client: redis.Redis) -> bool:
@@ -163,7 +181,11 @@ def kafka_properties(data_dir: Path, port: int, controller_port: int) -> str:
 
 
 class ApacheKafka:
-    """A single-node KRaft broker from the cached jars; ``stop``/``start`` keep its data directory."""
+    """A single-node KRaft broker from the cached jars; ``stop``/``start`` keep its data directory.
+
+    A subclass may change its listeners (:meth:`properties`), what formatting adds (``format``'s
+    arguments, e.g. SCRAM users) and how readiness is probed (:meth:`ready`).
+    """
 
     def __init__(self, log_dir: Path, port: int = 0, data_dir: Path | None = None) -> None:
         self.log_dir = log_dir
@@ -173,9 +195,15 @@ class ApacheKafka:
         self.data_dir = data_dir or log_dir / f"kafka-{self.port}"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = self.data_dir / "server.properties"
-        self.config.write_text(kafka_properties(self.data_dir, self.port, self.controller_port))
+        self.config.write_text(self.properties())
         self.service: Service | None = None
         self.format_seconds = 0.0
+
+    def properties(self) -> str:
+        return kafka_properties(self.data_dir, self.port, self.controller_port)
+
+    def ready(self) -> bool:
+        return kafka_ready(self.port)
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
@@ -184,32 +212,59 @@ class ApacheKafka:
             "-cp", f"{self.jars}/*", main, *args,
         ]  # fmt: skip
 
-    def format(self) -> None:
-        """Format the storage with a new cluster id (once per data directory)."""
+    def format(self, *extra: str) -> None:
+        """Format the storage with a new cluster id (once per data directory); ``extra`` StorageTool args."""
         started = time.monotonic()
         cluster_id = new_cluster_id()
         subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)),
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config), *extra),
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
         self.format_seconds = time.monotonic() - started
 
-    def start(self) -> Running:
+    def start(self, wait: bool = True) -> Running:
+        """Start the broker; with ``wait`` False return at once and call :meth:`wait_ready` later."""
         self.service = Service(
             f"kafka-{self.port}", self._java("kafka.Kafka", str(self.config)), self.log_dir
         )
-        self.service.start(lambda: kafka_ready(self.port), timeout=120)
+        self.service.start(self.ready if wait else lambda: True, timeout=120)
         return Running(self.service, self.port, f"127.0.0.1:{self.port}", self.data_dir)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """After ``start(wait=False)``: until the broker answers; raises with its log if it died."""
+        service = self.service
+        assert service is not None, "start() first"
+
+        def up() -> bool:
+            if not service.running():
+                raise RuntimeError(f"{service.name} exited; log:\n{service.tail()}")
+            return self.ready()
+
+        wait_for(up, timeout, f"{service.name} to answer")
 
     def stop(self) -> None:
         if self.service is not None:
             self.service.stop(grace=30)
 
 
-def start_registry(log_dir: Path, redis_url: str, port: int = 0, name: str = "") -> Running:
-    """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``."""
+def start_registry(
+    log_dir: Path,
+    redis_url: str,
+    port: int = 0,
+    name: str = "",
+    basic_auth: str | None = None,
+    tls: tuple[Path, Path] | None = None,
+) -> Running:
+    """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``.
+
+    ``basic_auth`` ("user:password") is the one credential it accepts; ``tls`` (certificate, key) makes
+    it serve HTTPS. Readiness is its port accepting connections.
+    """
     port = port or free_port()
     argv = [sys.executable, "-m", "orders.cli", "registry", "--host", "127.0.0.1", "--port", str(port)]
-    service = Service(name or f"registry-{port}", argv, log_dir, env={"REDIS_URL": redis_url})
+    if tls is not None:
+        argv += ["--certfile", str(tls[0]), "--keyfile", str(tls[1])]
+    env = {"REDIS_URL": redis_url, **({"REGISTRY_BASIC_AUTH": basic_auth} if basic_auth else {})}
+    service = Service(name or f"registry-{port}", argv, log_dir, env=env)
     service.start(lambda: port_open(port), timeout=30)
-    return Running(service, port, f"http://127.0.0.1:{port}")
+    return Running(service, port, f"{'https' if tls else 'http'}://127.0.0.1:{port}")

@@ -2,6 +2,10 @@
 
 Services first (Tansu, redis-server, the registry), then the Celery workers, the bridge, Flower, the
 web dashboard and the demo producer. Stopping goes the other way, the services last.
+
+Nothing listens beyond loopback, and every secret is made for this run alone (`RunSecrets`): the Redis
+password, the registry's basic auth, Flower's and the dashboard's. The summary prints URLs carrying
+them, as Jupyter does; `orders env` exports what clients need.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import tempfile
 import threading
@@ -50,6 +55,24 @@ class StackOptions:
     partitions: int = 3
 
 
+@dataclass(frozen=True, repr=False)
+class RunSecrets:
+    """Random credentials for one `orders up`: nothing shipped, nothing reused between runs."""
+
+    redis_password: str = field(default_factory=lambda: secrets.token_hex(24))
+    registry_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    flower_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    dashboard_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    @property
+    def registry_auth(self) -> str:
+        return f"registry:{self.registry_password}"
+
+    @property
+    def flower_auth(self) -> str:
+        return f"orders:{self.flower_password}"
+
+
 @dataclass
 class Stack:
     """The running children, in start order, and the environment that reaches them."""
@@ -57,6 +80,7 @@ class Stack:
     options: StackOptions
     settings: Settings
     run_dir: Path
+    secrets: RunSecrets = field(default_factory=RunSecrets)
     env: dict[str, str] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     children: list[Service] = field(default_factory=list)
@@ -98,10 +122,14 @@ def start_services(stack: Stack) -> None:
         kafka = services.start_tansu(stack.log_dir, _port(opts.kafka_port), name="tansu")
         stack.children.append(kafka.service)
         aof = ("--appendonly", "yes", "--appendfsync", "everysec")
-        redis_server = services.start_redis(stack.log_dir, _port(opts.redis_port), data_dir, aof, "redis")
+        redis_server = services.start_redis(
+            stack.log_dir, _port(opts.redis_port), data_dir, aof, "redis", stack.secrets.redis_password
+        )
         stack.children.append(redis_server.service)
         redis_url = f"{redis_server.url}/0"
-        registry = services.start_registry(stack.log_dir, redis_url, _port(opts.registry_port), "registry")
+        registry = services.start_registry(
+            stack.log_dir, redis_url, _port(opts.registry_port), "registry", stack.secrets.registry_auth
+        )
         stack.children.append(registry.service)
     except services.Unavailable as exc:
         raise StackError(str(exc)) from exc
@@ -111,14 +139,21 @@ def start_services(stack: Stack) -> None:
         KAFKA_SESSION_TIMEOUT_MS="6000",
         # Tansu answers a fetch only when its wait expires, not when data arrives: keep the wait short.
         KAFKA_FETCH_WAIT_MAX_MS="10",
-        REDIS_URL=f"{redis_server.url}/0",
+        REDIS_URL=redis_url,
         SCHEMA_REGISTRY_URL=registry.url,
+        SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=stack.secrets.registry_auth,
     )
     create_topics(stack)
     stack.urls.update(
-        kafka=stack.env["KAFKA_BOOTSTRAP_SERVERS"], redis=stack.env["REDIS_URL"],
-        registry=stack.env["SCHEMA_REGISTRY_URL"],
+        kafka=stack.env["KAFKA_BOOTSTRAP_SERVERS"], redis=redis_url,
+        registry=with_credentials(registry.url, stack.secrets.registry_auth),
     )  # fmt: skip
+
+
+def with_credentials(url: str, user_info: str) -> str:
+    """``http://host:port`` -> ``http://user:password@host:port`` (for curl and browsers)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{user_info}@{rest}"
 
 
 def create_topics(stack: Stack) -> None:
@@ -134,20 +169,25 @@ def create_topics(stack: Stack) -> None:
 def start_pipeline(stack: Stack) -> None:
     """Workers (one solo process each: the fastest layout measured), bridge, Flower, dashboard, producer."""
     opts = stack.options
+    # The demo's failure injection: on for these workers only (a worker is started without it otherwise).
+    faults = {"FAILURE_INJECTION": "true", "FAILURE_RATE": str(opts.failure_rate)}
     for n in range(1, opts.workers + 1):
-        start_ready(stack, f"worker{n}", worker_argv(f"worker{n}"), FAILURE_RATE=str(opts.failure_rate))
+        start_ready(stack, f"worker{n}", worker_argv(f"worker{n}"), **faults)
     start_ready(stack, "bridge", bridge_argv())
     if opts.flower:
         port = _port(opts.flower_port)
         argv = [PYTHON, "-m", "celery", "-A", "worker", "flower", f"--port={port}", "--address=127.0.0.1"]
-        # Bound to loopback only, so its HTTP API may answer without credentials (Flower 2 asks).
-        stack.start_child("flower", argv, lambda _s: port_open(port), FLOWER_UNAUTHENTICATED_API="true")
-        stack.urls["flower"] = f"http://127.0.0.1:{port}"
+        # Credentials through Flower's environment, not its command line (which `ps` shows to anyone).
+        auth = stack.secrets.flower_auth
+        stack.start_child("flower", argv, lambda _s: port_open(port), FLOWER_BASIC_AUTH=auth)
+        stack.urls["flower"] = with_credentials(f"http://127.0.0.1:{port}", auth)
     if opts.dashboard:
         port = _port(opts.dashboard_port)
         argv = [PYTHON, "-m", "orders.cli", "dashboard", "--host", "127.0.0.1", "--port", str(port)]
-        stack.start_child("dashboard", argv, lambda _s: port_open(port))
-        stack.urls["dashboard"] = f"http://127.0.0.1:{port}"
+        token = stack.secrets.dashboard_token
+        stack.start_child("dashboard", argv, lambda _s: port_open(port), DASHBOARD_TOKEN=token)
+        # Opened once, the token becomes a session cookie and leaves the address bar.
+        stack.urls["dashboard"] = f"http://127.0.0.1:{port}/?token={token}"
     if opts.producer:
         argv = [PYTHON, "-m", "orders.cli", "produce", "--rate", str(opts.rate), "--quiet"]
         stack.start_child("producer", argv, lambda s: s.running())
@@ -168,14 +208,16 @@ def new_stack(settings: Settings, options: StackOptions) -> Stack:
         "DLQ_TOPIC": settings.dlq_topic,
         "CELERY_QUEUE": settings.celery_queue,
         "CONSUMER_GROUP": settings.consumer_group,
+        # /metrics and /healthz of the workers and the bridge stay on this machine.
+        "METRICS_HOST": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
     }
     return Stack(options, settings, run_dir, env=base_env)
 
 
 def write_state(stack: Stack) -> None:
-    """What `orders env` prints while this stack runs."""
-    exported = {k: v for k, v in stack.env.items() if k != "PYTHONUNBUFFERED"}
+    """What `orders env` prints while this stack runs: what clients need (Redis, Kafka, the registry)."""
+    exported = {k: v for k, v in stack.env.items() if k not in {"PYTHONUNBUFFERED", "METRICS_HOST"}}
     state = {
         "pid": os.getpid(),
         "env": exported,
@@ -184,7 +226,7 @@ def write_state(stack: Stack) -> None:
         "children": {child.name: child.pid for child in stack.children},
     }
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    STATE_FILE.write_text(json.dumps(state, indent=2))
+    services.private_file(STATE_FILE, json.dumps(state, indent=2))  # it holds this run's secrets
 
 
 def read_state() -> dict[str, object] | None:

@@ -23,14 +23,21 @@ console = Console()
 
 def print_summary(stack: Stack) -> None:
     table = Table(title="orders up: the pipeline is running", show_header=False, title_justify="left")
+    table.add_column()
+    table.add_column(overflow="fold")  # URLs carry secrets: wrapped, never cut short with an ellipsis
     for name, url in stack.urls.items():
         table.add_row(name, url)
     table.add_row("logs", str(stack.log_dir))
     table.add_row(
-        "workers", f"{stack.options.workers} x celery solo, failure rate {stack.options.failure_rate:g}"
+        "workers",
+        f"{stack.options.workers} x celery solo, "
+        f"failure injection on (demo), rate {stack.options.failure_rate:g}",
     )
     table.add_row("producer", f"{stack.options.rate:g} orders/s" if stack.options.producer else "off")
     console.print(table)
+    console.print(
+        "Everything listens on 127.0.0.1; the passwords and tokens in these URLs were made for this run."
+    )
     console.print('Other shells: eval "$(orders env)" then orders stats, orders produce, ... Ctrl-C stops.')
 
 

@@ -6,6 +6,7 @@ dashboard's Kafka reads (metadata, watermarks, committed offsets) are the same o
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import sys
 from collections.abc import Iterator
@@ -53,10 +54,13 @@ def demo(page: Any, name: str) -> str:
     return page.get_attribute("#producer-status", f"data-{name}") or ""
 
 
+TOKEN = secrets.token_urlsafe(24)
+
+
 def start_dashboard(pipeline: Pipeline) -> str:
     port = free_port()
     argv = [sys.executable, "-m", "orders.cli", "dashboard", "--port", str(port)]
-    pipeline.start("dashboard", argv, ready=lambda _s: port_open(port))
+    pipeline.start("dashboard", argv, ready=lambda _s: port_open(port), DASHBOARD_TOKEN=TOKEN)
     return f"http://127.0.0.1:{port}"
 
 
@@ -68,7 +72,10 @@ def test_the_dashboard_shows_and_steers_the_pipeline(pipeline: Pipeline, browser
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     outside: list[str] = []
     page.on("request", lambda request: None if request.url.startswith(url) else outside.append(request.url))
-    page.goto(url)
+    # The link `orders up` prints: the token becomes a session cookie and leaves the address bar.
+    page.goto(f"{url}/?token={TOKEN}")
+    assert page.url == f"{url}/"
+    assert page.is_hidden("#login")
 
     wait_for(lambda: updates(page) >= 2, 10, "two pushes from the dashboard")
     assert page.text_content("#connection") == "live"
@@ -121,6 +128,25 @@ def test_the_dashboard_shows_and_steers_the_pipeline(pipeline: Pipeline, browser
     wait_for(lambda: page.text_content("#failure-current", timeout=1000) != "0.5", 10, "the override to go")
     assert page.text_content("#message") == ""
     assert outside == [], "the page loaded something from elsewhere"
+
+
+def test_the_dashboard_asks_a_browser_without_a_session_for_its_token(
+    pipeline: Pipeline, browser: Any
+) -> None:
+    url = start_dashboard(pipeline)
+    page = browser.new_page()  # a new context: no cookie
+    page.goto(url)
+    page.wait_for_selector("#login", state="visible", timeout=10_000)
+    assert updates(page) == 0
+    page.fill("#token", "wrong")
+    page.click("#login-submit")
+    wait_for(lambda: "wrong dashboard token" in (page.text_content("#login-message") or ""), 10, "a refusal")
+    page.fill("#token", TOKEN)
+    page.click("#login-submit")
+    wait_for(lambda: updates(page) >= 1, 10, "figures after signing in")
+    assert page.is_hidden("#login")
+    cookies = page.context.cookies()
+    assert [(c["httpOnly"], c["sameSite"]) for c in cookies] == [(True, "Strict")]
 
 
 def _fits_width(page: Any) -> bool:

@@ -284,6 +284,13 @@ ERRORS = [
     ("POST", "/subjects/{subject}/versions", {"schema": order_schema({"name": "x", "type": "int"})},
      409, 409),
     ("GET", "/no/such/route", None, 404, 404),
+    # The dev registry's limits: subject length, schema size, nesting.
+    ("POST", "/subjects/" + "s" * 256 + "/versions", {"schema": ORDER_SCHEMA}, 422, 42208),
+    ("PUT", "/config/" + "s" * 256, {"compatibility": "NONE"}, 422, 42208),
+    ("POST", "/subjects/{subject}/versions", {"schema": '"' + "x" * 65536 + '"'}, 422, 42209),
+    ("POST", "/subjects/{subject}/versions", {"schema": "[" * 100_000 + "]" * 100_000}, 422, 42209),
+    ("POST", "/subjects/{subject}/versions", {"schema": "[" * 20_000 + "]" * 20_000}, 422, 42201),
+    ("POST", "/subjects/{subject}/versions", [[[]]] , 400, 400),
 ]  # fmt: skip
 
 
@@ -304,6 +311,13 @@ def test_errors_have_confluent_bodies(
     answer = response.json()
     assert set(answer) == {"error_code", "message"}
     assert answer["error_code"] == code and answer["message"]
+
+
+def test_a_body_nested_too_deeply_is_refused_not_crashed_on(registry: services.Running, subject: str) -> None:
+    url = f"{registry.url}/subjects/{path(subject)}/versions"
+    response = httpx2.post(url, content=b"[" * 200_000 + b"]" * 200_000)
+    assert (response.status_code, response.json()["error_code"]) == (400, 400)
+    assert "nested too deeply" in response.json()["message"]
 
 
 def test_subject_not_found_message_matches_confluent(registry: services.Running) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -66,9 +69,11 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
         assert {
             "KAFKA_BOOTSTRAP_SERVERS",
             "SCHEMA_REGISTRY_URL",
+            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
             "ORDERS_TOPIC",
             "DLQ_TOPIC",
         } <= exported.keys()
+        _check_the_run_secrets(state, exported, state_file)
 
         aggregate = Aggregate(redis.Redis.from_url(exported["REDIS_URL"]))
         wait_for(lambda: aggregate.snapshot().count > 20, 60, "orders processed")
@@ -115,11 +120,48 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
             up.kill()
 
 
+def _status(url: str, **headers: str) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _basic(url: str) -> tuple[str, dict[str, str]]:
+    """``http://user:pw@host:port`` -> (``http://host:port``, its Authorization header)."""
+    parts = urlsplit(url)
+    token = base64.b64encode(f"{parts.username}:{parts.password}".encode()).decode()
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl(), {
+        "Authorization": f"Basic {token}"
+    }
+
+
+def _check_the_run_secrets(state: dict, exported: dict[str, str], state_file: Path) -> None:  # type: ignore[type-arg]
+    """Every service asks for the secrets made for this run; the state file is for its owner only."""
+    assert state_file.stat().st_mode & 0o077 == 0
+    redis_port = urlsplit(exported["REDIS_URL"]).port
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=redis_port).ping()
+    registry, auth = _basic(state["urls"]["registry"])
+    assert exported["SCHEMA_REGISTRY_URL"] == registry
+    printed = urlsplit(state["urls"]["registry"])
+    assert exported["SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"] == f"{printed.username}:{printed.password}"
+    assert (_status(f"{registry}/subjects"), _status(f"{registry}/subjects", **auth)) == (401, 200)
+    flower, auth = _basic(state["urls"]["flower"])
+    assert (_status(f"{flower}/api/workers"), _status(f"{flower}/api/workers", **auth)) == (401, 200)
+    dashboard = urlsplit(state["urls"]["dashboard"])
+    assert dashboard.query.startswith("token=") and len(dashboard.query) > 30
+    assert _status(dashboard._replace(query="", path="/api/state").geturl()) == 401
+
+
 def _flower_tasks(url: str) -> dict[str, dict]:  # type: ignore[type-arg]
     result: dict[str, dict] = {}  # type: ignore[type-arg]
+    base, auth = _basic(url)
 
     def fetched() -> bool:
-        with urllib.request.urlopen(f"{url}/api/tasks?limit=200", timeout=5) as response:
+        request = urllib.request.Request(f"{base}/api/tasks?limit=200", headers=auth)
+        with urllib.request.urlopen(request, timeout=5) as response:
             result.update(json.loads(response.read()))
         return any(t.get("state") == "SUCCESS" for t in result.values())
 
@@ -128,11 +170,18 @@ def _flower_tasks(url: str) -> dict[str, dict]:  # type: ignore[type-arg]
 
 
 def _dashboard_state(url: str) -> dict:  # type: ignore[type-arg]
-    """The dashboard's latest pushed state, once it has sampled some processed orders."""
+    """The dashboard's latest pushed state, once it has sampled some processed orders.
+
+    Opened as a browser would: the printed URL's token buys a session cookie, which then reads the state.
+    """
     result: dict = {}  # type: ignore[type-arg]
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    with browser.open(url, timeout=5) as page:
+        assert "token=" not in page.url  # redirected to / with a cookie
+    state_url = urlsplit(url)._replace(query="", path="/api/state").geturl()
 
     def sampled() -> bool:
-        with urllib.request.urlopen(f"{url}/api/state", timeout=5) as response:
+        with browser.open(state_url, timeout=5) as response:
             result.update(json.loads(response.read()))
         return bool(result.get("processing")) and result["processing"]["succeeded"] > 0
 

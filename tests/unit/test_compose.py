@@ -98,15 +98,28 @@ def env_example() -> dict[str, str]:
     return {key: value or "" for key, value in dotenv_values(ENV_EXAMPLE).items()}
 
 
+# The secrets .env.example leaves empty, as a user fills them in (values made up for the tests).
+SECRETS = {
+    "REDIS_PASSWORD": "test-redis-password",
+    "FLOWER_BASIC_AUTH": "admin:test-flower-password",
+    "DASHBOARD_ACCESS_TOKEN": "test-dashboard-token-0123456789",
+}
+
+
+def filled_env() -> dict[str, str]:
+    """`.env.example` copied to `.env` with its secrets set, as the README says to."""
+    return {**env_example(), **SECRETS}
+
+
 def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The file as `docker compose` sees it with `.env.example` copied to `.env`."""
-    values = env_example() if env is None else env
+    """The file as `docker compose` sees it with that `.env`."""
+    values = filled_env() if env is None else env
     return _walk_strings(raw_compose(), lambda text: interpolate(text, values))
 
 
 def compose_variables() -> set[str]:
     seen: set[str] = set()
-    _walk_strings(raw_compose(), lambda text: interpolate(text, env_example(), seen))
+    _walk_strings(raw_compose(), lambda text: interpolate(text, filled_env(), seen))
     return seen
 
 
@@ -169,10 +182,15 @@ def _run_config(env_file: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_compose_file_validates() -> None:
-    result = _run_config(ENV_EXAMPLE)
+def _env_file(path: Path, values: dict[str, str]) -> Path:
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    return path
+
+
+def test_compose_file_validates(tmp_path: Path) -> None:
+    result = _run_config(_env_file(tmp_path / ".env", filled_env()))
     assert result.returncode == 0, result.stderr
-    # `config` only warns about an unset variable; with .env.example every one must be set.
+    # `config` only warns about an unset variable; with the filled-in .env every one must be set.
     assert "WARNING" not in result.stderr, result.stderr
 
 
@@ -182,6 +200,9 @@ def test_compose_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
     result = _run_config(empty)
     assert result.returncode != 0
     assert "REDIS_PASSWORD" in result.stderr
+    # Nor does .env.example as shipped (each secret's ${VAR:?} is checked in test_shipped_secrets.py).
+    shipped = _run_config(ENV_EXAMPLE)
+    assert shipped.returncode != 0 and "set REDIS_PASSWORD in .env" in shipped.stderr
 
 
 # --- commands ---------------------------------------------------------------------------------------
@@ -275,7 +296,7 @@ def test_app_environment_is_valid_settings() -> None:
         assert settings.kafka_options == {}, name
         assert settings.kafka_bootstrap_servers == "kafka:9092"
         assert settings.schema_registry_url == "http://schema-registry:8081"
-        assert "change-me-redis@redis:6379" in settings.redis_url
+        assert f":{SECRETS['REDIS_PASSWORD']}@redis:6379" in settings.redis_url
 
 
 # --- start order, persistence, secrets, scaling ----------------------------------------------------
@@ -359,6 +380,23 @@ def test_named_volumes_are_declared_and_used() -> None:
 
 def test_env_example_lists_exactly_the_variables_compose_reads() -> None:
     assert compose_variables() == set(env_example())
+
+
+def test_env_example_holds_no_usable_secret() -> None:
+    shipped = env_example()
+    secret_names = {name for name in shipped if re.search(r"PASSWORD|TOKEN|AUTH|SECRET|KEY", name)}
+    assert secret_names == set(SECRETS)
+    assert {name: shipped[name] for name in secret_names} == dict.fromkeys(secret_names, "")
+
+
+def test_compose_demo_workers_inject_failures_and_the_dashboard_knows_its_url() -> None:
+    found = services()
+    assert found["worker"]["environment"]["FAILURE_INJECTION"] == "true"
+    for name in ("bridge", "producer", "flower", "dashboard"):
+        assert "FAILURE_INJECTION" not in found[name]["environment"], name
+    dashboard = found["dashboard"]["environment"]
+    settings = Settings.from_env({k: str(v) for k, v in dashboard.items()}, env_file=None)
+    assert settings.dashboard_public_urls == ("http://localhost:8050", "http://127.0.0.1:8050")
 
 
 def test_env_example_sets_no_pipeline_setting() -> None:

@@ -11,7 +11,9 @@ from tornado.httpclient import HTTPResponse
 from tornado.testing import AsyncHTTPTestCase
 
 from orders.cli import main
-from orders.dashboard.server import STATIC_DIR, DashboardError, Publisher, make_app, require_token
+from orders.dashboard.access import Access, DashboardError, check_listen, default_origins
+from orders.dashboard.handlers import Publisher
+from orders.dashboard.server import STATIC_DIR, make_app
 
 TOKEN = "s3cret-token"
 
@@ -43,11 +45,31 @@ class DashboardCase(AsyncHTTPTestCase):
         self.controls = RecordedControls()
         self.publisher = Publisher()
         self.publisher.publish(json.dumps({"uptime": 1.0}))
-        return make_app(self.publisher, self.controls, self.token)
+        port = self.get_http_port()
+        self.access = Access.build(self.token, default_origins("127.0.0.1", port), port)
+        return make_app(self.publisher, self.controls, self.access)
 
     def post(self, path: str, body: object, **headers: str) -> HTTPResponse:
         headers = {"Content-Type": "application/json", **headers}
         return self.fetch(path, method="POST", body=json.dumps(body), headers=headers, raise_error=False)
+
+    def get(self, path: str, **headers: str) -> HTTPResponse:
+        return self.fetch(path, headers=headers, raise_error=False, follow_redirects=False)
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.get_http_port()}"
+
+
+def session_cookie(response: HTTPResponse) -> str:
+    """The ``name=value`` of the session cookie a response sets, after checking its attributes."""
+    [header] = [
+        h for h in response.headers.get_list("Set-Cookie") if h.startswith("orders_dashboard_session")
+    ]
+    attributes = {part.strip().split("=")[0].lower() for part in header.split(";")[1:]}
+    assert {"httponly", "samesite", "path"} <= attributes
+    assert "samesite=strict" in header.lower()
+    return header.split(";")[0]
 
 
 class TestWithToken(DashboardCase):
@@ -71,11 +93,58 @@ class TestWithToken(DashboardCase):
             ("failure_rate", None),
         ]
 
-    def test_the_page_and_state_need_no_token(self) -> None:
-        page = self.fetch("/")
+    def test_the_figures_need_the_token_and_the_page_does_not(self) -> None:
+        page = self.get("/")
         assert page.code == 200 and b'<script src="app.js"' in page.body
         assert "default-src 'self'" in page.headers["Content-Security-Policy"]
-        assert json.loads(self.fetch("/api/state").body) == {"uptime": 1.0}
+        for path in ("/api/state", "/events"):
+            assert self.get(path).code == 401, path
+            assert self.get(path, Authorization="Bearer wrong").code == 401, path
+        allowed = self.get("/api/state", Authorization=f"Bearer {TOKEN}")
+        assert json.loads(allowed.body) == {"uptime": 1.0}
+
+    def test_the_token_in_the_url_becomes_a_session_cookie_and_leaves_the_url(self) -> None:
+        response = self.get(f"/?token={TOKEN}")
+        assert response.code == 302 and response.headers["Location"] == "/"
+        cookie = session_cookie(response)
+        assert TOKEN not in cookie
+        assert json.loads(self.get("/api/state", Cookie=cookie).body) == {"uptime": 1.0}
+        assert json.loads(self.get("/api/session", Cookie=cookie).body)["authenticated"] is True
+        steer = self.post("/api/failure-rate", {"rate": 0.2}, Cookie=cookie, Origin=self.origin)
+        assert steer.code == 200
+        assert self.controls.calls == [("failure_rate", 0.2)]
+        # A wrong token is dropped from the URL too, and starts nothing.
+        wrong = self.get("/?token=wrong")
+        assert wrong.code == 302 and not wrong.headers.get_list("Set-Cookie")
+        assert self.get("/api/state", Cookie=cookie.split("=")[0] + "=forged").code == 401
+        # The redirect stays on this site, whatever the path.
+        assert self.get(f"//evil.example/?token={TOKEN}").headers["Location"] == "/evil.example/"
+
+    def test_the_page_can_trade_the_typed_token_for_a_session(self) -> None:
+        assert json.loads(self.get("/api/session").body) == {"token_required": True, "authenticated": False}
+        assert self.post("/api/session", {"token": "wrong"}, Origin=self.origin).code == 401
+        response = self.post("/api/session", {"token": TOKEN}, Origin=self.origin)
+        assert response.code == 200
+        assert self.get("/api/state", Cookie=session_cookie(response)).code == 200
+
+    def test_a_rebinding_page_is_refused_even_with_the_right_token(self) -> None:
+        """DNS rebinding: rebind.example resolves to 127.0.0.1, so to the browser this is same-origin."""
+        rebound = f"rebind.example:{self.get_http_port()}"
+        headers = {"Host": rebound, "Origin": f"http://{rebound}", "Authorization": f"Bearer {TOKEN}"}
+        response = self.post("/api/failure-rate", {"rate": 1.0}, **headers)
+        assert response.code == 403
+        assert "unknown host" in json.loads(response.body)["error"]
+        assert self.get("/api/state", **headers).code == 403
+        assert self.get("/", Host=rebound).code == 403
+        assert self.post("/api/session", {"token": TOKEN}, **headers).code == 403
+        assert self.controls.calls == []
+
+    def test_another_origin_is_refused_even_with_the_right_token(self) -> None:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        for origin in ("http://evil.example", f"http://127.0.0.1:{self.get_http_port() + 1}", "null"):
+            assert self.post("/api/failure-rate", {"rate": 1.0}, Origin=origin, **auth).code == 403, origin
+        assert self.post("/api/failure-rate", {"rate": 1.0}, Origin=self.origin, **auth).code == 200
+        assert self.controls.calls == [("failure_rate", 1.0)]
 
 
 class TestOpenOnLoopback(DashboardCase):
@@ -103,11 +172,20 @@ class TestOpenOnLoopback(DashboardCase):
         form = self.fetch("/api/failure-rate", method="POST", body="rate=0.5", raise_error=False,
                           headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
         assert form.code == 415
-        same_site = self.post(
-            "/api/failure-rate", {"rate": 0.5}, Origin=f"http://127.0.0.1:{self.get_http_port()}"
-        )
+        same_site = self.post("/api/failure-rate", {"rate": 0.5}, Origin=self.origin)
         assert same_site.code == 200
         assert self.controls.calls == [("failure_rate", 0.5)]
+
+    def test_an_open_dashboard_still_refuses_a_rebinding_page(self) -> None:
+        rebound = f"rebind.example:{self.get_http_port()}"
+        assert self.get("/api/state", Host=rebound).code == 403
+        assert (
+            self.post("/api/failure-rate", {"rate": 1.0}, Host=rebound, Origin=f"http://{rebound}").code
+            == 403
+        )
+        assert self.controls.calls == []
+        assert json.loads(self.get("/api/state").body) == {"uptime": 1.0}
+        assert json.loads(self.get("/api/session").body) == {"token_required": False, "authenticated": True}
 
     def test_events_stream_the_published_state(self) -> None:
         chunks: list[bytes] = []
@@ -127,25 +205,49 @@ class TestOpenOnLoopback(DashboardCase):
         self.publisher.close()
 
 
+LONG = "x" * 24
+
+
 @pytest.mark.parametrize(
-    ("host", "token", "allowed"),
+    ("host", "token", "public", "refused"),
     [
-        ("127.0.0.1", "", True),
-        ("localhost", "", True),
-        ("::1", "", True),
-        ("127.0.0.2", "", True),
-        ("0.0.0.0", "", False),
-        ("192.168.1.10", "", False),
-        ("dashboard.example", "", False),
-        ("0.0.0.0", TOKEN, True),
+        ("127.0.0.1", "", "", None),
+        ("localhost", "", "", None),
+        ("::1", "", "", None),
+        ("127.0.0.2", "", "", None),
+        ("0.0.0.0", "", "", "DASHBOARD_TOKEN"),
+        ("192.168.1.10", "", "", "DASHBOARD_TOKEN"),
+        ("dashboard.example", "", "", "DASHBOARD_TOKEN"),
+        ("192.168.1.10", "short", "", "shorter than 16"),
+        ("0.0.0.0", LONG, "", "DASHBOARD_PUBLIC_URLS"),
+        ("::", LONG, "", "DASHBOARD_PUBLIC_URLS"),
+        ("0.0.0.0", LONG, "https://dash.example", None),
+        ("192.168.1.10", LONG, "", None),
     ],
 )
-def test_a_public_address_needs_a_token(host: str, token: str, allowed: bool) -> None:
-    if allowed:
-        require_token(host, token)
+def test_a_public_address_needs_a_token_and_its_public_url(
+    host: str, token: str, public: str, refused: str | None
+) -> None:
+    public_urls = (public,) if public else ()
+    if refused is None:
+        check_listen(host, token, public_urls)
     else:
-        with pytest.raises(DashboardError, match="DASHBOARD_TOKEN"):
-            require_token(host, token)
+        with pytest.raises(DashboardError, match=refused):
+            check_listen(host, token, public_urls)
+
+
+def test_default_origins_are_the_listen_address() -> None:
+    assert default_origins("127.0.0.1", 8050) == (
+        "http://127.0.0.1:8050",
+        "http://localhost:8050",
+        "http://[::1]:8050",
+    )
+    assert default_origins("192.168.1.10", 80)[0] == "http://192.168.1.10:80"
+    access = Access.build("", ("https://dash.example",), 8050)
+    assert access.host_allowed("dash.example") and access.host_allowed("dash.example:443")
+    assert not access.host_allowed("dash.example:8050") and not access.host_allowed("127.0.0.1:8050")
+    assert access.origin_allowed("https://dash.example") and not access.origin_allowed("http://dash.example")
+    assert access.secure_cookie and not Access.build("", default_origins("127.0.0.1", 1), 1).secure_cookie
 
 
 def test_the_command_refuses_a_public_address_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:

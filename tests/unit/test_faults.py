@@ -1,11 +1,14 @@
-"""The failure injector: rates honoured, and reproducible per (seed, order, attempt)."""
+"""The failure injector: rates honoured, reproducible per (seed, order, attempt), off unless enabled."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 
 from orders.core.errors import PermanentError, TransientError
-from worker.faults import FailureInjector
+from orders.core.settings import Settings
+from worker.faults import FailureInjector, announce, configured_injector, with_override
 
 
 def outcome(injector: FailureInjector, order_id: str, attempt: int) -> str:
@@ -39,3 +42,50 @@ def test_seeded_decisions_repeat_and_differ_per_attempt() -> None:
 def test_permanent_failures_hold_for_every_attempt() -> None:
     injector = FailureInjector(permanent_rate=1.0, seed=3)
     assert {outcome(injector, "o", attempt) for attempt in range(4)} == {"permanent"}
+
+
+# --- injection is a demo feature: off unless FAILURE_INJECTION=true -------------------------------
+
+
+def settings(**env: str) -> Settings:
+    return Settings.from_env(env, env_file=None)
+
+
+def test_a_worker_without_injection_ignores_every_rate() -> None:
+    off = settings(FAILURE_RATE="1", PERMANENT_FAILURE_RATE="1", FAILURE_SEED="3")
+    assert configured_injector(off) == FailureInjector()
+    on = settings(FAILURE_INJECTION="true", FAILURE_RATE="1", PERMANENT_FAILURE_RATE="0.5", FAILURE_SEED="3")
+    assert configured_injector(on) == FailureInjector(1.0, 0.5, 3)
+
+
+def test_the_runtime_override_is_not_even_read_without_injection() -> None:
+    reads: list[int] = []
+
+    def read_override() -> float | None:
+        reads.append(1)
+        return 1.0
+
+    off = settings()
+    assert with_override(configured_injector(off), off, read_override) == FailureInjector()
+    assert reads == []
+    on = settings(FAILURE_INJECTION="true", FAILURE_SEED="9")
+    assert with_override(configured_injector(on), on, read_override) == FailureInjector(1.0, 0.0, 9)
+    assert with_override(configured_injector(on), on, lambda: None) == FailureInjector(0.0, 0.0, 9)
+
+
+@pytest.mark.parametrize(
+    ("env", "level", "words"),
+    [
+        ({}, logging.INFO, "failure injection off"),
+        ({"FAILURE_RATE": "0.1"}, logging.WARNING, "FAILURE_RATE (0.1)"),
+        ({"FAILURE_INJECTION": "true", "FAILURE_RATE": "0.1"}, logging.WARNING, "failure injection ON"),
+    ],
+)
+def test_the_worker_says_at_start_up_whether_it_injects(
+    env: dict[str, str], level: int, words: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="worker.faults"):
+        announce(settings(**env))
+    [record] = caplog.records
+    assert record.levelno == level
+    assert words in record.getMessage()

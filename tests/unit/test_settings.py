@@ -6,7 +6,13 @@ import pytest
 
 from orders.core.celery_config import celery_config, longest_countdown, visibility_timeout
 from orders.core.kafka import consumer_config, create_producer, producer_config, registry_config
-from orders.core.settings import Settings, SettingsError, env_name_to_option, option_to_env_name
+from orders.core.settings import (
+    Settings,
+    SettingsError,
+    env_name_to_option,
+    is_secret_option,
+    option_to_env_name,
+)
 
 
 def build(**env: str) -> Settings:
@@ -137,7 +143,11 @@ def test_dead_workers_orders_are_swept_back_soon_after_the_visibility_timeout() 
 
 @pytest.mark.parametrize(
     ("url", "kind"),
-    [("redis://r:6379/1", "redis"), ("rediss://r:6380/0", "redis"), ("amqp://u:p@rabbit:5672//", "amqp")],
+    [
+        ("redis://r:6379/1", "redis"),
+        ("rediss://r:6380/0?ssl_cert_reqs=required", "redis"),
+        ("amqp://u:p@rabbit:5672//", "amqp"),
+    ],
 )
 def test_the_broker_url_picks_celerys_transport(url: str, kind: str) -> None:
     s = build(CELERY_BROKER_URL=url)
@@ -152,3 +162,74 @@ def test_the_broker_url_picks_celerys_transport(url: str, kind: str) -> None:
     else:
         assert config["broker_transport"] == "worker.transport:Transport"
         assert options["visibility_timeout"] == visibility_timeout(s)
+
+
+@pytest.mark.parametrize(
+    ("option", "secret"),
+    [
+        ("sasl.password", True),
+        ("sasl.oauthbearer.config", True),
+        ("sasl.oauthbearer.client.secret", True),
+        ("sasl.jaas.config", True),
+        ("ssl.key.password", True),
+        ("ssl.key.pem", True),
+        ("ssl.keystore.password", True),
+        ("ssl.key.location", True),
+        ("sasl.oauthbearer.token.endpoint.url", True),
+        ("sasl.username", False),
+        ("ssl.ca.location", False),
+        ("security.protocol", False),
+        ("session.timeout.ms", False),
+    ],
+)
+def test_options_that_may_carry_credentials_are_masked(option: str, secret: bool) -> None:
+    value = "hunter2"
+    s = build(**{option_to_env_name(option): value})
+    assert (s.redacted()["kafka_options"][option] != value) is secret
+    assert is_secret_option(option) is secret
+
+
+def test_registry_tls_options_reach_the_client_and_its_secrets_stay_out_of_logs() -> None:
+    s = build(
+        SCHEMA_REGISTRY_URL="https://registry:8081",
+        SCHEMA_REGISTRY_SSL_CA_LOCATION="/tls/ca.pem",
+        SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION="/tls/client.pem",
+        SCHEMA_REGISTRY_SSL_KEY_LOCATION="/tls/client.key",
+        SCHEMA_REGISTRY_SSL_KEY_PASSWORD="hunter2",
+    )
+    assert registry_config(s) == {
+        "url": "https://registry:8081",
+        "ssl.ca.location": "/tls/ca.pem",
+        "ssl.certificate.location": "/tls/client.pem",
+        "ssl.key.location": "/tls/client.key",
+        "ssl.key.password": "hunter2",
+    }
+    assert "hunter2" not in str(s.redacted()) and "hunter2" not in repr(s)
+    assert registry_config(build()) == {"url": "http://localhost:8081"}
+
+
+def test_rediss_urls_must_say_how_the_certificate_is_checked() -> None:
+    good = "rediss://:pw@redis:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/tls/ca.pem"
+    assert build(REDIS_URL=good).broker_url == good
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        with pytest.raises(SettingsError, match=rf"{name}: .*ssl_cert_reqs=required") as raised:
+            build(**{name: "rediss://:hunter2@redis:6380/0"})
+        assert "hunter2" not in str(raised.value)
+
+
+def test_dashboard_origins_and_registry_credentials_are_checked() -> None:
+    s = build(DASHBOARD_PUBLIC_URLS="http://LocalHost:8050/, https://dash.example.com")
+    assert s.dashboard_public_urls == ("http://localhost:8050", "https://dash.example.com")
+    assert build().dashboard_public_urls == ()
+    for bad in ("localhost:8050", "http://x.example/dashboard", "ftp://x.example"):
+        with pytest.raises(SettingsError, match="DASHBOARD_PUBLIC_URLS"):
+            build(DASHBOARD_PUBLIC_URLS=bad)
+    for bad in ("user", "user:", ":pw"):
+        with pytest.raises(SettingsError, match="REGISTRY_BASIC_AUTH") as raised:
+            build(REGISTRY_BASIC_AUTH=bad)
+        assert "got" not in str(raised.value)
+
+
+def test_failure_injection_is_off_by_default() -> None:
+    assert build().failure_injection is False
+    assert build(FAILURE_INJECTION="true").failure_injection is True

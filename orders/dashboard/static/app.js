@@ -151,7 +151,6 @@ function renderControls(controls) {
   $("producer-stop").disabled = !demo.running;
   const override = controls.failure_rate;
   setText("failure-current", override === null ? "none (workers' FAILURE_RATE)" : `${override}`);
-  $("token-row").hidden = !controls.token_required;
 }
 
 function renderTables(state) {
@@ -209,10 +208,9 @@ function connect() {
   };
 }
 
+// The session cookie (HttpOnly, SameSite=Strict) goes with every same-origin request by itself.
 async function post(path, body) {
   const headers = { "Content-Type": "application/json" };
-  const token = $("token").value.trim();
-  if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
   const reply = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(reply.error || `${response.status} ${response.statusText}`);
@@ -234,11 +232,28 @@ function control(action) {
   };
 }
 
+// With a token set, figures need a session: ask for the token once, then the cookie carries on.
+async function signIn() {
+  const session = await (await fetch("api/session")).json();
+  if (!session.token_required || session.authenticated) return;
+  $("login").hidden = false;
+  await new Promise((resolve) => {
+    $("login-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await post("api/session", { token: $("token").value.trim() });
+        $("token").value = "";
+        $("login").hidden = true;
+        resolve();
+      } catch (error) {
+        $("login-message").textContent = error.message;
+        $("login-message").className = "note error";
+      }
+    });
+  });
+}
+
 function setUp() {
-  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (fromHash) sessionStorage.setItem("dashboard-token", fromHash);
-  $("token").value = sessionStorage.getItem("dashboard-token") || "";
-  $("token").addEventListener("change", () => sessionStorage.setItem("dashboard-token", $("token").value));
   const startProducer = () => post("api/producer", { action: "start", rate: Number($("demo-rate").value) });
   $("producer-form").addEventListener("submit", control(startProducer));
   $("producer-stop").addEventListener("click", control(() => post("api/producer", { action: "stop" })));
@@ -246,7 +261,7 @@ function setUp() {
   $("failure-form").addEventListener("submit", control(setRate));
   $("failure-reset").addEventListener("click", control(() => post("api/failure-rate", { rate: null })));
   window.addEventListener("resize", () => latest && renderCharts(latest.history));
-  connect();
+  signIn().then(connect);
 }
 
 setUp();
