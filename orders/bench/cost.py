@@ -8,6 +8,7 @@ microseconds it spent executing commands, without the network I/O psutil's figur
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,12 +82,17 @@ def command_delta(
 
 @dataclass
 class RunCost:
-    """A measured window's cost: CPU per component, Redis' command time, and how many orders it moved."""
+    """A measured window's cost: CPU per component, Redis' command time, and how many orders it moved.
+
+    ``other_cores``: the machine's busy CPU in the window that was neither the run's processes nor the
+    bench's own, in cores (other work sharing the machine; the figures above it are that much less sure).
+    """
 
     orders: int
     cpu: dict[str, float]  # component -> CPU seconds in the window
     redis_commands: dict[str, tuple[int, int]]  # command -> (calls, usec)
     seconds: float
+    other_cores: float = 0.0
 
     def per_order_us(self) -> dict[str, float]:
         """CPU µs per order for each component measured, "total", and "redis_server" (commandstats)."""
@@ -94,29 +100,43 @@ class RunCost:
         figures = {name: seconds * scale for name, seconds in self.cpu.items()}
         figures["total"] = sum(self.cpu.values()) * scale
         figures["redis_server"] = sum(usec for _, usec in self.redis_commands.values()) / max(self.orders, 1)
+        figures["other_cores"] = self.other_cores
         return figures
 
     def commands_per_order(self) -> dict[str, float]:
         return {name: calls / max(self.orders, 1) for name, (calls, _) in self.redis_commands.items()}
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores; psutil's non-idle times)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 class CostWindow:
-    """Measures one window: psutil CPU of the processes and the Redis commandstats delta."""
+    """Measures one window: psutil CPU of the processes, the Redis commandstats delta, and the machine's
+    busy time that belongs to neither (other work on the machine)."""
 
     def __init__(self, pids: Mapping[str, Sequence[int]], client: redis.Redis) -> None:
         self._meter = CpuMeter({name: list(p) for name, p in pids.items() if p})
         self._client = client
         self._stats: dict[str, tuple[int, int]] = {}
         self._started = 0.0
+        self._busy = self._own = 0.0
 
     def start(self) -> None:
         self._stats = command_stats(self._client)
         self._started = time.monotonic()
         self._meter.start()
+        self._busy, self._own = busy_seconds(), cpu_seconds(os.getpid())
 
     def stop(self, orders: int, extra_cpu: Mapping[str, float] | None = None) -> RunCost:
         """``extra_cpu``: CPU seconds reported by processes that exit before the window ends."""
+        busy, own = busy_seconds() - self._busy, cpu_seconds(os.getpid()) - self._own
         cpu = self._meter.stop()
         seconds = time.monotonic() - self._started
+        accounted = own + sum(cpu.values()) + sum((extra_cpu or {}).values())
+        other = max(0.0, busy - accounted) / max(seconds, 1e-3)
         cpu.update(extra_cpu or {})
-        return RunCost(orders, cpu, command_delta(self._stats, command_stats(self._client)), seconds)
+        stats = command_delta(self._stats, command_stats(self._client))
+        return RunCost(orders, cpu, stats, seconds, other)

@@ -92,8 +92,13 @@ def _cost_rows(results: Mapping[str, Any], columns: list[str]) -> list[list[str]
     rows = []
     for item in results.get("cost", {}).values():
         parts = item["components"]
-        rows.append([item["label"], *(fmt(parts[c]["median"], CPU) if c in parts else "" for c in columns)])
+        cells = [_cost_cell(parts[c]["median"], c) if c in parts else "" for c in columns]
+        rows.append([item["label"], *cells])
     return rows
+
+
+def _cost_cell(value: float, column: str) -> str:
+    return f"{value:.2f}" if column == "other_cores" else fmt(value, CPU)
 
 
 def markdown(results: Mapping[str, Any], plot: str | None, kept_limits: str | None = None) -> str:
@@ -137,7 +142,9 @@ def _markdown_costs(results: Mapping[str, Any]) -> list[str]:
     if not columns:
         return []
     lines = ["", "## CPU per order", "",
-             "Medians of the runs, µs of CPU per order (per task for the ceilings), by process:", "",
+             "Medians of the runs, µs of CPU per order (per task for the ceilings), by process. The last "
+             "column is the machine's busy CPU in the same window that was none of the run's processes nor "
+             "the bench's own, in cores: other work sharing the two cores while the figure was taken.", "",
              "| run | " + " | ".join(COST_LABELS[c] for c in columns) + " |",
              "| --- |" + " ---: |" * len(columns)]  # fmt: skip
     lines += ["| " + " | ".join(row) + " |" for row in _cost_rows(results, columns)]

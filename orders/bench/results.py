@@ -60,8 +60,13 @@ COSTS: dict[str, str] = {
     "drain_rabbitmq": "drain, RabbitMQ as Celery's broker",
     "half_rabbitmq": "paced, RabbitMQ as Celery's broker",
 }
-COST_COLUMNS = (*COMPONENTS, "total", "redis_server")
-COST_LABELS = {**LABELS, "total": "total", "redis_server": "Redis command time"}
+COST_COLUMNS = (*COMPONENTS, "total", "redis_server", "other_cores")
+COST_LABELS = {
+    **LABELS,
+    "total": "total",
+    "redis_server": "Redis command time",
+    "other_cores": "other work (cores)",
+}
 # key -> (label, numerator, denominator); "cpu:<key>" is the total CPU per order of that run
 RATIOS: dict[str, tuple[str, str, str]] = {
     "drain_over_plain": ("drain / plain Celery ceiling (events off)", "drain", "plain"),

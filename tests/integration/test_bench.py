@@ -69,8 +69,13 @@ def test_a_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
     for key, cost in results["cost"].items():
         parts = cost["components"]
         assert parts["total"]["median"] > 0, key
+        assert parts["other_cores"]["median"] >= 0, key  # the machine's other work in the window
         assert parts["total"]["median"] == pytest.approx(
-            sum(p["median"] for name, p in parts.items() if name not in ("total", "redis_server"))
+            sum(
+                p["median"]
+                for name, p in parts.items()
+                if name not in ("total", "redis_server", "other_cores")
+            )
         )
     assert {"workers", "redis"} <= results["cost"]["ceiling"]["components"].keys()
     assert {"producer", "broker", "bridge", "workers", "redis"} <= results["cost"]["e2e"]["components"].keys()
