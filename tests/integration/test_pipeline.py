@@ -276,6 +276,32 @@ def test_sigterm_mid_burst_loses_nothing_and_counts_nothing_twice(pipeline: Pipe
     assert snap.sum == sum(prices.values())
 
 
+@pytest.mark.celery_brokers(
+    "rabbitmq"
+)  # on Redis they return after the visibility timeout (reliability suite)
+def test_a_killed_workers_orders_come_back_at_once_and_count_once(pipeline: Pipeline) -> None:
+    """RabbitMQ requeues a closed connection's unacknowledged messages: a SIGKILLed worker's orders,
+    retries waiting for their countdown among them, go to the next worker, each counted once."""
+    seed = 21
+    worker = pipeline.start_worker(FAILURE_RATE="0.2", FAILURE_SEED=str(seed), RETRY_BACKOFF_BASE="1")
+    pipeline.start_bridge()
+    produce_cli(pipeline, 2000, seed=17)
+    wait_for(lambda: snapshot(pipeline).count >= 300, 60, "the worker to be busy")
+    worker.kill()
+    killed_at = snapshot(pipeline).count
+    pipeline.start_worker(FAILURE_RATE="0.2", FAILURE_SEED=str(seed), RETRY_BACKOFF_BASE="1")
+    prices = produced_orders(pipeline, 2000)
+    injector = FailureInjector(0.2, 0.0, seed)
+    dead = {oid for oid in prices if all(_fails(injector, oid, a) for a in range(4))}
+    wait_for(
+        lambda: snapshot(pipeline).count >= 2000 - len(dead), 120, "every order that does not fail for good"
+    )
+    snap = snapshot(pipeline)
+    assert killed_at < 2000
+    assert snap.count == 2000 - len(dead)  # none lost, none counted twice
+    assert snap.sum == sum(p for oid, p in prices.items() if oid not in dead)
+
+
 @pytest.mark.celery_brokers("redis")  # retries wait on RabbitMQ too: the transient-failure scenario
 def test_retries_back_off_exponentially(pipeline: Pipeline) -> None:
     """Base 1 s: the retries wait 1, 2 and 4 s, so a hopeless order reaches the DLQ after >= 7 s."""
