@@ -8,7 +8,6 @@ microseconds it spent executing commands, without the network I/O psutil's figur
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,6 +106,12 @@ class RunCost:
         return {name: calls / max(self.orders, 1) for name, (calls, _) in self.redis_commands.items()}
 
 
+def _own_cpu_seconds() -> float:
+    """The bench process alone: its children are the run's processes, counted by component."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
 def busy_seconds() -> float:
     """CPU seconds the whole machine spent busy since boot (all cores; psutil's non-idle times)."""
     times = psutil.cpu_times()
@@ -128,11 +133,11 @@ class CostWindow:
         self._stats = command_stats(self._client)
         self._started = time.monotonic()
         self._meter.start()
-        self._busy, self._own = busy_seconds(), cpu_seconds(os.getpid())
+        self._busy, self._own = busy_seconds(), _own_cpu_seconds()
 
     def stop(self, orders: int, extra_cpu: Mapping[str, float] | None = None) -> RunCost:
         """``extra_cpu``: CPU seconds reported by processes that exit before the window ends."""
-        busy, own = busy_seconds() - self._busy, cpu_seconds(os.getpid()) - self._own
+        busy, own = busy_seconds() - self._busy, _own_cpu_seconds() - self._own
         cpu = self._meter.stop()
         seconds = time.monotonic() - self._started
         accounted = own + sum(cpu.values()) + sum((extra_cpu or {}).values())
