@@ -96,6 +96,7 @@ class OrderTask(Task):
             self._requeue()
             return
         metrics.DLQ_PUBLISHES.labels("ok").inc()
+        metrics.DEAD_LETTERS.labels(letter.stage).inc()
         metrics.OUTCOMES.labels("dead_lettered").inc()
         metrics.ATTEMPTS.observe(letter.attempts)
         with _figures_only(task_id):

@@ -103,6 +103,7 @@ SECRETS = {
     "REDIS_PASSWORD": "test-redis-password",
     "FLOWER_BASIC_AUTH": "admin:test-flower-password",
     "DASHBOARD_ACCESS_TOKEN": "test-dashboard-token-0123456789",
+    "GRAFANA_ADMIN_PASSWORD": "test-grafana-password",
 }
 
 
