@@ -62,8 +62,8 @@ def test_every_panel_query_and_alert_figure_returns_data(
 
     # Settled in Prometheus' view: every order counted or dead-lettered, the decode failure seen.
     settled = (
-        'sum(orders_task_outcomes_total{outcome=~"succeeded|dead_lettered"}) >= %d'
-        ' and on() sum(orders_bridge_dead_letters_total{stage="decode"}) >= 1' % ORDERS
+        f'sum(orders_task_outcomes_total{{outcome=~"succeeded|dead_lettered"}}) >= {ORDERS}'
+        ' and on() sum(orders_bridge_dead_letters_total{stage="decode"}) >= 1'
     )
     wait_for(lambda: returns_data(prometheus, settled), 90, f"{ORDERS} orders settled in Prometheus", 0.5)
     wait_for(lambda: returns_data(prometheus, "orders_bridge_consumer_lag"), 30, "lag statistics", 0.5)
