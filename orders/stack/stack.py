@@ -40,19 +40,25 @@ class StackError(Exception):
 
 @dataclass(frozen=True)
 class StackOptions:
+    """What `orders up` starts. Ports default to the ecosystem's own; 0 means any free port."""
+
     workers: int = 2
     producer: bool = True
     rate: float = 5.0
     failure_rate: float = 0.1
     flower: bool = True
-    kafka_port: int = 0
-    redis_port: int = 0
-    registry_port: int = 0
-    flower_port: int = 0
+    kafka_port: int = 9092
+    redis_port: int = 6379
+    registry_port: int = 8081
+    flower_port: int = 5555
     dashboard: bool = True
-    dashboard_port: int = 0
+    dashboard_port: int = 8050
+    # The bridge's /metrics; worker N serves on the next port up (9101, 9102, ...), as in compose.
+    metrics_port: int = 9100
     data_dir: Path | None = None
     partitions: int = 3
+    # Port options the user gave: taken, they stop start-up instead of falling back to a free port.
+    explicit_ports: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, repr=False)
@@ -84,6 +90,8 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     children: list[Service] = field(default_factory=list)
+    # Lines the summary shows above the URLs (a conventional port that was taken, ...).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def log_dir(self) -> Path:
@@ -107,10 +115,22 @@ class Stack:
         STATE_FILE.unlink(missing_ok=True)
 
 
-def _port(wanted: int) -> int:
-    if wanted and port_open(wanted):
-        raise StackError(f"port {wanted} is already in use; pick another or pass 0 for a free one")
-    return wanted or free_port()
+def _port(stack: Stack, service: str, wanted: int, option: str | None) -> int:
+    """``wanted`` when it is free (0: any free port); ``option`` names its ``--<option>-port``, if any.
+
+    A default port that is taken falls back to a free one, with a note in the summary; a port the user
+    gave stops start-up instead, since their clients expect it there.
+    """
+    if not wanted:
+        return free_port()
+    if not port_open(wanted):
+        return wanted
+    if option in stack.options.explicit_ports:
+        raise StackError(f"port {wanted} (--{option}-port) is in use; pick another or pass 0 for a free one")
+    port = free_port()
+    hint = f" (--{option}-port to choose)" if option else ""
+    stack.notes.append(f"port {wanted} is in use: {service} listens on {port} instead{hint}")
+    return port
 
 
 def start_services(stack: Stack) -> None:
@@ -119,16 +139,27 @@ def start_services(stack: Stack) -> None:
     data_dir = opts.data_dir or stack.run_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        kafka = services.start_tansu(stack.log_dir, _port(opts.kafka_port), name="tansu")
+        kafka = services.start_tansu(
+            stack.log_dir, _port(stack, "kafka", opts.kafka_port, "kafka"), name="tansu"
+        )
         stack.children.append(kafka.service)
         aof = ("--appendonly", "yes", "--appendfsync", "everysec")
         redis_server = services.start_redis(
-            stack.log_dir, _port(opts.redis_port), data_dir, aof, "redis", stack.secrets.redis_password
+            stack.log_dir,
+            _port(stack, "redis", opts.redis_port, "redis"),
+            data_dir,
+            aof,
+            "redis",
+            stack.secrets.redis_password,
         )
         stack.children.append(redis_server.service)
         redis_url = f"{redis_server.url}/0"
         registry = services.start_registry(
-            stack.log_dir, redis_url, _port(opts.registry_port), "registry", stack.secrets.registry_auth
+            stack.log_dir,
+            redis_url,
+            _port(stack, "registry", opts.registry_port, "registry"),
+            "registry",
+            stack.secrets.registry_auth,
         )
         stack.children.append(registry.service)
     except services.Unavailable as exc:
@@ -172,17 +203,18 @@ def start_pipeline(stack: Stack) -> None:
     # The demo's failure injection: on for these workers only (a worker is started without it otherwise).
     faults = {"FAILURE_INJECTION": "true", "FAILURE_RATE": str(opts.failure_rate)}
     for n in range(1, opts.workers + 1):
-        start_ready(stack, f"worker{n}", worker_argv(f"worker{n}"), **faults)
-    start_ready(stack, "bridge", bridge_argv())
+        port = opts.metrics_port + n if opts.metrics_port else 0
+        start_ready(stack, f"worker{n}", worker_argv(f"worker{n}"), port, **faults)
+    start_ready(stack, "bridge", bridge_argv(), opts.metrics_port)
     if opts.flower:
-        port = _port(opts.flower_port)
+        port = _port(stack, "flower", opts.flower_port, "flower")
         argv = [PYTHON, "-m", "celery", "-A", "worker", "flower", f"--port={port}", "--address=127.0.0.1"]
         # Credentials through Flower's environment, not its command line (which `ps` shows to anyone).
         auth = stack.secrets.flower_auth
         stack.start_child("flower", argv, lambda _s: port_open(port), FLOWER_BASIC_AUTH=auth)
         stack.urls["flower"] = with_credentials(f"http://127.0.0.1:{port}", auth)
     if opts.dashboard:
-        port = _port(opts.dashboard_port)
+        port = _port(stack, "dashboard", opts.dashboard_port, "dashboard")
         argv = [PYTHON, "-m", "orders.cli", "dashboard", "--host", "127.0.0.1", "--port", str(port)]
         token = stack.secrets.dashboard_token
         stack.start_child("dashboard", argv, lambda _s: port_open(port), DASHBOARD_TOKEN=token)
@@ -193,11 +225,18 @@ def start_pipeline(stack: Stack) -> None:
         stack.start_child("producer", argv, lambda s: s.running())
 
 
-def start_ready(stack: Stack, name: str, argv: list[str], **env: str) -> Service:
-    """A worker or bridge, started once its /healthz answers 200."""
-    service, port = pipeline_service(name, argv, stack.log_dir, {**stack.env, **env})
+def start_ready(stack: Stack, name: str, argv: list[str], metrics_port: int, **env: str) -> Service:
+    """A worker or bridge serving /metrics on ``metrics_port`` (or a free one), started once its /healthz
+    answers 200."""
+    # Only the bridge's port is the option's own; the workers' follow it.
+    port = _port(stack, f"{name} /metrics", metrics_port, "metrics" if name == "bridge" else None)
+    service, port = pipeline_service(
+        name, argv, stack.log_dir, {**stack.env, **env, "METRICS_PORT": str(port)}
+    )
     stack.children.append(service)
-    return service.start(lambda: healthz_ready(port), timeout=90)
+    service.start(lambda: healthz_ready(port), timeout=90)
+    stack.urls[f"{name} metrics"] = f"http://127.0.0.1:{port}/metrics"
+    return service
 
 
 def new_stack(settings: Settings, options: StackOptions) -> Stack:
