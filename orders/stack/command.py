@@ -18,6 +18,10 @@ from click.core import ParameterSource
 @click.option("--failure-rate", default=0.1, show_default=True, help="Injected transient failure rate, 0-1.")
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the web dashboard.")
+@click.option(
+    "--broker", type=click.Choice(["tansu", "kafka"]), default="tansu", show_default=True,
+    help="tansu: in memory, starts at once. kafka: Apache Kafka (KRaft) keeping its log in --data-dir.",
+)  # fmt: skip
 @click.option("--kafka-port", default=9092, show_default=True, help="Kafka broker port.")
 @click.option("--redis-port", default=6379, show_default=True, help="redis-server port.")
 @click.option("--registry-port", default=8081, show_default=True, help="Schema registry port.")
@@ -27,7 +31,10 @@ from click.core import ParameterSource
     "--metrics-port", default=9100, show_default=True,
     help="The bridge's /metrics; worker N serves on this port + N.",
 )  # fmt: skip
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Keep Redis data here.")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None,
+    help="Keep Redis' data (and Apache Kafka's log with --broker kafka) here between runs.",
+)  # fmt: skip
 @click.pass_context
 def up(ctx: click.Context, no_producer: bool, no_flower: bool, no_dashboard: bool, **options: Any) -> None:
     """Run the whole pipeline on this machine, no Docker: Ctrl-C stops everything in order.
@@ -60,7 +67,7 @@ def env_command() -> None:
 
     Its URLs (the /metrics of the bridge and each worker among them) follow as comments.
     """
-    from orders.stack.stack import read_state
+    from orders.stack.state import read_state
 
     state = read_state()
     if state is None:

@@ -187,8 +187,9 @@ class ApacheKafka:
     arguments, e.g. SCRAM users) and how readiness is probed (:meth:`ready`).
     """
 
-    def __init__(self, log_dir: Path, port: int = 0, data_dir: Path | None = None) -> None:
+    def __init__(self, log_dir: Path, port: int = 0, data_dir: Path | None = None, name: str = "") -> None:
         self.log_dir = log_dir
+        self.name = name
         self.jars = ensure_kafka_jars()
         self.port = port or free_port()
         self.controller_port = free_port()
@@ -212,6 +213,11 @@ class ApacheKafka:
             "-cp", f"{self.jars}/*", main, *args,
         ]  # fmt: skip
 
+    @property
+    def formatted(self) -> bool:
+        """The data directory holds a formatted log (a restart keeps its cluster id and topics)."""
+        return (self.data_dir / "logs" / "meta.properties").exists()
+
     def format(self, *extra: str) -> None:
         """Format the storage with a new cluster id (once per data directory); ``extra`` StorageTool args."""
         started = time.monotonic()
@@ -225,7 +231,7 @@ class ApacheKafka:
     def start(self, wait: bool = True) -> Running:
         """Start the broker; with ``wait`` False return at once and call :meth:`wait_ready` later."""
         self.service = Service(
-            f"kafka-{self.port}", self._java("kafka.Kafka", str(self.config)), self.log_dir
+            self.name or f"kafka-{self.port}", self._java("kafka.Kafka", str(self.config)), self.log_dir
         )
         self.service.start(self.ready if wait else lambda: True, timeout=120)
         return Running(self.service, self.port, f"127.0.0.1:{self.port}", self.data_dir)

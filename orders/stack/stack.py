@@ -10,9 +10,7 @@ them, as Jupyter does; `orders env` exports what clients need.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import secrets
 import signal
 import tempfile
@@ -21,17 +19,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from orders.core.settings import Settings
 from orders.stack import services
 from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
+from orders.stack.state import STATE_FILE, write_state
 from orders.stack.supervisor import Service, free_port, port_open
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = Path.home() / ".cache" / "orders-pipeline" / "up.json"
 
 
 class StackError(Exception):
@@ -57,6 +56,8 @@ class StackOptions:
     metrics_port: int = 9100
     data_dir: Path | None = None
     partitions: int = 3
+    # "tansu" (in memory, starts at once) or "kafka" (Apache Kafka in KRaft mode, its log in data_dir).
+    broker: Literal["tansu", "kafka"] = "tansu"
     # Port options the user gave: taken, they stop start-up instead of falling back to a free port.
     explicit_ports: frozenset[str] = frozenset()
 
@@ -133,15 +134,28 @@ def _port(stack: Stack, service: str, wanted: int, option: str | None) -> int:
     return port
 
 
+def start_broker(stack: Stack, data_dir: Path) -> tuple[services.Running, dict[str, str]]:
+    """Tansu (the default: in memory, starts at once) or Apache Kafka in KRaft mode with its log in
+    ``data_dir``, so a restart keeps the topics; with the options its clients need."""
+    port = _port(stack, "kafka", stack.options.kafka_port, "kafka")
+    if stack.options.broker == "kafka":
+        kafka = services.ApacheKafka(stack.log_dir, port, data_dir / "kafka", name="kafka")
+        if not kafka.formatted:
+            kafka.format()
+        return kafka.start(), {}
+    tansu = services.start_tansu(stack.log_dir, port, name="tansu")
+    # Tansu: without a short session timeout a consumer's first group join waits ~23 s; and it answers
+    # a fetch only when its wait expires, not when data arrives, so keep the wait short.
+    return tansu, {"KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_FETCH_WAIT_MAX_MS": "10"}
+
+
 def start_services(stack: Stack) -> None:
-    """Tansu, redis-server and the registry; fills in the env every later child gets."""
+    """The broker, redis-server and the registry; fills in the env every later child gets."""
     opts = stack.options
     data_dir = opts.data_dir or stack.run_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        kafka = services.start_tansu(
-            stack.log_dir, _port(stack, "kafka", opts.kafka_port, "kafka"), name="tansu"
-        )
+        kafka, client_options = start_broker(stack, data_dir)
         stack.children.append(kafka.service)
         aof = ("--appendonly", "yes", "--appendfsync", "everysec")
         redis_server = services.start_redis(
@@ -166,10 +180,7 @@ def start_services(stack: Stack) -> None:
         raise StackError(str(exc)) from exc
     stack.env.update(
         KAFKA_BOOTSTRAP_SERVERS=kafka.url,
-        # Tansu: without a short session timeout a consumer's first group join waits ~23 s.
-        KAFKA_SESSION_TIMEOUT_MS="6000",
-        # Tansu answers a fetch only when its wait expires, not when data arrives: keep the wait short.
-        KAFKA_FETCH_WAIT_MAX_MS="10",
+        **client_options,
         REDIS_URL=redis_url,
         SCHEMA_REGISTRY_URL=registry.url,
         SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=stack.secrets.registry_auth,
@@ -194,7 +205,11 @@ def create_topics(stack: Stack) -> None:
         NewTopic(stack.settings.dlq_topic, num_partitions=1, replication_factor=1),
     ]
     for future in admin.create_topics(topics).values():
-        future.result(timeout=30)
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:  # a durable broker's restart: the topics are there already
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
 
 
 def start_pipeline(stack: Stack) -> None:
@@ -252,30 +267,6 @@ def new_stack(settings: Settings, options: StackOptions) -> Stack:
         "PYTHONUNBUFFERED": "1",
     }
     return Stack(options, settings, run_dir, env=base_env)
-
-
-def write_state(stack: Stack) -> None:
-    """What `orders env` prints while this stack runs: what clients need (Redis, Kafka, the registry)."""
-    exported = {k: v for k, v in stack.env.items() if k not in {"PYTHONUNBUFFERED", "METRICS_HOST"}}
-    state = {
-        "pid": os.getpid(),
-        "env": exported,
-        "urls": stack.urls,
-        "logs": str(stack.log_dir),
-        "children": {child.name: child.pid for child in stack.children},
-    }
-    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    services.private_file(STATE_FILE, json.dumps(state, indent=2))  # it holds this run's secrets
-
-
-def read_state() -> dict[str, object] | None:
-    """The running stack's state, or None when no `orders up` is alive."""
-    try:
-        state = json.loads(STATE_FILE.read_text())
-        os.kill(int(state["pid"]), 0)
-    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError):
-        return None
-    return dict(state)
 
 
 def wait_while_healthy(stack: Stack, tick: Callable[[], None], stop: Callable[[], bool]) -> Service | None:
