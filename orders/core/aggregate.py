@@ -199,6 +199,28 @@ class Aggregate:
         )
 
 
+def clear_aggregate(client: redis.Redis, keep: frozenset[str] = frozenset(), batch: int = 500) -> int:
+    """Delete every key of the aggregate (everything under PREFIX but ``keep``); returns how many.
+
+    Counts, sums, averages, products, counters, recent activity and the dedupe markers alike, so the
+    figures start afresh. Keys are found with SCAN and unlinked in batches: not one atomic step, so
+    an order a worker counts meanwhile may survive in part. Nothing outside PREFIX is touched (the
+    Celery queue, the registry's schemas in their own database).
+    """
+    deleted = 0
+    pending: list[str] = []
+    for raw in client.scan_iter(match=f"{PREFIX}*", count=batch):
+        key = _text(raw)
+        if key not in keep:
+            pending.append(key)
+        if len(pending) >= batch:
+            deleted += int(client.unlink(*pending))
+            pending.clear()
+    if pending:
+        deleted += int(client.unlink(*pending))
+    return deleted
+
+
 def checked_event(name: str) -> str:
     """The counter's name, or ValueError: the success counter is the aggregate script's alone."""
     if name not in EVENTS:

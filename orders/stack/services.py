@@ -260,8 +260,10 @@ def start_registry(
     name: str = "",
     basic_auth: str | None = None,
     tls: tuple[Path, Path] | None = None,
+    aggregate_url: str | None = None,
 ) -> Running:
-    """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``.
+    """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``
+    (its REGISTRY_REDIS_URL), which must not be the aggregate's database (``aggregate_url``).
 
     ``basic_auth`` ("user:password") is the one credential it accepts; ``tls`` (certificate, key) makes
     it serve HTTPS. Readiness is its port accepting connections.
@@ -270,7 +272,9 @@ def start_registry(
     argv = [sys.executable, "-m", "orders.cli", "registry", "--host", "127.0.0.1", "--port", str(port)]
     if tls is not None:
         argv += ["--certfile", str(tls[0]), "--keyfile", str(tls[1])]
-    env = {"REDIS_URL": redis_url, **({"REGISTRY_BASIC_AUTH": basic_auth} if basic_auth else {})}
+    env = {"REGISTRY_REDIS_URL": redis_url, **({"REGISTRY_BASIC_AUTH": basic_auth} if basic_auth else {})}
+    if aggregate_url is not None:
+        env["REDIS_URL"] = aggregate_url
     service = Service(name or f"registry-{port}", argv, log_dir, env=env)
     service.start(lambda: port_open(port), timeout=30)
     return Running(service, port, f"{'https' if tls else 'http'}://127.0.0.1:{port}")

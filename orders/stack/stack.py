@@ -24,7 +24,7 @@ from typing import Literal
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from orders.core.settings import Settings
+from orders.core.settings import REGISTRY_DATABASE, Settings, with_database
 from orders.stack import services
 from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
 from orders.stack.state import STATE_FILE, write_state
@@ -170,10 +170,11 @@ def start_services(stack: Stack) -> None:
         redis_url = f"{redis_server.url}/0"
         registry = services.start_registry(
             stack.log_dir,
-            redis_url,
+            with_database(redis_url, REGISTRY_DATABASE),  # apart from the aggregate: see `orders reset`
             _port(stack, "registry", opts.registry_port, "registry"),
             "registry",
             stack.secrets.registry_auth,
+            aggregate_url=redis_url,
         )
         stack.children.append(registry.service)
     except services.Unavailable as exc:
