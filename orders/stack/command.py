@@ -17,6 +17,10 @@ from click.core import ParameterSource
 @click.option("--rate", default=5.0, show_default=True, help="Demo producer: orders per second.")
 @click.option("--failure-rate", default=0.1, show_default=True, help="Injected transient failure rate, 0-1.")
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
+@click.option(
+    "--flower-max-tasks", default=10_000, show_default=True,
+    help="Tasks Flower keeps in memory (about 6 KB each): its memory bound.",
+)  # fmt: skip
 @click.option("--no-dashboard", is_flag=True, help="Do not start the web dashboard.")
 @click.option(
     "--broker", type=click.Choice(["tansu", "kafka"]), default="tansu", show_default=True,

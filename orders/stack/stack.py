@@ -26,7 +26,15 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from orders.core.settings import REGISTRY_DATABASE, Settings, with_database
 from orders.stack import services
-from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
+from orders.stack.processes import (
+    FLOWER_MAX_TASKS,
+    PYTHON,
+    bridge_argv,
+    flower_argv,
+    healthz_ready,
+    pipeline_service,
+    worker_argv,
+)
 from orders.stack.state import STATE_FILE, write_state
 from orders.stack.supervisor import Service, free_port, port_open
 
@@ -46,6 +54,8 @@ class StackOptions:
     rate: float = 5.0
     failure_rate: float = 0.1
     flower: bool = True
+    # Tasks Flower keeps in memory, which bounds its memory (processes.FLOWER_MAX_TASKS).
+    flower_max_tasks: int = FLOWER_MAX_TASKS
     kafka_port: int = 9092
     redis_port: int = 6379
     registry_port: int = 8081
@@ -224,7 +234,7 @@ def start_pipeline(stack: Stack) -> None:
     start_ready(stack, "bridge", bridge_argv(), opts.metrics_port)
     if opts.flower:
         port = _port(stack, "flower", opts.flower_port, "flower")
-        argv = [PYTHON, "-m", "celery", "-A", "worker", "flower", f"--port={port}", "--address=127.0.0.1"]
+        argv = flower_argv(port, opts.flower_max_tasks)
         # Credentials through Flower's environment, not its command line (which `ps` shows to anyone).
         auth = stack.secrets.flower_auth
         stack.start_child("flower", argv, lambda _s: port_open(port), FLOWER_BASIC_AUTH=auth)

@@ -363,6 +363,14 @@ def test_flower_has_basic_auth_from_the_environment_on_5555() -> None:
     assert [port for port in services()["flower"]["ports"] if str(port).endswith(":5555")]
 
 
+def test_flower_keeps_a_bounded_number_of_tasks() -> None:
+    """Flower's memory grows with the tasks it keeps (100,000 by default: ~800 MB)."""
+    from orders.stack.processes import FLOWER_MAX_TASKS
+
+    [bound] = [arg for arg in services()["flower"]["command"] if arg.startswith("--max_tasks=")]
+    assert int(bound.removeprefix("--max_tasks=")) == FLOWER_MAX_TASKS
+
+
 def test_named_volumes_are_declared_and_used() -> None:
     declared = set(compose()["volumes"])
     used: dict[str, str] = {}
