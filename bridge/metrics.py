@@ -67,6 +67,14 @@ class AggregateCollector(Collector):
         for name, value in snap.counters.items():
             counters.add_metric([name], value)
         yield counters
+        stages = GaugeMetricFamily(
+            "orders_aggregate_dead_letters",
+            "Dead letters by stage, in Redis (all processes)",
+            labels=["stage"],
+        )
+        for stage, value in snap.dlq_stages.items():
+            stages.add_metric([stage], value)
+        yield stages
 
 
 class QueueCollector(Collector):

@@ -16,7 +16,7 @@ from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 from confluent_kafka import KafkaException
 
-from orders.core.aggregate import Event, Status
+from orders.core.aggregate import Event, Status, dead_letter_event
 from orders.core.celery_config import task_reprs
 from orders.core.control import FailureRateOverride
 from orders.core.dead_letter import DeadLetter, DeadLetterNotDelivered, decode_origin_bytes
@@ -101,6 +101,7 @@ class OrderTask(Task):
         metrics.ATTEMPTS.observe(letter.attempts)
         with _figures_only(task_id):
             _note(args, "dlq", f"{type(exc).__name__}: {exc}", counts="dlq")
+            aggregate().count_event(dead_letter_event(letter.stage))  # one more round trip, per dead letter
 
     def signature_from_request(  # type: ignore[override]
         self, request: Any = None, args: Any = None, kwargs: Any = None, queue: Any = None, **options: Any

@@ -94,6 +94,14 @@ def test_every_panel_query_and_alert_figure_returns_data(
         s["metric"]["stage"]: float(s["value"][1]) for s in prometheus.query("orders:dead_letters:rate5m")
     }
     assert by_stage.keys() == {"decode", "validate", "process"} and by_stage["decode"] > 0
+    # The processes' own counters add up to what they wrote to Redis (what `orders stats` and `top` show).
+    in_processes = prometheus.query(
+        'sum by (stage) ({__name__=~"orders_bridge_dead_letters_total|orders_task_dead_letters_total"})'
+    )
+    in_redis = prometheus.query("max by (stage) (orders_aggregate_dead_letters)")
+    counts = {s["metric"]["stage"]: float(s["value"][1]) for s in in_processes}
+    assert counts == {s["metric"]["stage"]: float(s["value"][1]) for s in in_redis}
+    assert counts["decode"] == 1 and counts["process"] > 0
     assert float(prometheus.query("orders:workers_up:count")[0]["value"][1]) == 1
     firing = prometheus.query('ALERTS{alertstate="firing"}')
     assert not [a for a in firing if a["metric"]["alertname"] == "OrdersNoLiveWorker"], firing

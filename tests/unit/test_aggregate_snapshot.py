@@ -79,7 +79,7 @@ def full_snapshot() -> Snapshot:
         last100_size=4,
         product_counts={"widget": 3, "gadget": 1},
         product_sums={"widget": 5001, "gadget": 5000},
-        counters={"consumed": 5, "succeeded": 4, "dlq": 1},
+        counters={"consumed": 5, "succeeded": 4, "dlq": 1, "dlq:validate": 1},
     )
 
 
@@ -115,6 +115,7 @@ def test_empty_snapshot_has_no_averages_and_zero_counters() -> None:
                 "last100": {"size": 0, "sum": "0.00", "average": None},
                 "products": {},
                 "counters": {"consumed": 0, "succeeded": 0, "retry_attempts": 0, "dlq": 0},
+                "dlq_stages": {"decode": 0, "validate": 0, "process": 0},
             },
         ),
         (
@@ -131,6 +132,7 @@ def test_empty_snapshot_has_no_averages_and_zero_counters() -> None:
                     "widget": {"count": 3, "sum": "50.01", "average": "16.6700"},
                 },
                 "counters": {"consumed": 5, "succeeded": 4, "retry_attempts": 0, "dlq": 1},
+                "dlq_stages": {"decode": 0, "validate": 1, "process": 0},
             },
         ),
     ],
