@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, Literal, get_args
@@ -21,6 +21,8 @@ from orders.core.errors import Stage
 # so all of them share a slot and the script may touch them together (whatever the orderId holds).
 PREFIX: Final = "{orders}:"
 SEEN_PREFIX: Final = PREFIX + "seen:"
+# An order claimed for the dead-letter queue (worker/claim.lua): never counted after that.
+DEAD_PREFIX: Final = PREFIX + "dead:"
 TOTALS_KEY: Final = PREFIX + "totals"
 LATEST_KEY: Final = PREFIX + "last100"
 PRODUCT_COUNTS_KEY: Final = PREFIX + "product:count"
@@ -30,6 +32,8 @@ RECENT_KEY: Final = PREFIX + "recent"
 RECENT_SIZE: Final = 200
 
 WINDOW: Final = 100
+# Products past the MAX_PRODUCTS-th distinct name are counted under this one.
+OTHER_PRODUCT: Final = "(other)"
 # Redis integers are signed 64-bit; a price outside that would fail inside the script.
 MAX_ABS_CENTS: Final = 2**63 - 1
 
@@ -38,7 +42,7 @@ Event = Literal["consumed", "retry_attempts", "dlq", "dlq:decode", "dlq:validate
 Status = Literal["succeeded", "retrying", "dlq"]
 EVENTS: Final[tuple[str, ...]] = get_args(Event)
 # `succeeded` is written by the script alone, so it always agrees with the orders counted.
-COUNTERS: Final[tuple[str, ...]] = ("consumed", "succeeded", "retry_attempts", "dlq")
+COUNTERS: Final[tuple[str, ...]] = ("consumed", "succeeded", "retry_attempts", "dlq", "products_folded")
 STAGES: Final[tuple[Stage, ...]] = get_args(Stage)
 _STAGE_EVENTS: Final[dict[str, Event]] = {
     "decode": "dlq:decode", "validate": "dlq:validate", "process": "dlq:process"
@@ -60,6 +64,11 @@ def recent_entry(order_id: str, product: str, price: Decimal, status: Status, de
 def seen_key(order_id: str) -> str:
     """The dedupe marker of one orderId; it expires after the dedupe TTL."""
     return SEEN_PREFIX + order_id
+
+
+def dead_key(order_id: str) -> str:
+    """The dead-letter claim of one orderId (state, error class, message); it expires with the dedupe."""
+    return DEAD_PREFIX + order_id
 
 
 def cents_to_money(cents: int) -> Decimal:
@@ -201,18 +210,34 @@ class Aggregate:
                 pipe.hincrby(COUNTERS_KEY, checked_event(name), n)
         pipe.execute()
 
+    def release_dead_letter_claims(self, order_ids: Sequence[str]) -> None:
+        """Let dead-lettered orders be counted again: a replay re-publishes them on purpose."""
+        if order_ids:
+            self._client.delete(*(dead_key(order_id) for order_id in order_ids))
+
     def snapshot(self) -> Snapshot:
-        """Read everything in one round trip; MULTI/EXEC, so no order lands half-way through it."""
-        pipe = self._client.pipeline(transaction=True)
+        """Read everything in one round trip; MULTI/EXEC, so no order lands half-way through it.
+
+        A Redis at its maxmemory refuses transactions even of reads: then the reads go without one
+        (nothing is being written then anyway).
+        """
+        try:
+            replies = self._read_all(transaction=True)
+        except (redis.exceptions.OutOfMemoryError, redis.exceptions.ExecAbortError):
+            replies = self._read_all(transaction=False)
+        totals, size, product_counts, product_sums, counters = replies
+        return Snapshot.from_hashes(
+            _ints(totals), int(size), _ints(product_counts), _ints(product_sums), _ints(counters)
+        )
+
+    def _read_all(self, transaction: bool) -> list[Any]:
+        pipe = self._client.pipeline(transaction=transaction)
         pipe.hgetall(TOTALS_KEY)
         pipe.llen(LATEST_KEY)
         pipe.hgetall(PRODUCT_COUNTS_KEY)
         pipe.hgetall(PRODUCT_SUMS_KEY)
         pipe.hgetall(COUNTERS_KEY)
-        totals, size, product_counts, product_sums, counters = pipe.execute()
-        return Snapshot.from_hashes(
-            _ints(totals), int(size), _ints(product_counts), _ints(product_sums), _ints(counters)
-        )
+        return list(pipe.execute())
 
 
 def clear_aggregate(client: redis.Redis, keep: frozenset[str] = frozenset(), batch: int = 500) -> int:

@@ -13,11 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.connection import parse_url
 
 KAFKA_PREFIX = "KAFKA_"
+DAY_SECONDS = 24 * 3600
 # The dev registry's database on REDIS_URL's server unless REGISTRY_REDIS_URL says otherwise (the
 # aggregate is in 0 and compose puts the Celery queue in 1).
 REGISTRY_DATABASE = 2
 MASK = "**********"
-WEEK_SECONDS = 7 * 24 * 3600
 
 
 class SettingsError(Exception):
@@ -74,7 +74,12 @@ class Settings(BaseSettings):
     retry_backoff_max: int = Field(600, alias="RETRY_BACKOFF_MAX", ge=1)
     retry_jitter: bool = Field(False, alias="RETRY_JITTER")
 
-    dedupe_ttl_seconds: int = Field(WEEK_SECONDS, alias="DEDUPE_TTL_SECONDS", ge=1)
+    # How long an orderId is remembered as counted (or claimed for the DLQ): each remembered order
+    # costs Redis ~DEDUPE_BYTES_PER_ORDER, so memory ~ orders/s x this x that (README: bounded Redis).
+    # Checked at worker start to cover every redelivery and re-read (orders/core/celery_config.py).
+    dedupe_ttl_seconds: int = Field(DAY_SECONDS, alias="DEDUPE_TTL_SECONDS", ge=1)
+    # Distinct product names kept apart in the aggregate; the rest are counted under "(other)".
+    max_products: int = Field(1000, alias="MAX_PRODUCTS", ge=1)
     # Overrides the computed Redis visibility timeout (orders/core/celery_config.py checks it stays safe).
     visibility_timeout: int | None = Field(None, alias="VISIBILITY_TIMEOUT", ge=1)
     max_queue_depth: int = Field(10_000, alias="MAX_QUEUE_DEPTH", ge=2)

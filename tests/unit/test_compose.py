@@ -350,6 +350,13 @@ def test_redis_persists_and_requires_a_password() -> None:
     assert "--requirepass ${REDIS_PASSWORD:?" in command
 
 
+def test_redis_memory_is_bounded_and_never_evicts() -> None:
+    """Evicting dedupe markers would count orders twice: a full Redis must refuse writes instead."""
+    command = " ".join(raw_compose()["services"]["redis"]["command"])
+    assert "--maxmemory-policy noeviction" in command
+    assert "--maxmemory ${REDIS_MAXMEMORY:-" in command
+
+
 def test_worker_scales() -> None:
     worker = services()["worker"]
     for key in ("container_name", "ports", "hostname"):

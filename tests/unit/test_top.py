@@ -28,8 +28,16 @@ def snapshot(products: tuple[str, ...] = CATALOG) -> Snapshot:
         "max_cents": 199_999,
         "last100_sum_cents": 1_234_567,
     }
-    counters = {"consumed": total + 40, "succeeded": total, "retry_attempts": 321, "dlq": 17,
-                "dlq:decode": 3, "dlq:validate": 2, "dlq:process": 12}  # fmt: skip
+    counters = {
+        "consumed": total + 40,
+        "succeeded": total,
+        "retry_attempts": 321,
+        "dlq": 17,
+        "products_folded": 0,
+        "dlq:decode": 3,
+        "dlq:validate": 2,
+        "dlq:process": 12,
+    }
     return Snapshot.from_hashes(totals, 100, counts, sums, counters)
 
 
