@@ -50,6 +50,7 @@ def test_reset_clears_the_aggregate_only_and_a_flushdb_keeps_the_schemas(stack: 
     writer = AggregateWriter(client, 3600)
     for n in range(5):
         writer.record_order(f"r-{n}", "Camera", 10_00 + n)
+    writer.claim_dead_letter("r-dead", "PermanentError", "injected")  # a {orders}:dead:* claim
     Aggregate(client).count_events({"consumed": 5, "dlq": 1})
     set_failure_rate(client, 0.25)
     client.rpush(settings.celery_queue, "a queued task")  # the Celery queue, in the same database here
