@@ -3,7 +3,7 @@ every Grafana panel query and every figure an alert reads returns data.
 
 The config is monitoring/prometheus/prometheus.yml with its DNS discovery (compose service names)
 replaced by the test's loopback targets, scraping and evaluating every second; job names and rules are
-as shipped. When each alert fires is promtool's part (tests/unit/test_monitoring.py).
+as shipped. When each alert fires is promtool's part (tests/unit/test_monitoring_files.py).
 """
 
 from __future__ import annotations
@@ -68,7 +68,16 @@ def test_every_panel_query_and_alert_figure_returns_data(
     wait_for(lambda: returns_data(prometheus, settled), 90, f"{ORDERS} orders settled in Prometheus", 0.5)
     wait_for(lambda: returns_data(prometheus, "orders_bridge_consumer_lag"), 30, "lag statistics", 0.5)
 
-    # Panels: each query returns at least one series (the figures move in this run, so none is empty).
+    assert_every_panel_query_returns_data(prometheus)
+    assert_every_rule_evaluates_and_every_alert_figure_has_data(prometheus)
+    assert_dead_letters_by_stage_agree(prometheus)
+    assert float(prometheus.query("orders:workers_up:count")[0]["value"][1]) == 1
+    firing = prometheus.query('ALERTS{alertstate="firing"}')
+    assert not [a for a in firing if a["metric"]["alertname"] == "OrdersNoLiveWorker"], firing
+
+
+def assert_every_panel_query_returns_data(prometheus: monitoring.Prometheus) -> None:
+    """Each query returns at least one series of finite values (the figures move in this run)."""
     empty, not_finite = [], []
     for query in monitoring.panel_queries():
         expr = query.for_prometheus("1m")
@@ -80,7 +89,8 @@ def test_every_panel_query_and_alert_figure_returns_data(
     assert not empty, "panel queries without data:\n" + "\n".join(empty)
     assert not not_finite, "panel queries with NaN/Inf:\n" + "\n".join(not_finite)
 
-    # Rules: Prometheus evaluates every one without error, and every recorded figure has data.
+
+def assert_every_rule_evaluates_and_every_alert_figure_has_data(prometheus: monitoring.Prometheus) -> None:
     wait_for(lambda: all(rule_health(prometheus).values()), 30, "every rule evaluated", 0.5)
     recorded = [rule["record"] for rule in monitoring.rules() if "record" in rule]
     wait_for(lambda: all(returns_data(prometheus, name) for name in recorded), 30, "recorded figures", 0.5)
@@ -90,11 +100,13 @@ def test_every_panel_query_and_alert_figure_returns_data(
                 assert returns_data(prometheus, name), f"{rule['alert']} reads {name}, which has no data"
             prometheus.query(rule["expr"])  # valid as a query on its own (it fires or not: promtool's part)
 
-    by_stage = {
-        s["metric"]["stage"]: float(s["value"][1]) for s in prometheus.query("orders:dead_letters:rate5m")
-    }
+
+def assert_dead_letters_by_stage_agree(prometheus: monitoring.Prometheus) -> None:
+    """Every stage recorded; the processes' own counters add up to what they wrote to Redis (what
+    `orders stats` and `orders top` show)."""
+    rates = prometheus.query("orders:dead_letters:rate5m")
+    by_stage = {s["metric"]["stage"]: float(s["value"][1]) for s in rates}
     assert by_stage.keys() == {"decode", "validate", "process"} and by_stage["decode"] > 0
-    # The processes' own counters add up to what they wrote to Redis (what `orders stats` and `top` show).
     in_processes = prometheus.query(
         'sum by (stage) ({__name__=~"orders_bridge_dead_letters_total|orders_task_dead_letters_total"})'
     )
@@ -102,9 +114,6 @@ def test_every_panel_query_and_alert_figure_returns_data(
     counts = {s["metric"]["stage"]: float(s["value"][1]) for s in in_processes}
     assert counts == {s["metric"]["stage"]: float(s["value"][1]) for s in in_redis}
     assert counts["decode"] == 1 and counts["process"] > 0
-    assert float(prometheus.query("orders:workers_up:count")[0]["value"][1]) == 1
-    firing = prometheus.query('ALERTS{alertstate="firing"}')
-    assert not [a for a in firing if a["metric"]["alertname"] == "OrdersNoLiveWorker"], firing
 
 
 def rule_health(prometheus: monitoring.Prometheus) -> dict[str, bool]:
