@@ -21,7 +21,7 @@ from bridge.backpressure import QueueDepth
 from bridge.counters import CounterBuffer
 from bridge.group_watch import GroupWatch
 from bridge.handoff import Handoff
-from orders.core.aggregate import Event
+from orders.core.aggregate import Event, dead_letter_event
 from orders.core.codec import OrderCodec
 from orders.core.dead_letter import DeadLetter, origin_of
 from orders.core.dead_letter_publisher import DeadLetterNotDelivered, DeadLetterPublisher
@@ -124,6 +124,7 @@ class Bridge:
             self._publish_dead_letters(letters)
             for letter in letters:
                 metrics.DEAD_LETTERS.labels(letter.stage).inc()
+                self._counts.add(dead_letter_event(letter.stage), 1)
         self._store_offsets(records)
         self._counts.add("consumed", len(records))
         self._counts.add("dlq", len(letters))

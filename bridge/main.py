@@ -11,7 +11,7 @@ import redis
 
 from bridge.consumer import Bridge
 from bridge.handoff import Handoff, create_sender
-from bridge.metrics import AggregateCollector, record_lag_from_stats
+from bridge.metrics import AggregateCollector, QueueCollector, record_lag_from_stats
 from orders.core.aggregate import Aggregate
 from orders.core.codec import OrderCodec
 from orders.core.dead_letter_publisher import create_dead_letter_publisher
@@ -39,17 +39,21 @@ def run_bridge(settings: Settings) -> None:
     log.info("bridge starting: %s", settings.redacted())
     dead_letters = create_dead_letter_publisher(settings, settings.dlq_delivery_timeout)
     aggregate = Aggregate(redis.Redis.from_url(settings.redis_url))
+    handoff = Handoff(
+        create_sender(settings), settings.celery_queue, redis.Redis.from_url(settings.broker_url)
+    )
     loop = Bridge(
         settings,
         lambda on_stats: create_consumer(settings, **_stats_options(settings, on_stats)),
         OrderCodec(create_registry_client(settings), settings.orders_topic),
-        Handoff(create_sender(settings), settings.celery_queue, redis.Redis.from_url(settings.broker_url)),
+        handoff,
         dead_letters,
         aggregate.count_events,
     )
     serve_metrics(
         settings.metrics_port,
         AggregateCollector(aggregate),
+        QueueCollector(handoff.queue_depth, settings.max_queue_depth),
         readiness=loop.readiness,
         host=settings.metrics_host,
     )

@@ -19,7 +19,7 @@ from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 from confluent_kafka import KafkaException
 
-from orders.core.aggregate import Event, Status
+from orders.core.aggregate import Event, Status, dead_letter_event
 from orders.core.celery_config import task_reprs
 from orders.core.dead_letter import DeadLetter, decode_origin_bytes
 from orders.core.dead_letter_publisher import DeadLetterNotDelivered
@@ -86,10 +86,14 @@ class OrderTask(Task):
             return
         if outcome == "published":
             metrics.DLQ_PUBLISHES.labels("ok").inc()
+            metrics.DEAD_LETTERS.labels(letter.stage).inc()
             metrics.OUTCOMES.labels("dead_lettered").inc()
             metrics.ATTEMPTS.observe(letter.attempts)
             with _figures_only(task_id):
                 _note(args, "dlq", f"{type(exc).__name__}: {exc}", counts="dlq")
+                aggregate().count_event(
+                    dead_letter_event(letter.stage)
+                )  # one more round trip, per dead letter
         else:
             logger.info("order %s not dead-lettered again: %s", task_id, outcome.replace("_", " "))
 

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from orders.bench.machine import package_version
 from orders.core.kafka import create_admin
-from orders.core.settings import Settings, kafka_options_from_env
+from orders.core.settings import REGISTRY_DATABASE, Settings, kafka_options_from_env
 from orders.stack.processes import bridge_argv, healthz_ready, pipeline_service, worker_argv
 from orders.stack.stack import Stack, StackOptions, new_stack, start_services
 from orders.stack.supervisor import Service
@@ -39,7 +39,7 @@ CONSUMER_ONLY = (
     "queued.max.messages.kbytes", "isolation.level", "partition.assignment.strategy", "group.instance.id",
     "group.protocol", "auto.offset.reset", "enable.partition.eof",
 )  # fmt: skip
-DEFAULT_DATABASES = 16  # redis-server's default; db 0 holds the dev registry's schemas
+DEFAULT_DATABASES = 16  # redis-server's default; the stack's registry keeps its schemas in db 2
 
 
 class BenchError(Exception):
@@ -95,7 +95,9 @@ class Rig:
         self.warm_up_topic = f"bench-warm-up-{uuid.uuid4().hex[:6]}"
         self._create_topics([NewTopic(self.warm_up_topic, num_partitions=1, replication_factor=1)])
         self._database_count = _database_count(redis.Redis.from_url(self.settings.redis_url))
-        self._databases = itertools.cycle(range(1, self._database_count))
+        # Never the dev registry's database: a run's database is flushed when the run ends.
+        usable = [db for db in range(1, self._database_count) if db != REGISTRY_DATABASE]
+        self._databases = itertools.cycle(usable)
         self._used: set[int] = set()
         self._ended: list[Run] = []
         self._counter = itertools.count(1)

@@ -15,6 +15,8 @@ from typing import Any, Final, Literal, get_args
 
 import redis
 
+from orders.core.errors import Stage
+
 # One hash tag for every key: Redis Cluster hashes only the text between the first "{" and "}",
 # so all of them share a slot and the script may touch them together (whatever the orderId holds).
 PREFIX: Final = "{orders}:"
@@ -35,11 +37,21 @@ OTHER_PRODUCT: Final = "(other)"
 # Redis integers are signed 64-bit; a price outside that would fail inside the script.
 MAX_ABS_CENTS: Final = 2**63 - 1
 
-Event = Literal["consumed", "retry_attempts", "dlq"]
+# "dlq" counts every dead letter; "dlq:<stage>" the ones of each stage (decode, validate, process).
+Event = Literal["consumed", "retry_attempts", "dlq", "dlq:decode", "dlq:validate", "dlq:process"]
 Status = Literal["succeeded", "retrying", "dlq"]
 EVENTS: Final[tuple[str, ...]] = get_args(Event)
 # `succeeded` is written by the script alone, so it always agrees with the orders counted.
 COUNTERS: Final[tuple[str, ...]] = ("consumed", "succeeded", "retry_attempts", "dlq", "products_folded")
+STAGES: Final[tuple[Stage, ...]] = get_args(Stage)
+_STAGE_EVENTS: Final[dict[str, Event]] = {
+    "decode": "dlq:decode", "validate": "dlq:validate", "process": "dlq:process"
+}  # fmt: skip
+
+
+def dead_letter_event(stage: Stage) -> Event:
+    """The counter of dead letters at ``stage`` (besides "dlq", which counts them all)."""
+    return _STAGE_EVENTS[stage]
 
 
 def recent_entry(order_id: str, product: str, price: Decimal, status: Status, detail: str = "") -> str:
@@ -115,6 +127,8 @@ class Snapshot:
     last100_average: Decimal | None
     products: Mapping[str, ProductStats] = field(default_factory=dict)
     counters: Mapping[str, int] = field(default_factory=dict)
+    # Dead letters by stage (decode, validate, process); they add up to counters["dlq"].
+    dlq_stages: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_hashes(
@@ -144,6 +158,7 @@ class Snapshot:
             last100_average=average_of(last100_cents, last100_size),
             products=products,
             counters={name: counters.get(name, 0) for name in COUNTERS},
+            dlq_stages={stage: counters.get(_STAGE_EVENTS[stage], 0) for stage in STAGES},
         )
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -164,6 +179,7 @@ class Snapshot:
                 for name, p in self.products.items()
             },
             "counters": dict(self.counters),
+            "dlq_stages": dict(self.dlq_stages),
         }
 
 
@@ -222,6 +238,28 @@ class Aggregate:
         pipe.hgetall(PRODUCT_SUMS_KEY)
         pipe.hgetall(COUNTERS_KEY)
         return list(pipe.execute())
+
+
+def clear_aggregate(client: redis.Redis, keep: frozenset[str] = frozenset(), batch: int = 500) -> int:
+    """Delete every key of the aggregate (everything under PREFIX but ``keep``); returns how many.
+
+    Counts, sums, averages, products, counters, recent activity and the dedupe markers alike, so the
+    figures start afresh. Keys are found with SCAN and unlinked in batches: not one atomic step, so
+    an order a worker counts meanwhile may survive in part. Nothing outside PREFIX is touched (the
+    Celery queue, the registry's schemas in their own database).
+    """
+    deleted = 0
+    pending: list[str] = []
+    for raw in client.scan_iter(match=f"{PREFIX}*", count=batch):
+        key = _text(raw)
+        if key not in keep:
+            pending.append(key)
+        if len(pending) >= batch:
+            deleted += int(client.unlink(*pending))
+            pending.clear()
+    if pending:
+        deleted += int(client.unlink(*pending))
+    return deleted
 
 
 def checked_event(name: str) -> str:

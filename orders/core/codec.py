@@ -41,13 +41,16 @@ def order_schema_str() -> str:
 class OrderCodec:
     """Encodes orders for one topic and decodes any registry-framed record into an Order dict."""
 
-    def __init__(self, registry: SchemaRegistryClient, topic: str) -> None:
+    def __init__(self, registry: SchemaRegistryClient, topic: str, writer_schema: str | None = None) -> None:
+        """``writer_schema`` encodes with another version of the record (a field it adds takes its
+        default); decoding always resolves to schemas/order.avsc."""
         self._registry = registry
         self._topic = topic
         self._reader = parse_schema(json.loads(order_schema_str()))
         self._writers: dict[int, Any] = {}
         # Registers the schema under "<topic>-value" on first use, as Confluent's clients do.
-        self._serializer = AvroSerializer(registry, order_schema_str(), lambda o, _: o.to_record())
+        writer = writer_schema or order_schema_str()
+        self._serializer = AvroSerializer(registry, writer, lambda o, _: o.to_record())
         self._context = SerializationContext(topic, MessageField.VALUE)
 
     def encode(self, order: Order) -> bytes:

@@ -79,7 +79,7 @@ def full_snapshot() -> Snapshot:
         last100_size=4,
         product_counts={"widget": 3, "gadget": 1},
         product_sums={"widget": 5001, "gadget": 5000},
-        counters={"consumed": 5, "succeeded": 4, "dlq": 1},
+        counters={"consumed": 5, "succeeded": 4, "dlq": 1, "dlq:validate": 1},
     )
 
 
@@ -127,6 +127,7 @@ def test_empty_snapshot_has_no_averages_and_zero_counters() -> None:
                     "dlq": 0,
                     "products_folded": 0,
                 },
+                "dlq_stages": {"decode": 0, "validate": 0, "process": 0},
             },
         ),
         (
@@ -149,6 +150,7 @@ def test_empty_snapshot_has_no_averages_and_zero_counters() -> None:
                     "dlq": 1,
                     "products_folded": 0,
                 },
+                "dlq_stages": {"decode": 0, "validate": 1, "process": 0},
             },
         ),
     ],

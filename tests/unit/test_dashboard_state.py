@@ -7,17 +7,15 @@ import json
 import pytest
 
 from orders.core.aggregate import Snapshot
+from orders.core.lag import PartitionLag, partition_lags, produced_total
 from orders.dashboard.state import (
     UNKNOWN_HEALTH,
     Figures,
     Health,
     History,
-    PartitionLag,
     Sample,
     busiest_products,
     compose_state,
-    partition_lags,
-    produced_total,
     windowed_rate,
 )
 
@@ -115,7 +113,14 @@ def test_state_from_every_source() -> None:
         3,
         {"Mouse": 3},
         {"Mouse": 3000},
-        {"consumed": 4, "succeeded": 3, "retry_attempts": 2, "dlq": 1, "products_folded": 0},
+        {
+            "consumed": 4,
+            "succeeded": 3,
+            "retry_attempts": 2,
+            "dlq": 1,
+            "products_folded": 0,
+            "dlq:process": 1,
+        },
     )
     lags = partition_lags({0: 4, 1: 2}, {}, {0: 3, 1: 2})
     recent = [{"orderId": f"o{i}", "status": "succeeded"} for i in range(30)]
@@ -129,6 +134,7 @@ def test_state_from_every_source() -> None:
 
     assert state["producer"] == {"produced": 6, "rate": 0.0}
     assert state["processing"] == {"consumed": 4, "succeeded": 3, "retry_attempts": 2, "dlq": 1,
+                                   "dlq_stages": {"decode": 0, "validate": 0, "process": 1},
                                    "queued": 7, "in_flight": 2, "rate": 0.0}  # fmt: skip
     assert state["average"] == {"count": 3, "all_time": "10.0000", "last100": "10.0000", "last100_size": 3,
                                 "min": "5.00", "max": "15.00"}  # fmt: skip

@@ -21,6 +21,7 @@ from orders.core.settings import (
     env_name_to_option,
     is_secret_option,
     option_to_env_name,
+    same_database,
 )
 
 
@@ -234,3 +235,36 @@ def test_dashboard_origins_and_registry_credentials_are_checked() -> None:
 def test_failure_injection_is_off_by_default() -> None:
     assert build().failure_injection is False
     assert build(FAILURE_INJECTION="true").failure_injection is True
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "registry_url"),
+    [
+        ("redis://localhost:6379/0", "redis://localhost:6379/2"),
+        ("redis://:pw@redis:6380/7", "redis://:pw@redis:6380/2"),
+        ("unix:///run/redis.sock?db=0", "unix:///run/redis.sock?db=2"),
+    ],
+)
+def test_the_dev_registry_keeps_its_schemas_in_a_database_of_its_own(
+    redis_url: str, registry_url: str
+) -> None:
+    s = build(REDIS_URL=redis_url)
+    assert s.registry_redis_url == registry_url
+    assert not same_database(s.registry_redis_url, s.redis_url)
+    assert build(REDIS_URL=redis_url, REGISTRY_REDIS_URL="redis://other:6379/0").registry_redis_url == (
+        "redis://other:6379/0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("redis://localhost:6379/0", "redis://127.0.0.1/0", True),
+        ("redis://:a@h:1/3", "redis://:b@h:1/3", True),
+        ("redis://h:1/3", "redis://h:1/4", False),
+        ("redis://h:1/3", "redis://h:2/3", False),
+        ("redis://h:1/0", "amqp://h:5672//", False),
+    ],
+)
+def test_same_database_compares_server_and_database(first: str, second: str, same: bool) -> None:
+    assert same_database(first, second) is same
