@@ -21,9 +21,10 @@ from bridge.backpressure import QueueDepth
 from bridge.counters import CounterBuffer
 from bridge.group_watch import GroupWatch
 from bridge.handoff import Handoff
-from orders.core.aggregate import Event
+from orders.core.aggregate import Event, dead_letter_event
 from orders.core.codec import OrderCodec
-from orders.core.dead_letter import DeadLetter, DeadLetterNotDelivered, DeadLetterPublisher, origin_of
+from orders.core.dead_letter import DeadLetter, origin_of
+from orders.core.dead_letter_publisher import DeadLetterNotDelivered, DeadLetterPublisher
 from orders.core.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
 from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, order_from_record
 from orders.core.settings import Settings
@@ -120,9 +121,10 @@ class Bridge:
             self._queue.pushed(len(hand_offs))
             metrics.HANDED_OFF.inc(len(hand_offs))
         if letters:
-            self._until_done(lambda: self._publish_dead_letters(letters), "DLQ publish", DLQ_ERRORS)
+            self._publish_dead_letters(letters)
             for letter in letters:
                 metrics.DEAD_LETTERS.labels(letter.stage).inc()
+                self._counts.add(dead_letter_event(letter.stage), 1)
         self._store_offsets(records)
         self._counts.add("consumed", len(records))
         self._counts.add("dlq", len(letters))
@@ -152,9 +154,18 @@ class Bridge:
             )  # fmt: skip
 
     def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        for letter in letters:
-            self._dead_letters.publish(letter)
-        self._dead_letters.wait(self._settings.dlq_delivery_timeout)
+        """Until the DLQ acknowledged every letter; a retry sends only the letters not acknowledged."""
+        pending = list(letters)
+
+        def deliver_pending() -> None:
+            nonlocal pending
+            try:
+                self._dead_letters.deliver(pending)
+            except DeadLetterNotDelivered as exc:
+                pending = exc.undelivered
+                raise
+
+        self._until_done(deliver_pending, "DLQ publish", DLQ_ERRORS)
 
     def _store_offsets(self, records: Sequence[Message]) -> None:
         """Store, per partition, the offset after the last record handled (the batch is in order)."""

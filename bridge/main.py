@@ -12,11 +12,11 @@ import redis
 from bridge.amqp_handoff import AmqpHandoff
 from bridge.consumer import Bridge
 from bridge.handoff import Handoff, create_sender
-from bridge.metrics import AggregateCollector, record_lag_from_stats
+from bridge.metrics import AggregateCollector, QueueCollector, record_lag_from_stats
 from orders.core.aggregate import Aggregate
 from orders.core.codec import OrderCodec
-from orders.core.dead_letter import DeadLetterPublisher
-from orders.core.kafka import create_consumer, create_producer, create_registry_client
+from orders.core.dead_letter_publisher import create_dead_letter_publisher
+from orders.core.kafka import create_consumer, create_registry_client
 from orders.core.metrics_server import serve_metrics
 from orders.core.process import start_process, stop_on_signals
 from orders.core.settings import Settings, SettingsError
@@ -38,9 +38,7 @@ def _stats_options(settings: Settings, on_stats: Callable[[str], None]) -> dict[
 def run_bridge(settings: Settings) -> None:
     """Consume ORDERS_TOPIC until SIGTERM/SIGINT, then commit what was handed off and return."""
     log.info("bridge starting: %s", settings.redacted())
-    dlq_producer = create_producer(
-        settings, **{"message.timeout.ms": int(settings.dlq_delivery_timeout * 1000)}
-    )
+    dead_letters = create_dead_letter_publisher(settings, settings.dlq_delivery_timeout)
     aggregate = Aggregate(redis.Redis.from_url(settings.redis_url))
     handoff = create_handoff(settings)
     loop = Bridge(
@@ -48,19 +46,19 @@ def run_bridge(settings: Settings) -> None:
         lambda on_stats: create_consumer(settings, **_stats_options(settings, on_stats)),
         OrderCodec(create_registry_client(settings), settings.orders_topic),
         handoff,
-        DeadLetterPublisher(dlq_producer, settings.dlq_topic),
+        dead_letters,
         aggregate.count_events,
     )
     serve_metrics(
         settings.metrics_port,
         AggregateCollector(aggregate),
+        QueueCollector(handoff.queue_depth, settings.max_queue_depth),
         readiness=loop.readiness,
         host=settings.metrics_host,
     )
     stop_on_signals(loop.stop)
     loop.run()
     handoff.close()
-    dlq_producer.flush(settings.dlq_delivery_timeout)
 
 
 def create_handoff(settings: Settings) -> Handoff:

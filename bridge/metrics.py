@@ -6,13 +6,19 @@ Served with ``orders.core.metrics_server`` on the bridge's METRICS_PORT, beside 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
+from typing import get_args
 
+import redis
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from orders.core.aggregate import Aggregate
+from orders.core.errors import Stage
+
+log = logging.getLogger(__name__)
 
 CONSUMED = Counter("orders_bridge_consumed", "Records read from the orders topic")
 HANDED_OFF = Counter("orders_bridge_handed_off", "Orders accepted by the Celery broker")
@@ -22,6 +28,10 @@ CONSUMER_REPLACED = Counter(
 )
 PAUSED = Gauge("orders_bridge_paused", "1 while backpressure pauses the bridge's partitions")
 LAG = Gauge("orders_bridge_consumer_lag", "Records behind the partition's end", ["topic", "partition"])
+# Every stage from the start, at 0: a dashboard's "DLQ by stage" and an alert's rate() need the series
+# to exist before the first dead letter.
+for _stage in get_args(Stage):
+    DEAD_LETTERS.labels(_stage)
 
 
 def record_lag_from_stats(stats_json: str) -> None:
@@ -57,3 +67,39 @@ class AggregateCollector(Collector):
         for name, value in snap.counters.items():
             counters.add_metric([name], value)
         yield counters
+        stages = GaugeMetricFamily(
+            "orders_aggregate_dead_letters",
+            "Dead letters by stage, in Redis (all processes)",
+            labels=["stage"],
+        )
+        for stage, value in snap.dlq_stages.items():
+            stages.add_metric([stage], value)
+        yield stages
+
+
+class QueueCollector(Collector):
+    """The Celery queue's length and the backpressure bound, read from the broker when Prometheus scrapes.
+
+    Read at scrape time (one LLEN every scrape interval), not from the bridge's own estimate, so every
+    bridge reports the queue as it is. A broker that does not answer leaves the depth out of that scrape
+    rather than failing the whole page.
+    """
+
+    def __init__(self, read_depth: Callable[[], int], bound: int) -> None:
+        self._read_depth = read_depth
+        self._bound = bound
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "orders_bridge_max_queue_depth",
+            "MAX_QUEUE_DEPTH: the bridge pauses at this Celery queue length",
+            value=self._bound,
+        )
+        try:
+            depth = self._read_depth()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("queue depth not read for /metrics: %s", exc)
+            return
+        yield GaugeMetricFamily(
+            "orders_bridge_queue_depth", "Messages waiting in the Celery queue", value=depth
+        )

@@ -12,6 +12,7 @@ from orders.dashboard.command import dashboard, top
 from orders.dlq.command import dlq
 from orders.produce import produce
 from orders.registry.command import registry
+from orders.reset import reset
 from orders.stack.command import env_command, up
 from orders.stats import stats
 
@@ -40,7 +41,7 @@ def bridge() -> None:
     run_bridge(start_process())
 
 
-for command in (registry, produce, stats, up, env_command, dlq, bench, dashboard, top):
+for command in (registry, produce, stats, reset, up, env_command, dlq, bench, dashboard, top):
     main.add_command(command)
 
 

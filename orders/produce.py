@@ -10,9 +10,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
 from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from orders.core.codec import OrderCodec
@@ -105,7 +107,12 @@ class Pacer:
 @click.option("--count", default=0, show_default=True, help="Orders to send (0 = until stopped).")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible products and prices.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def produce(rate: float, count: int, seed: int | None, quiet: bool) -> None:
+@click.option(
+    "--schema", "schema_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="Write with this version of the Order schema (registered under <topic>-value first; fields it "
+    "adds take their defaults). Default: schemas/order.avsc.",
+)  # fmt: skip
+def produce(rate: float, count: int, seed: int | None, quiet: bool, schema_path: Path | None) -> None:
     """Send random orders to ORDERS_TOPIC; exits non-zero if any delivery failed."""
     from orders.core.kafka import create_producer, create_registry_client
     from orders.core.process import start_process, stop_on_signals
@@ -113,14 +120,24 @@ def produce(rate: float, count: int, seed: int | None, quiet: bool) -> None:
     settings = start_process()
     stop = threading.Event()
     stop_on_signals(stop.set)
+    writer_schema = schema_path.read_text() if schema_path else None
     sender = OrderProducer(
         create_producer(settings),
-        OrderCodec(create_registry_client(settings), settings.orders_topic),
+        OrderCodec(create_registry_client(settings), settings.orders_topic, writer_schema),
         settings.orders_topic,
     )
-    with _progress(quiet) as progress:
-        task = progress.add_task("producing", total=count or None, status="")
-        _send_until_done(sender, Pacer(rate), random_orders(random.Random(seed)), count, stop, progress, task)
+    try:
+        with _progress(quiet) as progress:
+            task = progress.add_task("producing", total=count or None, status="")
+            orders = random_orders(random.Random(seed))
+            _send_until_done(sender, Pacer(rate), orders, count, stop, progress, task)
+    except SchemaRegistryError as exc:  # the registry refused the schema (409: incompatible)
+        raise click.ClickException(
+            f"the schema registry refused {schema_path or 'the schema'} "
+            f"(HTTP {exc.http_status_code}, error code {exc.error_code}): {exc.error_message}"
+        ) from None
+    except ValueError as exc:  # the schema asks for a field an order does not have
+        raise click.ClickException(f"orders cannot be written with {schema_path}: {exc}") from None
     unreported = sender.finish()
     tally = sender.tally
     click.echo(f"sent {sender.sent}, delivered {tally.delivered}, failed {tally.failed + unreported}")

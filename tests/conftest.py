@@ -255,10 +255,14 @@ class Pipeline:
         service = Service(self._unique(name), argv, self.log_dir, {**self.env, **env}, services.REPO_ROOT)
         return self._launch(name, service, lambda: ready(service), timeout)
 
-    def start_worker(self, *extra: str, **env: str) -> Service:
-        """A real `celery -A worker worker` process on this test's queue, ready when its /healthz is."""
+    def start_worker(self, *extra: str, pool: str = "solo", **env: str) -> Service:
+        """A real `celery -A worker worker` process on this test's queue, ready when its /healthz is.
+
+        ``pool="prefork"`` runs Celery's default pool (two children), as a bare `celery -A worker worker`.
+        """
         name = self._unique("worker")
-        argv = worker_argv(name, "--without-mingle", *extra)
+        concurrency = ("-c", "2") if pool == "prefork" else ()
+        argv = worker_argv(name, "--without-mingle", *concurrency, *extra, pool=pool)
         service, port = pipeline_service(name, argv, self.log_dir, {**self.env, **env}, services.REPO_ROOT)
         return self._launch("worker", service, lambda: healthz_ready(port))
 

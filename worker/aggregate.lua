@@ -7,14 +7,18 @@
 -- KEYS[5]  hash product -> sum_cents
 -- KEYS[6]  counters hash (this script only ever touches `succeeded`)
 -- KEYS[7]  recent activity list (JSON entries, newest first), for dashboards
+-- KEYS[8]  dead-letter claim of this orderId ({orders}:dead:<orderId>), see claim.lua
 -- ARGV[1]  price in cents, an integer as a decimal string
 -- ARGV[2]  product
 -- ARGV[3]  dedupe TTL in seconds
 -- ARGV[4]  size of the latest-orders window (100)
 -- ARGV[5]  the recent-activity entry for this order, as JSON
 -- ARGV[6]  how many recent-activity entries to keep
+-- ARGV[7]  how many distinct products to keep apart; the rest are counted under ARGV[8]
+-- ARGV[8]  the name the rest are counted under
 --
--- Returns 1 if the order was counted, 0 if its orderId was already seen.
+-- Returns 1 if the order was counted, 0 if its orderId was already seen, -1 if it was claimed for the
+-- dead-letter queue (then it is never counted: an order ends counted or dead-lettered, never both).
 --
 -- Sums stay exact because they never pass through Lua numbers (doubles, exact only below 2^53):
 -- the price travels as a string into HINCRBY, which adds 64-bit integers on the server.
@@ -27,9 +31,35 @@ if cents ~= '0' and not string.match(cents, '^%-?[1-9]%d*$') then
     return redis.error_reply('price must be an integer number of cents, got ' .. cents)
 end
 
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
+if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then
+    return -1
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
     return 0
 end
+
+-- Many distinct names would grow two hashes without bound (and every dashboard frame with them).
+local product = ARGV[2]
+local folded = false
+local cap = tonumber(ARGV[7] or '0')
+if cap > 0 and redis.call('HEXISTS', KEYS[4], product) == 0 and redis.call('HLEN', KEYS[4]) >= cap then
+    product, folded = ARGV[8], true
+end
+
+-- HINCRBY refuses to pass 2^63 - 1, after the writes before it were made: check every sum first.
+-- (A double is within 2048 of a sum near 2^63, far inside the margin below the limit.)
+local price = tonumber(cents)
+local LIMIT = 9.2e18
+local function would_overflow(key, field)
+    local current = tonumber(redis.call('HGET', key, field) or '0')
+    return math.abs(current + price) > LIMIT
+end
+if would_overflow(KEYS[2], 'sum_cents') or would_overflow(KEYS[2], 'last100_sum_cents')
+        or would_overflow(KEYS[5], product) then
+    return redis.error_reply('sum would overflow 64-bit integers; order ' .. KEYS[1] .. ' not counted')
+end
+
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
 
 -- "-" .. "0" would be "-0", which HINCRBY rejects; flip the sign as text instead.
 local function negated(value)
@@ -45,7 +75,6 @@ redis.call('HINCRBY', KEYS[2], 'count', 1)
 redis.call('HINCRBY', KEYS[2], 'sum_cents', cents)
 
 -- Comparisons only (no arithmetic): exact for any price below 2^53 cents.
-local price = tonumber(cents)
 local low = redis.call('HGET', KEYS[2], 'min_cents')
 if not low or price < tonumber(low) then
     redis.call('HSET', KEYS[2], 'min_cents', cents)
@@ -63,9 +92,12 @@ while redis.call('LLEN', KEYS[3]) > window do
     redis.call('HINCRBY', KEYS[2], 'last100_sum_cents', negated(redis.call('RPOP', KEYS[3])))
 end
 
-redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
-redis.call('HINCRBY', KEYS[5], ARGV[2], cents)
+redis.call('HINCRBY', KEYS[4], product, 1)
+redis.call('HINCRBY', KEYS[5], product, cents)
 redis.call('HINCRBY', KEYS[6], 'succeeded', 1)
+if folded then
+    redis.call('HINCRBY', KEYS[6], 'products_folded', 1)
+end
 redis.call('LPUSH', KEYS[7], ARGV[5])
 redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[6]) - 1)
 return 1

@@ -1,7 +1,9 @@
-"""The workers' writes to the running average: one atomic Lua script per order, and retry/DLQ notes."""
+"""The workers' writes to the running average: one atomic Lua script per order, dead-letter claims,
+and the retry/DLQ notes of the activity list."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Final
@@ -12,6 +14,7 @@ from orders.core.aggregate import (
     COUNTERS_KEY,
     LATEST_KEY,
     MAX_ABS_CENTS,
+    OTHER_PRODUCT,
     PRODUCT_COUNTS_KEY,
     PRODUCT_SUMS_KEY,
     RECENT_KEY,
@@ -23,44 +26,76 @@ from orders.core.aggregate import (
     Status,
     cents_to_money,
     checked_event,
+    dead_key,
     recent_entry,
     seen_key,
 )
 
-SCRIPT: Final = Path(__file__).with_name("aggregate.lua").read_text(encoding="utf-8")
+HERE = Path(__file__).parent
+SCRIPT: Final = (HERE / "aggregate.lua").read_text(encoding="utf-8")
+CLAIM_SCRIPT: Final = (HERE / "claim.lua").read_text(encoding="utf-8")
+DEFAULT_MAX_PRODUCTS: Final = 1000
+
+
+class ClaimedForDeadLetter(Exception):
+    """The order was claimed for the DLQ by an earlier attempt, so it is not counted now."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An order's dead-letter claim: ``counted`` (none made), ``claimed`` or ``published``, and why."""
+
+    state: str
+    error_class: str
+    error_message: str
 
 
 class AggregateWriter(Aggregate):
-    """The aggregate as a worker uses it: counts an order exactly once (idempotent on orderId)."""
+    """The aggregate as a worker uses it: counts an order exactly once, or claims it for the DLQ."""
 
-    def __init__(self, client: redis.Redis, dedupe_ttl_seconds: int) -> None:
+    def __init__(
+        self, client: redis.Redis, dedupe_ttl_seconds: int, max_products: int = DEFAULT_MAX_PRODUCTS
+    ) -> None:
         if dedupe_ttl_seconds < 1:
             raise ValueError(f"dedupe_ttl_seconds must be at least 1, got {dedupe_ttl_seconds}")
         super().__init__(client)
         self._ttl = dedupe_ttl_seconds
+        self._max_products = max_products
         self._record = client.register_script(SCRIPT)
+        self._claim = client.register_script(CLAIM_SCRIPT)
 
     def record_order(self, order_id: str, product: str, price_cents: int) -> bool:
         """Count one order; False if its orderId was already counted within the dedupe TTL.
 
-        Raises ValueError for a price that is not a 64-bit integer of cents; redis errors propagate.
+        Raises ValueError for a price that is not a 64-bit integer of cents, ClaimedForDeadLetter
+        if an earlier attempt claimed the order for the DLQ; redis errors propagate.
         """
         if isinstance(price_cents, bool) or not isinstance(price_cents, int):
             raise ValueError(f"price_cents must be an int, got {price_cents!r}")
         if abs(price_cents) > MAX_ABS_CENTS:
             raise ValueError(f"price_cents out of the 64-bit range: {price_cents}")
-        keys = [
-            seen_key(order_id),
-            TOTALS_KEY,
-            LATEST_KEY,
-            PRODUCT_COUNTS_KEY,
-            PRODUCT_SUMS_KEY,
-            COUNTERS_KEY,
-            RECENT_KEY,
-        ]
+        keys = [seen_key(order_id), TOTALS_KEY, LATEST_KEY, PRODUCT_COUNTS_KEY, PRODUCT_SUMS_KEY,
+                COUNTERS_KEY, RECENT_KEY, dead_key(order_id)]  # fmt: skip
         entry = recent_entry(order_id, product, cents_to_money(price_cents), "succeeded")
-        args: list[str | int] = [str(price_cents), product, self._ttl, WINDOW, entry, RECENT_SIZE]
-        return bool(self._record(keys=keys, args=args))
+        args: list[str | int] = [str(price_cents), product, self._ttl, WINDOW, entry, RECENT_SIZE,
+                                 self._max_products, OTHER_PRODUCT]  # fmt: skip
+        outcome = int(self._record(keys=keys, args=args))
+        if outcome < 0:
+            raise ClaimedForDeadLetter(f"order {order_id} was claimed for the dead-letter queue")
+        return outcome == 1
+
+    def claim_dead_letter(self, order_id: str, error_class: str, error_message: str) -> Claim:
+        """Claim the order for the DLQ unless it was counted (worker/claim.lua)."""
+        keys = [seen_key(order_id), dead_key(order_id)]
+        state, cls, message = self._claim(keys=keys, args=[self._ttl, error_class, error_message[:2000]])
+        return Claim(_text(state), _text(cls), _text(message))
+
+    def mark_dead_lettered(self, order_id: str) -> None:
+        """The DLQ acknowledged the order's letter: a later copy of its message must not send another."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hset(dead_key(order_id), "state", "published")
+        pipe.expire(dead_key(order_id), self._ttl)  # had the claim expired, HSET would keep it forever
+        pipe.execute()
 
     def note_status(
         self,
@@ -82,3 +117,7 @@ class AggregateWriter(Aggregate):
         if counts is not None:
             pipe.hincrby(COUNTERS_KEY, checked_event(counts), 1)
         pipe.execute()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from celery import Celery
 from celery.signals import worker_ready
 
-from orders.core.celery_config import TASK_TIME_LIMIT, celery_config
+from orders.core.celery_config import PREFETCH_MULTIPLIER, TASK_TIME_LIMIT, celery_config, check_dedupe_window
 from orders.core.metrics_server import serve_metrics
 from orders.core.order import PROCESS_ORDER_TASK
 from orders.core.settings import Settings, SettingsError
@@ -40,6 +40,7 @@ def _or_exit(build: Callable[[], T]) -> T:
 
 def worker_config(settings: Settings) -> dict[str, Any]:
     """The shared Celery settings plus what only the workers need: late acks, limits, events, retries."""
+    check_dedupe_window(settings)
     return {
         **celery_config(settings),
         # Acknowledge after the task ran, and put the message back if the worker dies mid-task:
@@ -47,6 +48,10 @@ def worker_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_time_limit": TASK_TIME_LIMIT,
+        # A prefork child killed at the hard time limit: its message goes back to the queue (Celery
+        # would acknowledge it by default, and the order would be neither counted nor dead-lettered).
+        "task_acks_on_timeout": False,
+        "worker_prefetch_multiplier": PREFETCH_MULTIPLIER,
         # Task events cost the workers ~125 µs of CPU per order (a fifth of it: 3 events per task,
         # measured in worker-only drains), so they are sent while someone watches: Flower turns them
         # on as it connects (and every 5 s), `celery -A worker control enable_events` does the same for

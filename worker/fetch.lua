@@ -11,12 +11,14 @@
 -- KEYS[2]  kombu's unacked hash: delivery tag -> JSON [message, exchange, routing key]
 -- KEYS[3]  kombu's unacked index: delivery tag scored by delivery time (seconds)
 -- ARGV[1]  how many messages to take at most
--- ARGV[2..] delivery tags to acknowledge first
+-- ARGV[2]  "1" to record them as unacknowledged; "0" for a no-ack consumer (replies to control
+--          commands: pings, Flower), whose messages nobody acknowledges and must not come back
+-- ARGV[3..] delivery tags to acknowledge first
 --
 -- Returns {queue, message, ...} oldest first, or {} when the queue is empty.
 
-if #ARGV > 1 then
-    local tags = {unpack(ARGV, 2)}
+if #ARGV > 2 then
+    local tags = {unpack(ARGV, 3)}
     redis.call('HDEL', KEYS[2], unpack(tags))
     redis.call('ZREM', KEYS[3], unpack(tags))
 end
@@ -24,6 +26,10 @@ end
 local items = redis.call('RPOP', KEYS[1], tonumber(ARGV[1]))
 if not items then
     return {}
+end
+if ARGV[2] ~= '1' then
+    table.insert(items, 1, KEYS[1])
+    return items
 end
 local now = redis.call('TIME')
 local score = string.format('%d.%06d', now[1], now[2])

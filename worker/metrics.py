@@ -6,20 +6,33 @@ tasks; with prefork, set PROMETHEUS_MULTIPROC_DIR so the children's figures are 
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import Counter, Histogram
 
+from orders.core.errors import Stage
+
+OUTCOME_NAMES = ("succeeded", "duplicate", "retried", "dead_lettered", "requeued")
 OUTCOMES = Counter(
-    "orders_task_outcomes",
-    "Task attempts by outcome: succeeded, duplicate, retried, dead_lettered, requeued",
-    ["outcome"],
+    "orders_task_outcomes", f"Task attempts by outcome: {', '.join(OUTCOME_NAMES)}", ["outcome"]
 )
 ATTEMPTS = Histogram(
     "orders_task_attempts", "Attempts an order took until it settled", buckets=(1, 2, 3, 4, 5, 8, 13)
 )
 PROCESSING = Histogram("orders_task_processing_seconds", "Time spent in one task attempt")
 DLQ_PUBLISHES = Counter("orders_dlq_publishes", "Dead letters the workers published", ["result"])
+DEAD_LETTERS = Counter("orders_task_dead_letters", "Orders the workers dead-lettered, by stage", ["stage"])
 LATENCY = Histogram(
     "orders_end_to_end_latency_seconds",
     "From the producer's record timestamp to the order being counted in the aggregate",
     buckets=(0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+
+# Every label value from the start, at 0: dashboards and alerts rate() over series that must exist
+# before the first retry or dead letter.
+for _outcome in OUTCOME_NAMES:
+    OUTCOMES.labels(_outcome)
+for _result in ("ok", "failed"):
+    DLQ_PUBLISHES.labels(_result)
+for _stage in get_args(Stage):
+    DEAD_LETTERS.labels(_stage)

@@ -23,6 +23,12 @@ the channel closes. If a worker dies with an ack unsent, that message comes back
 visibility timeout and runs again, which the aggregate's dedupe absorbs: the same at-least-once
 contract as kombu's own ack.
 
+A worker renews the delivery time of every message it holds (``LEASE_RENEW_SECONDS``), so no
+message passes the visibility timeout while a live worker holds it (a retry waiting out its
+countdown, prefetched messages behind a slow task) and the timeout can be short: it only decides how
+soon a dead worker's messages come back. Messages of no-ack consumers (control replies) are not
+recorded as unacknowledged at all, as kombu does not record them.
+
 Selected with Celery's ``broker_transport`` setting ("worker.transport:Transport"), the way kombu
 resolves any transport class by path; ``ORDERS_STOCK_TRANSPORT=1`` goes back to kombu's own.
 """
@@ -34,13 +40,15 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from time import monotonic
+from time import monotonic, sleep, time
 from typing import Any, Literal
 
 import redis
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
+
+from orders.core.celery_config import LEASE_RENEW_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,9 @@ FETCH_SHA = hashlib.sha1(FETCH_SCRIPT.encode()).hexdigest()
 # Most messages one fetch takes; the prefetch budget (prefetch multiplier x concurrency) limits it too.
 FETCH_BATCH = 16
 COMMANDS = {"take": "EVALSHA", "wait": "BLMOVE"}
+# Redis answers but will not write: a replica after a failover, or maxmemory with noeviction.
+UNWRITABLE = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError)
+UNWRITABLE_PAUSE = 0.5
 
 
 class QoS(kombu_redis.QoS):  # type: ignore[misc]
@@ -76,6 +87,17 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
     def restore_unacked(self, client: Any = None) -> None:
         self.channel._send_pending_acks()  # acked messages must not be restored with the rest
         super().restore_unacked(client)
+
+    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
+        """kombu's sweep for expired messages, skipped for a tick while Redis refuses writes.
+
+        Its lock is a SET: on a full (noeviction) or read-only Redis it raised out of the event
+        loop and stopped the worker. The next tick sweeps again.
+        """
+        try:
+            super().restore_visible(*args, **kwargs)
+        except UNWRITABLE as exc:
+            log.warning("broker Redis refuses writes (%s); sweeping for expired messages later", exc)
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
@@ -113,7 +135,16 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         # Delivery tags acknowledged in memory, for the next fetch to remove from Redis.
         self._pending_acks: list[str] = []
         self._acks_in_flight: list[str] = []  # sent with the fetch whose reply is awaited
+        self._no_ack_queues: set[str] = set()  # kombu records no unacked entry for these: neither do we
+        self._renewed_at = monotonic()
         super().__init__(*args, **kwargs)
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        else:
+            self._no_ack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         key = self._single_key()
@@ -129,7 +160,8 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             self._acks_in_flight, self._pending_acks = self._pending_acks, []
             script = ("EVALSHA", FETCH_SHA) if self._script_loaded else ("EVAL", FETCH_SCRIPT)
             keys = (key, self.unacked_key, self.unacked_index_key)
-            connection.send_command(*script, 3, *keys, self._take_count(), *self._acks_in_flight)
+            record = "0" if key in self._no_ack_queues else "1"
+            connection.send_command(*script, 3, *keys, self._take_count(), record, *self._acks_in_flight)
         else:
             self._fetch = "wait"
             wait = self.brpop_timeout if timeout is None else timeout
@@ -176,6 +208,13 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             self._script_loaded, self._take_next = False, True
             self._retry_acks_in_flight(fetch)
             raise Empty() from exc
+        except UNWRITABLE as exc:
+            # A replica answering (failover), or maxmemory reached with noeviction: the script ran
+            # nothing. Wait a little rather than spin, and try again with the same acks.
+            self._retry_acks_in_flight(fetch)
+            log.warning("broker Redis refuses writes (%s); fetching again in %.1fs", exc, UNWRITABLE_PAUSE)
+            sleep(UNWRITABLE_PAUSE)
+            raise Empty() from exc
         if fetch == "take":
             self._script_loaded, self._acks_in_flight = True, []
         return reply
@@ -196,14 +235,39 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             self._fetched_by_script = False
 
     def _send_pending_acks(self) -> None:
-        """Remove acknowledged messages from kombu's unacked hash and index, in one round trip."""
+        """Remove acknowledged messages from kombu's unacked hash and index, in one round trip.
+
+        If Redis does not answer, the acks stay pending for the next tick (HDEL and ZREM are
+        idempotent): dropped, the orders would come back after the visibility timeout and run again.
+        """
         tags, self._pending_acks = self._pending_acks, []
         if not tags:
             return
-        with self.conn_or_acquire() as client, client.pipeline() as pipe:
-            pipe.hdel(self.unacked_key, *tags)
-            pipe.zrem(self.unacked_index_key, *tags)
-            pipe.execute()
+        try:
+            with self.conn_or_acquire() as client, client.pipeline() as pipe:
+                pipe.hdel(self.unacked_key, *tags)
+                pipe.zrem(self.unacked_index_key, *tags)
+                pipe.execute()
+        except BaseException:
+            self._pending_acks[:0] = tags
+            raise
+
+    def _renew_leases(self) -> None:
+        """Keep every message this worker holds visible to it alone, every ``LEASE_RENEW_SECONDS``.
+
+        kombu hands a message to another worker once it has sat unacknowledged for the visibility
+        timeout; a retry waiting out its countdown, or prefetched messages queued behind slow tasks,
+        would be run twice. Renewing their delivery time while the worker lives lets the timeout be
+        short (a dead worker's orders come back soon) without a live worker's ever expiring.
+        """
+        now = monotonic()
+        if now - self._renewed_at < LEASE_RENEW_SECONDS:
+            return
+        self._renewed_at = now
+        held = [tag for tag in self.qos._delivered if tag not in self.qos._dirty]
+        if held:
+            with self.conn_or_acquire() as client:
+                client.zadd(self.unacked_index_key, dict.fromkeys(held, time()), xx=True)
 
     def close(self) -> None:
         unsent = len(self._pending_acks)
@@ -227,7 +291,11 @@ class MultiChannelPoller(kombu_redis.MultiChannelPoller):  # type: ignore[misc]
     def on_poll_start(self) -> None:
         super().on_poll_start()  # the fetches it sends carry the acks made since the last tick
         for channel in self._channels:
-            channel._send_pending_acks()  # the acks no fetch took (prefetch full, a wait in flight)
+            try:
+                channel._send_pending_acks()  # the acks no fetch took (prefetch full, a wait in flight)
+                channel._renew_leases()
+            except UNWRITABLE as exc:  # kept for the next tick (acks) or the next interval (leases)
+                log.warning("broker Redis refuses writes (%s); acks and leases wait", exc)
 
 
 class Transport(kombu_redis.Transport):  # type: ignore[misc]

@@ -15,14 +15,6 @@ from orders.core.settings import Settings, kafka_options_from_env
 
 log = logging.getLogger(__name__)
 
-# librdkafka options only consumers take; producers and admin clients warn about them.
-CONSUMER_ONLY = (
-    "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "fetch.wait.max.ms",
-    "fetch.min.bytes", "fetch.max.bytes", "max.partition.fetch.bytes", "queued.min.messages",
-    "queued.max.messages.kbytes", "isolation.level", "partition.assignment.strategy", "group.instance.id",
-    "group.protocol", "auto.offset.reset", "enable.partition.eof",
-)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Lane:
@@ -108,21 +100,15 @@ def with_env(settings: Settings, env: dict[str, str]) -> Settings:
     return settings.model_copy(update=update)
 
 
-def in_process(settings: Settings, env: dict[str, str]) -> tuple[Settings, dict[str, str]]:
-    """Settings for this process's own clients, and the options only its consumers take.
+def in_process(settings: Settings, env: dict[str, str]) -> Settings:
+    """Settings for this process's own clients: the children's KAFKA_* options from ``env`` too.
 
-    The children read KAFKA_* options from ``env``; here they are added to the settings, except the
-    consumer-only ones (Tansu's short session timeout), which producers and admin clients would warn
-    about. Idle connections the broker closes between runs need no log line either.
+    orders.core.kafka gives each client only the options it takes (Tansu's short session timeout goes to
+    consumers alone). Idle connections the broker closes between runs need no log line.
     """
-    options = {**settings.kafka_options, **kafka_options_from_env(env, {"KAFKA_BOOTSTRAP_SERVERS"})}
-    return in_process_settings(settings.model_copy(update={"kafka_options": options})), {
-        name: options[name] for name in CONSUMER_ONLY if name in options
+    options = {
+        "log.connection.close": "false",
+        **settings.kafka_options,
+        **kafka_options_from_env(env, {"KAFKA_BOOTSTRAP_SERVERS"}),
     }
-
-
-def in_process_settings(settings: Settings) -> Settings:
-    """``settings`` for a producer or admin client: without consumer-only librdkafka options."""
-    options = {"log.connection.close": "false", **settings.kafka_options}
-    kept = {name: value for name, value in options.items() if name not in CONSUMER_ONLY}
-    return settings.model_copy(update={"kafka_options": kept})
+    return settings.model_copy(update={"kafka_options": options})

@@ -173,7 +173,7 @@ def measure_baseline(rig: Rig, n: int, seed: int) -> Measured:
         settings = run.settings
         _producer(rig, run, n, 0.0, FAILURE_PREFIX).run()
         rig.wait_ready(run)  # no children of its own; the last run's must be gone
-        consumer = create_consumer(settings, **rig.consumer_options)
+        consumer = create_consumer(settings)
         backoff = tuple(
             float(min(settings.retry_backoff_max, settings.retry_backoff_base * 2**i))
             for i in range(settings.max_retries)

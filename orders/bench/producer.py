@@ -124,9 +124,9 @@ def _say(event: str, **fields: float) -> None:
 
 def main(argv: list[str]) -> None:
     n, rate, prefix, warm_up_topic = int(argv[0]), float(argv[1]), argv[2], argv[3]
-    from orders.bench.lanes import in_process_settings  # the bench's own librdkafka option handling
-
-    sender = warm_producer(in_process_settings(Settings.from_env(env_file=None)), warm_up_topic)
+    settings = Settings.from_env(env_file=None)
+    quiet = {"log.connection.close": "false", **settings.kafka_options}
+    sender = warm_producer(settings.model_copy(update={"kafka_options": quiet}), warm_up_topic)
     _say("ready")
     if sys.stdin.readline().strip() != "go":
         return

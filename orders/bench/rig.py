@@ -33,7 +33,7 @@ from orders.bench.lanes import (
     with_env,
 )
 from orders.bench.machine import package_version
-from orders.core.settings import Settings
+from orders.core.settings import REGISTRY_DATABASE, Settings
 from orders.stack import services
 from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
@@ -42,7 +42,7 @@ from orders.stack.supervisor import Service
 
 log = logging.getLogger(__name__)
 PARTITIONS = 3
-DEFAULT_DATABASES = 16  # redis-server's default; db 0 holds the dev registry's schemas
+DEFAULT_DATABASES = 16  # redis-server's default; the stack's registry keeps its schemas in db 2
 
 
 class BenchError(Exception):
@@ -105,7 +105,7 @@ class Rig:
     """
 
     def __init__(self, settings: Settings, env: dict[str, str], log_dir: Path, stack: Stack | None) -> None:
-        self.settings, self.consumer_options = in_process(with_env(settings, env), env)
+        self.settings = in_process(with_env(settings, env), env)
         self.env = env
         self.log_dir = log_dir
         self.stack = stack
@@ -115,7 +115,9 @@ class Rig:
         self._apache: services.ApacheKafka | None = None
         self._rabbitmq: RabbitMQ | None = None
         self._database_count = _database_count(redis.Redis.from_url(self.settings.redis_url))
-        self._databases = itertools.cycle(range(1, self._database_count))
+        # Never the dev registry's database: a run's database is flushed when the run ends.
+        usable = [db for db in range(1, self._database_count) if db != REGISTRY_DATABASE]
+        self._databases = itertools.cycle(usable)
         self._used: set[int] = set()
         self._ended: list[Run] = []
         self._counter = itertools.count(1)

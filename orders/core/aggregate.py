@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, Literal, get_args
 
 import redis
 
+from orders.core.errors import Stage
+
 # One hash tag for every key: Redis Cluster hashes only the text between the first "{" and "}",
 # so all of them share a slot and the script may touch them together (whatever the orderId holds).
 PREFIX: Final = "{orders}:"
 SEEN_PREFIX: Final = PREFIX + "seen:"
+# An order claimed for the dead-letter queue (worker/claim.lua): never counted after that.
+DEAD_PREFIX: Final = PREFIX + "dead:"
 TOTALS_KEY: Final = PREFIX + "totals"
 LATEST_KEY: Final = PREFIX + "last100"
 PRODUCT_COUNTS_KEY: Final = PREFIX + "product:count"
@@ -28,14 +32,26 @@ RECENT_KEY: Final = PREFIX + "recent"
 RECENT_SIZE: Final = 200
 
 WINDOW: Final = 100
+# Products past the MAX_PRODUCTS-th distinct name are counted under this one.
+OTHER_PRODUCT: Final = "(other)"
 # Redis integers are signed 64-bit; a price outside that would fail inside the script.
 MAX_ABS_CENTS: Final = 2**63 - 1
 
-Event = Literal["consumed", "retry_attempts", "dlq"]
+# "dlq" counts every dead letter; "dlq:<stage>" the ones of each stage (decode, validate, process).
+Event = Literal["consumed", "retry_attempts", "dlq", "dlq:decode", "dlq:validate", "dlq:process"]
 Status = Literal["succeeded", "retrying", "dlq"]
 EVENTS: Final[tuple[str, ...]] = get_args(Event)
 # `succeeded` is written by the script alone, so it always agrees with the orders counted.
-COUNTERS: Final[tuple[str, ...]] = ("consumed", "succeeded", "retry_attempts", "dlq")
+COUNTERS: Final[tuple[str, ...]] = ("consumed", "succeeded", "retry_attempts", "dlq", "products_folded")
+STAGES: Final[tuple[Stage, ...]] = get_args(Stage)
+_STAGE_EVENTS: Final[dict[str, Event]] = {
+    "decode": "dlq:decode", "validate": "dlq:validate", "process": "dlq:process"
+}  # fmt: skip
+
+
+def dead_letter_event(stage: Stage) -> Event:
+    """The counter of dead letters at ``stage`` (besides "dlq", which counts them all)."""
+    return _STAGE_EVENTS[stage]
 
 
 def recent_entry(order_id: str, product: str, price: Decimal, status: Status, detail: str = "") -> str:
@@ -48,6 +64,11 @@ def recent_entry(order_id: str, product: str, price: Decimal, status: Status, de
 def seen_key(order_id: str) -> str:
     """The dedupe marker of one orderId; it expires after the dedupe TTL."""
     return SEEN_PREFIX + order_id
+
+
+def dead_key(order_id: str) -> str:
+    """The dead-letter claim of one orderId (state, error class, message); it expires with the dedupe."""
+    return DEAD_PREFIX + order_id
 
 
 def cents_to_money(cents: int) -> Decimal:
@@ -106,6 +127,8 @@ class Snapshot:
     last100_average: Decimal | None
     products: Mapping[str, ProductStats] = field(default_factory=dict)
     counters: Mapping[str, int] = field(default_factory=dict)
+    # Dead letters by stage (decode, validate, process); they add up to counters["dlq"].
+    dlq_stages: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_hashes(
@@ -135,6 +158,7 @@ class Snapshot:
             last100_average=average_of(last100_cents, last100_size),
             products=products,
             counters={name: counters.get(name, 0) for name in COUNTERS},
+            dlq_stages={stage: counters.get(_STAGE_EVENTS[stage], 0) for stage in STAGES},
         )
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -155,6 +179,7 @@ class Snapshot:
                 for name, p in self.products.items()
             },
             "counters": dict(self.counters),
+            "dlq_stages": dict(self.dlq_stages),
         }
 
 
@@ -185,18 +210,56 @@ class Aggregate:
                 pipe.hincrby(COUNTERS_KEY, checked_event(name), n)
         pipe.execute()
 
+    def release_dead_letter_claims(self, order_ids: Sequence[str]) -> None:
+        """Let dead-lettered orders be counted again: a replay re-publishes them on purpose."""
+        if order_ids:
+            self._client.delete(*(dead_key(order_id) for order_id in order_ids))
+
     def snapshot(self) -> Snapshot:
-        """Read everything in one round trip; MULTI/EXEC, so no order lands half-way through it."""
-        pipe = self._client.pipeline(transaction=True)
+        """Read everything in one round trip; MULTI/EXEC, so no order lands half-way through it.
+
+        A Redis at its maxmemory refuses transactions even of reads: then the reads go without one
+        (nothing is being written then anyway).
+        """
+        try:
+            replies = self._read_all(transaction=True)
+        except (redis.exceptions.OutOfMemoryError, redis.exceptions.ExecAbortError):
+            replies = self._read_all(transaction=False)
+        totals, size, product_counts, product_sums, counters = replies
+        return Snapshot.from_hashes(
+            _ints(totals), int(size), _ints(product_counts), _ints(product_sums), _ints(counters)
+        )
+
+    def _read_all(self, transaction: bool) -> list[Any]:
+        pipe = self._client.pipeline(transaction=transaction)
         pipe.hgetall(TOTALS_KEY)
         pipe.llen(LATEST_KEY)
         pipe.hgetall(PRODUCT_COUNTS_KEY)
         pipe.hgetall(PRODUCT_SUMS_KEY)
         pipe.hgetall(COUNTERS_KEY)
-        totals, size, product_counts, product_sums, counters = pipe.execute()
-        return Snapshot.from_hashes(
-            _ints(totals), int(size), _ints(product_counts), _ints(product_sums), _ints(counters)
-        )
+        return list(pipe.execute())
+
+
+def clear_aggregate(client: redis.Redis, keep: frozenset[str] = frozenset(), batch: int = 500) -> int:
+    """Delete every key of the aggregate (everything under PREFIX but ``keep``); returns how many.
+
+    Counts, sums, averages, products, counters, recent activity and the dedupe markers alike, so the
+    figures start afresh. Keys are found with SCAN and unlinked in batches: not one atomic step, so
+    an order a worker counts meanwhile may survive in part. Nothing outside PREFIX is touched (the
+    Celery queue, the registry's schemas in their own database).
+    """
+    deleted = 0
+    pending: list[str] = []
+    for raw in client.scan_iter(match=f"{PREFIX}*", count=batch):
+        key = _text(raw)
+        if key not in keep:
+            pending.append(key)
+        if len(pending) >= batch:
+            deleted += int(client.unlink(*pending))
+            pending.clear()
+    if pending:
+        deleted += int(client.unlink(*pending))
+    return deleted
 
 
 def checked_event(name: str) -> str:

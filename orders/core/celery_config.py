@@ -11,41 +11,82 @@ from typing import Any
 from orders.core.order import OrderPayload, RecordOrigin
 from orders.core.settings import Settings, SettingsError
 
-# Longest a task may run before Celery kills it; part of the visibility-timeout arithmetic below.
-TASK_TIME_LIMIT = 30
+# Longest a task may run, failure hook included. Prefork enforces it; on solo (no time limits) every
+# wait inside a task is bounded below it instead: Redis socket timeouts, WORKER_DLQ_WAIT.
+TASK_TIME_LIMIT = 15
+# A worker waits at most this long for the DLQ to acknowledge a letter, then requeues the order.
+WORKER_DLQ_WAIT = 5
+# worker/transport.py renews the visibility of every message a live worker holds this often.
+LEASE_RENEW_SECONDS = 5
+# Celery's default; named because the stock transport's arithmetic depends on it.
+PREFETCH_MULTIPLIER = 4
+VISIBILITY_MARGIN = 30
 # How often a worker looks for unacknowledged messages past the visibility timeout.
 RESTORE_SWEEP_SECONDS = 10
+# Records read again after a bridge crash, or the unacknowledged tail of a replay that crashed, arrive
+# within minutes; the dedupe window keeps this much more than the longest redelivery.
+REREAD_MARGIN = 3600
+
+
+def countdowns(settings: Settings) -> list[int]:
+    """The retry countdowns autoretry chooses: base * 2**retry, capped (2, 4, 8 s by default)."""
+    return [
+        min(settings.retry_backoff_max, settings.retry_backoff_base * 2**r)
+        for r in range(settings.max_retries)
+    ]
 
 
 def longest_countdown(settings: Settings) -> int:
-    """The longest retry countdown autoretry can choose: base * 2**(retries-1), capped."""
-    if settings.max_retries == 0:
-        return 0
-    return min(settings.retry_backoff_max, settings.retry_backoff_base * 2 ** (settings.max_retries - 1))
+    return max(countdowns(settings), default=0)
+
+
+def visibility_floor(settings: Settings) -> int:
+    """The shortest safe visibility timeout: no message may pass it while a live worker holds it.
+
+    Our transport renews the lease of every message a worker holds (waiting retries and prefetched
+    messages included), so only a task blocking the worker's loop (solo pool) can delay a renewal,
+    by at most the task time limit. kombu's stock transport never renews: a message must outlast its
+    wait behind the other prefetched ones, its own run and its retry countdown.
+    """
+    if settings.stock_transport:
+        return longest_countdown(settings) + PREFETCH_MULTIPLIER * TASK_TIME_LIMIT
+    return TASK_TIME_LIMIT + LEASE_RENEW_SECONDS
 
 
 def visibility_timeout(settings: Settings) -> int:
     """How long the Redis transport waits before redelivering an unacknowledged message.
 
-    With acks_late a message stays unacknowledged while its task runs, and a retry scheduled with
-    a countdown sits unacknowledged in the worker until its ETA. If either outlasts the visibility
-    timeout, Redis hands the message to a second worker and the order runs twice. So the timeout
-    must exceed the longest countdown plus the task time limit; a margin covers prefetched
-    messages waiting their turn. It must not be much longer either: it is also how long orders
-    held by a worker that died (SIGKILL, OOM) wait before another worker gets them.
-
+    Short enough that the orders of a worker that died (SIGKILL, OOM) come back soon, longer than
+    :func:`visibility_floor` so no message is handed to a second worker while the first holds it.
     ``VISIBILITY_TIMEOUT`` overrides the margin (tests that kill workers use a short one); raises
-    :class:`SettingsError` if it does not exceed the longest countdown plus the task time limit.
+    :class:`SettingsError` if it does not exceed the floor.
     """
-    floor = longest_countdown(settings) + TASK_TIME_LIMIT
+    floor = visibility_floor(settings)
     if settings.visibility_timeout is None:
-        return floor + 60
+        return floor + VISIBILITY_MARGIN
     if settings.visibility_timeout <= floor:
         raise SettingsError(
-            "Invalid configuration:\n  VISIBILITY_TIMEOUT: must exceed the longest retry countdown plus the "
-            f"task time limit ({floor} s), or a waiting retry runs twice (got {settings.visibility_timeout})"
+            "Invalid configuration:\n  VISIBILITY_TIMEOUT: must exceed how long a live worker may hold a "
+            f"message without renewing it ({floor} s), or it runs twice (got {settings.visibility_timeout})"
         )
     return settings.visibility_timeout
+
+
+def redelivery_window(settings: Settings) -> int:
+    """The longest an order's messages may keep arriving: each retry's countdown and run, a redelivery."""
+    runs = (settings.max_retries + 1) * TASK_TIME_LIMIT
+    return sum(countdowns(settings)) + runs + visibility_timeout(settings)
+
+
+def check_dedupe_window(settings: Settings) -> None:
+    """DEDUPE_TTL_SECONDS must cover every redelivery and re-read, or an order could be counted twice."""
+    floor = redelivery_window(settings) + REREAD_MARGIN
+    if settings.dedupe_ttl_seconds < floor:
+        raise SettingsError(
+            "Invalid configuration:\n  DEDUPE_TTL_SECONDS: must cover the longest redelivery "
+            f"({redelivery_window(settings)} s) plus {REREAD_MARGIN} s for re-reads and replays, "
+            f"at least {floor} s (got {settings.dedupe_ttl_seconds})"
+        )
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

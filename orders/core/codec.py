@@ -23,6 +23,7 @@ from fastavro import parse_schema, schemaless_reader
 from orders.core.errors import RegistryUnavailable, UndecodableRecord
 from orders.core.kafka import REGISTRY_UNREACHABLE
 from orders.core.order import Order
+from orders.core.schema_guard import zero_byte_array
 
 # Package data, so a wheel or `pip install .` carries it: orders/core/order.avsc is a symlink to the
 # top-level schemas/order.avsc, the one file people read and edit (the wheel gets its content).
@@ -40,13 +41,16 @@ def order_schema_str() -> str:
 class OrderCodec:
     """Encodes orders for one topic and decodes any registry-framed record into an Order dict."""
 
-    def __init__(self, registry: SchemaRegistryClient, topic: str) -> None:
+    def __init__(self, registry: SchemaRegistryClient, topic: str, writer_schema: str | None = None) -> None:
+        """``writer_schema`` encodes with another version of the record (a field it adds takes its
+        default); decoding always resolves to schemas/order.avsc."""
         self._registry = registry
         self._topic = topic
         self._reader = parse_schema(json.loads(order_schema_str()))
         self._writers: dict[int, Any] = {}
         # Registers the schema under "<topic>-value" on first use, as Confluent's clients do.
-        self._serializer = AvroSerializer(registry, order_schema_str(), lambda o, _: o.to_record())
+        writer = writer_schema or order_schema_str()
+        self._serializer = AvroSerializer(registry, writer, lambda o, _: o.to_record())
         self._context = SerializationContext(topic, MessageField.VALUE)
 
     def encode(self, order: Order) -> bytes:
@@ -92,6 +96,13 @@ class OrderCodec:
         if schema.schema_type not in (None, "AVRO"):
             raise UndecodableRecord(f"schema id {schema_id} is {schema.schema_type}, not Avro")
         try:
-            return parse_schema(json.loads(schema.schema_str or "null"))
+            parsed = parse_schema(json.loads(schema.schema_str or "null"))
         except Exception as exc:
             raise UndecodableRecord(f"schema id {schema_id} is not a usable Avro schema: {exc!r}") from exc
+        bomb = zero_byte_array(parsed)
+        if bomb is not None:
+            raise UndecodableRecord(
+                f"schema id {schema_id} is refused: its array at {bomb} has items of zero bytes, so a "
+                "few bytes could claim endless items (a decode bomb)"
+            )
+        return parsed

@@ -1,5 +1,8 @@
 """Dead letters: the original record, unchanged, on the DLQ topic with headers saying why.
 
+A record too large to travel with its headers goes without its value: ``__orders.errors.value.dropped``
+and ``__orders.errors.original.size`` say so, and the topic, partition and offset point back at it.
+
 Headers follow Kafka Connect's dead-letter-queue convention (``__connect.errors.*``, UTF-8 strings),
 so tools that read Connect's DLQs read ours; what Connect has no header for (attempts, the original
 timestamp, the consumer group, when it failed) uses the same style under ``__orders.errors.*``.
@@ -8,18 +11,15 @@ timestamp, the consumer group, when it failed) uses the same style under ``__ord
 from __future__ import annotations
 
 import base64
-import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Message
 
 from orders.core.errors import Stage
 from orders.core.order import RecordOrigin
-
-log = logging.getLogger(__name__)
 
 H = "__connect.errors."
 X = "__orders.errors."
@@ -37,11 +37,13 @@ HEADER_ATTEMPTS = X + "attempts"
 HEADER_TIMESTAMP = X + "original.timestamp"
 HEADER_GROUP = X + "consumer.group"
 HEADER_FAILED_AT = X + "failed.at"
+# Set when the original bytes could not travel with the letter (over the producer's size limit).
+HEADER_VALUE_DROPPED = X + "value.dropped"
+HEADER_ORIGINAL_SIZE = X + "original.size"
 CONNECTOR_NAME = "orders-bridge"
-
-
-class DeadLetterNotDelivered(Exception):
-    """The DLQ topic did not acknowledge a dead letter; the order must not be acknowledged either."""
+# Error texts are for people; a record's repr inside one must not push the letter over the size limit.
+MAX_TEXT_HEADER = 16_384
+MAX_KEPT_KEY = 1024
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class DeadLetter:
     attempts: int
     component: str  # which code gave up on it, e.g. "bridge.consumer" or "orders.process_order"
     task_id: str = ""
+    value_dropped_size: int | None = None  # the original value's size, when it was left out
 
     @classmethod
     def for_exception(cls, exc: BaseException, stacktrace: str | None = None, **fields: Any) -> DeadLetter:
@@ -81,14 +84,36 @@ class DeadLetter:
             HEADER_STAGE: self.stage,
             HEADER_CLASS: self.component,
             HEADER_EXC_CLASS: self.error_class,
-            HEADER_EXC_MESSAGE: self.error_message,
-            HEADER_EXC_STACKTRACE: self.stacktrace,
+            HEADER_EXC_MESSAGE: _clipped(self.error_message),
+            HEADER_EXC_STACKTRACE: _clipped(self.stacktrace),
             HEADER_ATTEMPTS: str(self.attempts),
             HEADER_TIMESTAMP: str(self.origin["timestamp"]),
             HEADER_GROUP: self.origin["group"],
             HEADER_FAILED_AT: datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
+        if self.value_dropped_size is not None:
+            fields[HEADER_VALUE_DROPPED] = "true"
+            fields[HEADER_ORIGINAL_SIZE] = str(self.value_dropped_size)
         return [(name, value.encode("utf-8", "replace")) for name, value in fields.items()]
+
+    def size(self) -> int:
+        """Bytes the letter takes in a Kafka record: key, value and headers (record framing aside)."""
+        headers = sum(len(name) + len(value or b"") for name, value in self.headers())
+        return len(self.key or b"") + len(self.value) + headers
+
+    def without_value(self) -> DeadLetter:
+        """The same letter without the original bytes; headers say so and give their size and offset.
+
+        A key too long to be an order's (the record's own) is left out as well.
+        """
+        key = self.key if self.key is None or len(self.key) <= MAX_KEPT_KEY else None
+        return replace(self, key=key, value=b"", value_dropped_size=len(self.value))
+
+
+def _clipped(text: str) -> str:
+    if len(text) <= MAX_TEXT_HEADER:
+        return text
+    return text[:MAX_TEXT_HEADER] + f"... [{len(text) - MAX_TEXT_HEADER} characters clipped]"
 
 
 def origin_of(message: Message, group: str) -> RecordOrigin:
@@ -109,39 +134,3 @@ def origin_of(message: Message, group: str) -> RecordOrigin:
 def decode_origin_bytes(origin: RecordOrigin) -> tuple[bytes | None, bytes]:
     key = base64.b64decode(origin["key"]) if origin["key"] is not None else None
     return key, base64.b64decode(origin["value"])
-
-
-class DeadLetterPublisher:
-    """Produces dead letters and tells which the broker acknowledged."""
-
-    def __init__(self, producer: Producer, topic: str) -> None:
-        self._producer = producer
-        self._topic = topic
-        self._failures: list[KafkaError] = []
-
-    def publish(self, letter: DeadLetter) -> None:
-        """Queue one dead letter; :meth:`wait` confirms it."""
-        log.error(
-            "dead letter %s[%s]@%s stage=%s after %d attempt(s): %s: %s",
-            letter.origin["topic"], letter.origin["partition"], letter.origin["offset"],
-            letter.stage, letter.attempts, letter.error_class, letter.error_message,
-        )  # fmt: skip
-        self._producer.produce(
-            self._topic,
-            letter.value,
-            letter.key,
-            headers=letter.headers(),
-            on_delivery=self._delivered,
-        )
-
-    def wait(self, timeout: float) -> None:
-        """Block until every queued dead letter is acknowledged; raise if any was not."""
-        remaining = self._producer.flush(timeout)
-        failures, self._failures = self._failures, []
-        if remaining or failures:
-            reason = failures[0] if failures else f"{remaining} still unacknowledged after {timeout}s"
-            raise DeadLetterNotDelivered(f"DLQ topic {self._topic} did not acknowledge: {reason}")
-
-    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._failures.append(err)

@@ -1,4 +1,8 @@
-"""The only place that turns settings into librdkafka and schema-registry client configs."""
+"""The only place that turns settings into librdkafka and schema-registry client configs.
+
+``KAFKA_*`` options go to the clients they apply to (``kafka_options``): a consumer-only option given
+to a producer would only earn a CONFWARN line at the top of every log.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from orders.core.kafka_options import options_for
 from orders.core.settings import Settings, SettingsError, option_to_env_name
 
 
@@ -24,7 +29,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": 5,
-        **settings.kafka_options,
+        **options_for(settings.kafka_options, "producer"),
         **overrides,
     }
 
@@ -41,13 +46,13 @@ def consumer_config(settings: Settings, group_id: str | None = None, **overrides
         "enable.auto.commit": True,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        **settings.kafka_options,
+        **options_for(settings.kafka_options, "consumer"),
         **overrides,
     }
 
 
-def admin_config(settings: Settings) -> dict[str, Any]:
-    return {**_base(settings), **settings.kafka_options}
+def admin_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    return {**_base(settings), **options_for(settings.kafka_options, "admin"), **overrides}
 
 
 def registry_config(settings: Settings) -> dict[str, Any]:
@@ -90,9 +95,9 @@ def create_consumer(settings: Settings, group_id: str | None = None, **overrides
         raise _client_error(exc) from None
 
 
-def create_admin(settings: Settings) -> AdminClient:
+def create_admin(settings: Settings, **overrides: Any) -> AdminClient:
     try:
-        return AdminClient(admin_config(settings))
+        return AdminClient(admin_config(settings, **overrides))
     except KafkaException as exc:
         raise _client_error(exc) from None
 

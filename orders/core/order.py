@@ -13,6 +13,7 @@ MAX_ID_LENGTH = 256
 MAX_PRODUCT_LENGTH = 256
 # Cents are summed as 64-bit integers in Redis; a billion per order leaves room for 9e7 orders.
 MAX_PRICE_CENTS = 100_000_000_000
+MAX_PRICE_TEXT = 40  # a decimal string of a valid price is far shorter; Decimal parses long input slowly
 
 
 class OrderPayload(TypedDict):
@@ -50,10 +51,17 @@ def order_from_record(record: Any) -> Order:
     return Order(order_id, product, price_to_cents(record.get("price")))
 
 
-def order_from_payload(payload: OrderPayload) -> Order:
-    """Rebuild the order inside the task (the payload was validated by the bridge)."""
-    cents = Decimal(payload["price"]).scaleb(2)
-    return Order(payload["orderId"], payload["product"], int(cents))
+def order_from_payload(payload: Any) -> Order:
+    """Rebuild and check the order inside the task, by the bridge's rules.
+
+    Anything that can reach the Celery queue can enqueue the task (Flower's API, a Redis client), so
+    the worker trusts no payload: raises :class:`InvalidOrder` saying what is wrong.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidOrder(f"expected an order payload, got {type(payload).__name__}")
+    order_id = _text(payload.get("orderId"), "orderId", MAX_ID_LENGTH)
+    product = _text(payload.get("product"), "product", MAX_PRODUCT_LENGTH)
+    return Order(order_id, product, price_text_to_cents(payload.get("price")))
 
 
 def price_to_cents(price: Any) -> int:
@@ -62,12 +70,46 @@ def price_to_cents(price: Any) -> int:
         raise InvalidOrder(f"price must be a number, got {type(price).__name__}")
     if not math.isfinite(price):
         raise InvalidOrder(f"price must be finite, got {price}")
-    cents = round(price * 100)
+    return _checked_cents(round(price * 100), price)
+
+
+def price_text_to_cents(text: Any) -> int:
+    """The payload's exact decimal price (``"19.99"``) in cents; at most two decimals."""
+    if not isinstance(text, str) or len(text) > MAX_PRICE_TEXT:
+        raise InvalidOrder(f"price must be a decimal string, got {type(text).__name__}")
+    try:
+        price = Decimal(text)
+    except ArithmeticError as exc:
+        raise InvalidOrder(f"price {text!r} is not a decimal number") from exc
+    if not price.is_finite():
+        raise InvalidOrder(f"price must be finite, got {text!r}")
+    cents = price.scaleb(2)
+    if cents > MAX_PRICE_CENTS:  # checked before the int(): "1e99999" would be a huge integer
+        raise InvalidOrder(f"price {text} exceeds the maximum of {MAX_PRICE_CENTS // 100}")
+    if cents != cents.to_integral_value():
+        raise InvalidOrder(f"price {text} has more than two decimals")
+    return _checked_cents(int(cents), text)
+
+
+def _checked_cents(cents: int, shown: Any) -> int:
     if cents <= 0:
-        raise InvalidOrder(f"price must be positive, got {price}")
+        raise InvalidOrder(f"price must be positive, got {shown}")
     if cents > MAX_PRICE_CENTS:
-        raise InvalidOrder(f"price {price} exceeds the maximum of {MAX_PRICE_CENTS // 100}")
+        raise InvalidOrder(f"price {shown} exceeds the maximum of {MAX_PRICE_CENTS // 100}")
     return cents
+
+
+def origin_is_valid(origin: Any) -> bool:
+    """True if ``origin`` has the shape of a :class:`RecordOrigin` (a dead letter can point back with it)."""
+    if not isinstance(origin, dict) or set(origin) != set(RecordOrigin.__annotations__):
+        return False
+    texts = [origin["topic"], origin["value"], origin["group"]]
+    numbers = [origin["partition"], origin["offset"], origin["timestamp"]]
+    return (
+        all(isinstance(t, str) for t in texts)
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
+        and (origin["key"] is None or isinstance(origin["key"], str))
+    )
 
 
 def _text(value: Any, name: str, max_length: int) -> str:

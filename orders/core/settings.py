@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any, Literal, Self
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.connection import parse_url
 
 KAFKA_PREFIX = "KAFKA_"
+DAY_SECONDS = 24 * 3600
+# The dev registry's database on REDIS_URL's server unless REGISTRY_REDIS_URL says otherwise (the
+# aggregate is in 0 and compose puts the Celery queue in 1).
+REGISTRY_DATABASE = 2
 MASK = "**********"
-WEEK_SECONDS = 7 * 24 * 3600
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 # RabbitMQ through py-amqp (kombu's "pyamqp" transport, Celery's default for amqp://).
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
@@ -48,6 +52,9 @@ class Settings(BaseSettings):
     schema_registry_ssl_key_password: SecretStr | None = Field(None, alias="SCHEMA_REGISTRY_SSL_KEY_PASSWORD")
     # `orders registry` (the dev registry): the one user:password it accepts; required off loopback.
     registry_basic_auth: SecretStr | None = Field(None, alias="REGISTRY_BASIC_AUTH")
+    # `orders registry`'s own state: never the aggregate's database, so clearing that one (FLUSHDB)
+    # keeps every schema. Default: database REGISTRY_DATABASE of REDIS_URL's server.
+    registry_redis_url: str | None = Field(None, alias="REGISTRY_REDIS_URL", repr=False)
 
     redis_url: str = Field("redis://localhost:6379/0", alias="REDIS_URL", repr=False)
     celery_broker_url: str | None = Field(None, alias="CELERY_BROKER_URL", repr=False)
@@ -71,7 +78,12 @@ class Settings(BaseSettings):
     retry_backoff_max: int = Field(600, alias="RETRY_BACKOFF_MAX", ge=1)
     retry_jitter: bool = Field(False, alias="RETRY_JITTER")
 
-    dedupe_ttl_seconds: int = Field(WEEK_SECONDS, alias="DEDUPE_TTL_SECONDS", ge=1)
+    # How long an orderId is remembered as counted (or claimed for the DLQ): each remembered order
+    # costs Redis ~DEDUPE_BYTES_PER_ORDER, so memory ~ orders/s x this x that (README: bounded Redis).
+    # Checked at worker start to cover every redelivery and re-read (orders/core/celery_config.py).
+    dedupe_ttl_seconds: int = Field(DAY_SECONDS, alias="DEDUPE_TTL_SECONDS", ge=1)
+    # Distinct product names kept apart in the aggregate; the rest are counted under "(other)".
+    max_products: int = Field(1000, alias="MAX_PRODUCTS", ge=1)
     # Overrides the computed Redis visibility timeout (orders/core/celery_config.py checks it stays safe).
     visibility_timeout: int | None = Field(None, alias="VISIBILITY_TIMEOUT", ge=1)
     max_queue_depth: int = Field(10_000, alias="MAX_QUEUE_DEPTH", ge=2)
@@ -95,10 +107,10 @@ class Settings(BaseSettings):
     # naming any other Host or Origin are refused (DNS rebinding). Default: its listen address.
     dashboard_public_urls: tuple[str, ...] = Field((), alias="DASHBOARD_PUBLIC_URLS")
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "registry_redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in REDIS_SCHEMES:
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES:
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
@@ -109,7 +121,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a Redis (redis://, rediss://, unix://) or RabbitMQ (amqp://) URL")
         return value
 
-    @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
+    @field_validator("redis_url", "celery_broker_url", "celery_result_backend", "registry_redis_url")
     @classmethod
     def _rediss_checks_certificates(cls, value: str | None) -> str | None:
         # A bare rediss:// is not what it looks like: kombu's stock transport then skips the certificate
@@ -164,6 +176,8 @@ class Settings(BaseSettings):
     def _default_broker(self) -> Self:
         if self.celery_broker_url is None:
             object.__setattr__(self, "celery_broker_url", self.redis_url)
+        if self.registry_redis_url is None:
+            object.__setattr__(self, "registry_redis_url", with_database(self.redis_url, REGISTRY_DATABASE))
         return self
 
     @property
@@ -258,6 +272,33 @@ def is_secret_option(option: str) -> bool:
     (``ssl.key.pem``), a SASL/OAUTHBEARER config or a JAAS line must never reach a log.
     """
     return any(word in option.lower() for word in SECRET_OPTION_WORDS)
+
+
+def with_database(url: str, database: int) -> str:
+    """The same Redis server, another database: ``redis://h:6379/0`` -> ``redis://h:6379/2``.
+
+    A unix socket URL names its database in the query (``?db=N``).
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(database))]
+        return f"{url.partition('?')[0]}?{urlencode(query)}"
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def same_database(first: str, second: str) -> bool:
+    """Whether two Redis URLs name the same database of the same server (as redis-py reads them);
+    False when either is not a Redis URL."""
+    if not {urlsplit(first).scheme, urlsplit(second).scheme} <= {"redis", "rediss", "unix"}:
+        return False
+
+    def place(url: str) -> tuple[object, ...]:
+        kwargs = parse_url(url)
+        host = kwargs.get("host", "localhost")
+        host = "localhost" if host in {"127.0.0.1", "::1", "localhost"} else host
+        return (kwargs.get("path"), host, int(kwargs.get("port", 6379)), int(kwargs.get("db", 0)))
+
+    return place(first) == place(second)
 
 
 def redact_url(url: str) -> str:

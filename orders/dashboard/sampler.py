@@ -11,13 +11,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import redis
-from confluent_kafka import KafkaException, TopicPartition
-from kombu.exceptions import KombuError
+from confluent_kafka import KafkaException
+from kombu.exceptions import KombuError, OperationalError
 
+from bridge.amqp_handoff import AmqpHandoff
 from bridge.handoff import create_sender
 from orders.core.aggregate import Aggregate
 from orders.core.control import get_failure_rate
-from orders.core.kafka import REGISTRY_ERRORS, create_admin, create_consumer, create_registry_client
+from orders.core.kafka import REGISTRY_ERRORS, create_admin, create_registry_client
+from orders.core.lag import LagReader
 from orders.core.settings import Settings
 from orders.dashboard.state import (
     RECENT_ROWS,
@@ -25,44 +27,14 @@ from orders.dashboard.state import (
     Figures,
     Health,
     History,
-    PartitionLag,
     compose_state,
-    partition_lags,
 )
 
 log = logging.getLogger(__name__)
 
-KAFKA_TIMEOUT: Final = 1.0
 HEALTH_TIMEOUT: Final = 2.0
 # kombu's Redis transport keeps messages handed to a worker and not yet acknowledged in this hash.
 UNACKED_KEY: Final = "unacked"
-
-
-class KafkaFigures:
-    """High watermarks of the orders topic and the bridge group's committed offsets."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._topic = settings.orders_topic
-        # The bridge's group id, but never subscribed: it reads the group's offsets without joining it.
-        self._consumer = create_consumer(settings, settings.consumer_group, **{"enable.auto.commit": False})
-
-    def read(self) -> list[PartitionLag]:
-        """Lag per partition; raises KafkaException when the broker does not answer in time."""
-        metadata = self._consumer.list_topics(self._topic, timeout=KAFKA_TIMEOUT)
-        topic = metadata.topics.get(self._topic)
-        if topic is None or topic.error is not None:
-            raise KafkaException(f"topic {self._topic}: {topic.error if topic else 'not found'}")
-        partitions = [TopicPartition(self._topic, p) for p in sorted(topic.partitions)]
-        committed = self._consumer.committed(partitions, timeout=KAFKA_TIMEOUT)
-        low, high = {}, {}
-        for tp in partitions:
-            low[tp.partition], high[tp.partition] = self._consumer.get_watermark_offsets(
-                tp, timeout=KAFKA_TIMEOUT, cached=False
-            )
-        return partition_lags(high, low, {tp.partition: tp.offset for tp in committed})
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 class RedisFigures:
@@ -72,22 +44,39 @@ class RedisFigures:
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=HEALTH_TIMEOUT)
         self._aggregate = Aggregate(client)
         self._client = client
-        self._broker = redis.Redis.from_url(settings.broker_url, socket_timeout=HEALTH_TIMEOUT)
         self._queue = settings.celery_queue
+        self._broker: redis.Redis | None = None
+        self._rabbitmq: AmqpHandoff | None = None
+        if settings.broker_kind == "amqp":  # its depth the way the bridge reads it for backpressure
+            self._rabbitmq = AmqpHandoff(create_sender(settings), settings.celery_queue)
+        else:
+            self._broker = redis.Redis.from_url(settings.broker_url, socket_timeout=HEALTH_TIMEOUT)
 
     def read(self) -> Figures:
         """Raises redis.RedisError when Redis does not answer."""
+        queued, in_flight = self._queue_figures()
+        return Figures(
+            snapshot=self._aggregate.snapshot(),
+            recent=self._aggregate.recent(RECENT_ROWS),
+            queued=queued,
+            in_flight=in_flight,
+            failure_rate=get_failure_rate(self._client),
+        )
+
+    def _queue_figures(self) -> tuple[int | None, int | None]:
+        """Messages waiting, and handed to workers but not acknowledged (None where not known)."""
+        if self._rabbitmq is not None:
+            try:  # RabbitMQ's passive declare counts ready messages only; unacked ones are not in it
+                return self._rabbitmq.queue_depth(), None
+            except OperationalError as exc:
+                log.warning("RabbitMQ queue depth: %s", exc)
+                return None, None
+        assert self._broker is not None
         pipe = self._broker.pipeline(transaction=False)
         pipe.llen(self._queue)
         pipe.hlen(UNACKED_KEY)
         queued, in_flight = pipe.execute()
-        return Figures(
-            snapshot=self._aggregate.snapshot(),
-            recent=self._aggregate.recent(RECENT_ROWS),
-            queued=int(queued),
-            in_flight=int(in_flight),
-            failure_rate=get_failure_rate(self._client),
-        )
+        return int(queued), int(in_flight)
 
 
 class HealthProbe:
@@ -148,7 +137,7 @@ class Sampler:
         interval: float = 1.0,
         health_interval: float = 5.0,
     ) -> None:
-        self._kafka = KafkaFigures(settings)
+        self._kafka = LagReader(settings)
         self._redis = RedisFigures(settings)
         self._probe = HealthProbe(settings)
         self._controls = controls

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from orders.core.aggregate import Snapshot
+from orders.core.lag import PartitionLag, lag_json, produced_total
 
 HISTORY_POINTS: Final = 300  # five minutes at one sample per second
 RATE_WINDOW: Final = 5.0  # seconds a rate is averaged over, so one late sample does not make it jump
 RECENT_ROWS: Final = 20
+# MAX_PRODUCTS bounds the aggregate; the page needs far fewer rows each second.
+PRODUCT_ROWS: Final = 20
 SERIES: Final = ("average", "last100", "succeeded_rate", "produced_rate")
 
 HealthStatus = Literal["ok", "down", "unknown"]
@@ -33,38 +36,6 @@ def windowed_rate(points: Sequence[tuple[float, int]], window: float = RATE_WIND
     if elapsed <= 0 or newest_v < oldest_v:
         return 0.0
     return (newest_v - oldest_v) / elapsed
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionLag:
-    partition: int
-    high: int
-    committed: int | None
-    lag: int
-
-
-def partition_lags(
-    high: Mapping[int, int], low: Mapping[int, int], committed: Mapping[int, int]
-) -> list[PartitionLag]:
-    """Lag per partition: high watermark minus the group's committed offset, by partition number.
-
-    A partition the group never committed (librdkafka reports a negative offset) lags by everything
-    still retained (high - low). Some brokers (Tansu) report a multi-record batch's base offset + 1
-    as the high watermark, below what the group already committed; the watermark is taken to be at
-    least the committed offset so the lag is never negative and `produced` never falls behind.
-    """
-    lags = []
-    for partition in sorted(high):
-        offset = committed.get(partition, -1)
-        start = offset if offset >= 0 else low.get(partition, 0)
-        end = max(high[partition], start)
-        lags.append(PartitionLag(partition, end, offset if offset >= 0 else None, end - start))
-    return lags
-
-
-def produced_total(lags: Iterable[PartitionLag]) -> int:
-    """Records ever written to the topic: the sum of its partitions' high watermarks."""
-    return sum(lag.high for lag in lags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +124,7 @@ def processing_json(
         "succeeded": counters.get("succeeded", snapshot.count),
         "retry_attempts": counters.get("retry_attempts", 0),
         "dlq": counters.get("dlq", 0),
+        "dlq_stages": dict(snapshot.dlq_stages),
         "queued": queued,
         "in_flight": in_flight,
         "rate": round(rate, 2),
@@ -171,13 +143,6 @@ def average_json(snapshot: Snapshot) -> dict[str, Any]:
         "min": shown(snapshot.min),
         "max": shown(snapshot.max),
     }
-
-
-def lag_json(lags: Sequence[PartitionLag] | None) -> dict[str, Any]:
-    if lags is None:
-        return {"total": None, "partitions": []}
-    rows = [{"partition": p.partition, "high": p.high, "committed": p.committed, "lag": p.lag} for p in lags]
-    return {"total": sum(p.lag for p in lags), "partitions": rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +169,13 @@ class Figures:
         )
 
 
+def busiest_products(snapshot: Snapshot, limit: int = PRODUCT_ROWS) -> dict[str, Any]:
+    """The ``limit`` busiest products: every browser gets this each second, not the whole table."""
+    products = snapshot.to_json_dict()["products"]
+    ranked = sorted(products.items(), key=lambda item: (-item[1]["count"], item[0]))
+    return dict(ranked[:limit])
+
+
 def compose_state(
     figures: Figures,
     history: History,
@@ -222,7 +194,7 @@ def compose_state(
         if snap is None
         else processing_json(snap, figures.queued, figures.in_flight, history.succeeded_rate),
         "average": None if snap is None else average_json(snap),
-        "products": {} if snap is None else snap.to_json_dict()["products"],
+        "products": {} if snap is None else busiest_products(snap),
         "lag": lag_json(figures.lags),
         "recent": figures.recent[:RECENT_ROWS],
         "health": {name: h.to_json() for name, h in health.items()},

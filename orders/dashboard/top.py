@@ -1,5 +1,8 @@
 """`orders top`: the pipeline's core figures in the terminal, one full screen redrawn in place.
 
+Redis gives the counts, averages, queue and recent orders; Kafka the bridge group's lag, as on the
+dashboard, beside the dead letters by stage.
+
 The view is a fixed-height layout (a header line, figures beside products, recent orders below)
 sized to the terminal, so an 80x24 terminal shows every panel once, never torn or repeated.
 """
@@ -14,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 import redis
+from confluent_kafka import KafkaException
 from rich.console import Console, RenderableType
 from rich.layout import Layout
 from rich.live import Live
@@ -22,10 +26,12 @@ from rich.table import Table
 from rich.text import Text
 
 from orders.core.aggregate import Snapshot
+from orders.core.lag import LagReader, PartitionLag
 from orders.core.settings import Settings
 from orders.dashboard.state import windowed_rate
 
-FIGURES_WIDTH: Final = 32
+FIGURES_WIDTH: Final = 28
+DLQ_LAG_WIDTH: Final = 19
 MIDDLE_ROWS: Final = 14  # figures (11 lines) and products, with their borders
 STATUS_STYLE: Final = {"succeeded": "green", "retrying": "yellow", "dlq": "bold red"}
 
@@ -41,6 +47,8 @@ class TopView:
     rate: float = 0.0
     at: float = 0.0
     error: str = ""
+    # The bridge group's lag per partition, as the dashboard shows it; None when Kafka did not answer.
+    lags: list[PartitionLag] | None = None
 
 
 def _money(value: Decimal | str | None) -> str:
@@ -90,6 +98,27 @@ def _products(snapshot: Snapshot, rows: int) -> Table:
     return table
 
 
+def _dlq_and_lag(view: TopView, rows: int) -> Table:
+    """Dead letters by stage, then the consumer lag: its total and the partitions that fit."""
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(no_wrap=True)
+    table.add_column(justify="right", no_wrap=True, overflow="ellipsis", ratio=1)
+    for stage, count in view.snapshot.dlq_stages.items():
+        table.add_row(stage, _count(count))
+    if view.lags is None:
+        table.add_row(Text("lag", style="bold"), Text("n/a", style="yellow"))
+        table.add_row(Text("kafka down", style="yellow"), "")
+        return table
+    table.add_row(Text("lag", style="bold"), _count(sum(p.lag for p in view.lags)))
+    fit = max(rows - len(view.snapshot.dlq_stages) - 1, 0)
+    shown = view.lags if len(view.lags) <= fit else view.lags[: max(fit - 1, 0)]
+    for p in shown:
+        table.add_row(f" p{p.partition}", _count(p.lag))
+    if len(shown) < len(view.lags):
+        table.add_row(Text(f" +{len(view.lags) - len(shown)} more", style="dim"), "")
+    return table
+
+
 def _recent(recent: list[dict[str, Any]], rows: int) -> Table:
     table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
     widths = {"time": 8, "order": 23, "product": 10, "price": 9, "status": 9}
@@ -133,34 +162,46 @@ def render_top(view: TopView, height: int) -> RenderableType:
     layout["middle"].split_row(
         Layout(Panel(_figures(view), title="Figures"), name="figures", size=FIGURES_WIDTH),
         Layout(Panel(_products(view.snapshot, middle - 2), title="Products"), name="products"),
+        Layout(Panel(_dlq_and_lag(view, middle - 2), title="DLQ · lag"), name="dlq", size=DLQ_LAG_WIDTH),
     )
     layout["recent"].update(Panel(_recent(view.recent, bottom - 2), title="Recent orders"))
     return layout
 
 
 class TopSource:
-    """Reads one view from Redis; keeps a few seconds of counts for the rate."""
+    """Reads one view from Redis and the lag from Kafka; keeps a few seconds of counts for the rate."""
 
     def __init__(self, settings: Settings) -> None:
         from orders.dashboard.sampler import RedisFigures
 
         self._figures = RedisFigures(settings)
+        self._lag = LagReader(settings)
         self._counts: deque[tuple[float, int]] = deque(maxlen=10)
         self._last: TopView | None = None
 
     def read(self) -> TopView:
+        lags = self._read_lag()
         try:
             figures = self._figures.read()
         except redis.RedisError as exc:
             last = self._last or TopView(Snapshot.from_hashes({}, 0, {}, {}, {}))
             return TopView(last.snapshot, last.recent, last.queued, last.in_flight, 0.0, time.time(),
-                           f"redis unavailable: {exc}")  # fmt: skip
+                           f"redis unavailable: {exc}", lags)  # fmt: skip
         assert figures.snapshot is not None
         self._counts.append((time.monotonic(), figures.snapshot.count))
         view = TopView(figures.snapshot, figures.recent, figures.queued, figures.in_flight,
-                       windowed_rate(list(self._counts)), time.time())  # fmt: skip
+                       windowed_rate(list(self._counts)), time.time(), lags=lags)  # fmt: skip
         self._last = view
         return view
+
+    def _read_lag(self) -> list[PartitionLag] | None:
+        try:
+            return self._lag.read()
+        except KafkaException:
+            return None  # shown as "unavailable"
+
+    def close(self) -> None:
+        self._lag.close()
 
 
 def run_top(settings: Settings, interval: float = 1.0) -> None:
@@ -174,3 +215,5 @@ def run_top(settings: Settings, interval: float = 1.0) -> None:
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
+        finally:
+            source.close()

@@ -46,12 +46,13 @@ Exits 1 if any record was not acknowledged (the position stays at the first of t
 
 
 def _read_errors() -> tuple[type[Exception], ...]:
+    import redis
     from confluent_kafka import KafkaException
 
     from orders.core.errors import RegistryUnavailable
     from orders.dlq.reader import DlqError
 
-    return (DlqError, KafkaException, RegistryUnavailable)
+    return (DlqError, KafkaException, RegistryUnavailable, redis.RedisError)
 
 
 def _time(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -158,9 +159,11 @@ def list_command(limit: int, as_json: bool, **filters: Any) -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; produce and commit nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def replay(group: str | None, dry_run: bool, quiet: bool, **filters: Any) -> None:
+    import redis
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from orders.core.aggregate import Aggregate
     from orders.core.codec import OrderCodec
     from orders.core.kafka import create_consumer, create_producer, create_registry_client
     from orders.dlq.reader import plan_spans, read_batches
@@ -178,6 +181,7 @@ def replay(group: str | None, dry_run: bool, quiet: bool, **filters: Any) -> Non
         (settings.dlq_topic, settings.orders_topic),
         build_filter(filters),
         settings.dlq_delivery_timeout + 5,
+        Aggregate(redis.Redis.from_url(settings.redis_url)).release_dead_letter_claims,
     )
     columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     error = ""

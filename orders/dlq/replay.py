@@ -70,6 +70,7 @@ class Replay:
         topics: tuple[str, str],  # (DLQ topic, orders topic)
         flt: DeadLetterFilter,
         delivery_timeout: float,
+        release_claims: Callable[[list[str]], None] = lambda _ids: None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -77,6 +78,9 @@ class Replay:
         self._dlq_topic, self._orders_topic = topics
         self._filter = flt
         self._timeout = delivery_timeout
+        # A dead-lettered order is claimed in Redis, so that no copy of it is ever counted; replaying
+        # it is the operator's word that it may be counted now (orders/core/aggregate.py).
+        self._release_claims = release_claims
         self.tally = ReplayTally()
 
     def run(self, batches: Iterable[list[Message]], progress: Callable[[int], None]) -> ReplayTally:
@@ -99,6 +103,7 @@ class Replay:
         if self._producer is None:
             self.tally.would_replay.extend(v for _, v in chosen)
         else:
+            self._release_claims([v.order_id for _, v in chosen if v.order_id])
             delivered = self._publish(self._producer, chosen)
             outcomes = [
                 "failed" if o == "replayed" and (v.dlq_partition, v.dlq_offset) not in delivered else o

@@ -15,7 +15,10 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--certfile", type=FILE, help="Serve HTTPS with this PEM certificate (chain).")
 @click.option("--keyfile", type=FILE, help="The certificate's PEM private key (if not in --certfile).")
 def registry(host: str, port: int, certfile: Path | None, keyfile: Path | None) -> None:
-    """Run the dev schema registry (Confluent REST API subset, state in REDIS_URL).
+    """Run the dev schema registry (Confluent REST API subset).
+
+    Its state is in REGISTRY_REDIS_URL (by default database 2 of REDIS_URL's server), never in the
+    aggregate's database.
 
     REGISTRY_BASIC_AUTH (user:password) makes every request need those credentials, as clients send
     them with SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO; listening beyond loopback requires it.

@@ -17,8 +17,9 @@ from typing import Any, Literal, cast, get_args
 
 import avro.errors
 import avro.schema
-from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityResult
 
+from orders.registry.differences import differences
 from orders.registry.errors import (
     MAX_SCHEMA_BYTES,
     invalid_compatibility_level,
@@ -95,30 +96,31 @@ def _parse(text: str) -> ParsedSchema:
 def incompatibilities(
     level: Level, candidate: ParsedSchema, previous: Sequence[tuple[int, ParsedSchema]]
 ) -> list[str]:
-    """Why ``candidate`` may not follow ``previous`` at ``level``; empty means compatible.
+    """Why ``candidate`` may not follow ``previous`` at ``level``, as Confluent's registry words it;
+    empty means compatible.
 
-    ``previous`` holds ``(version, schema)`` pairs, oldest first. Plain levels look at the newest
-    one only, ``*_TRANSITIVE`` levels at all of them.
+    ``previous`` holds ``(version, schema)`` pairs, oldest first. Plain levels look at the newest one
+    only, ``*_TRANSITIVE`` levels at each, newest first, and report the first one that clashes: its
+    findings (``orders.registry.differences``), then ``{oldSchemaVersion: N}``, ``{oldSchema: '...'}``
+    and ``{validateFields: 'false', compatibility: 'LEVEL'}``.
     """
     if level == "NONE" or not previous:
         return []
     compared = previous if level.endswith("_TRANSITIVE") else previous[-1:]
     base = level.removesuffix("_TRANSITIVE")
-    problems: list[str] = []
     for version, old in reversed(compared):
-        if base in ("BACKWARD", "FULL"):
-            problems += _check(candidate, old, f"new schema reading version {version}")
-        if base in ("FORWARD", "FULL"):
-            problems += _check(old, candidate, f"version {version} reading new schema")
-    return problems
+        # Confluent checks FULL as "old reads new" then "new reads old", and names the old schema
+        # after the second part only.
+        forward = differences(_check(old, candidate), "old", "new") if base in ("FORWARD", "FULL") else []
+        backward = differences(_check(candidate, old), "new", "old") if base in ("BACKWARD", "FULL") else []
+        if forward or backward:
+            named = bool(backward) if base == "FULL" else True
+            old_schema = [f"{{oldSchemaVersion: {version}}}", f"{{oldSchema: '{old.canonical}'}}"]
+            return [*forward, *backward, *(old_schema if named else []),
+                    f"{{validateFields: 'false', compatibility: '{level}'}}"]  # fmt: skip
+    return []
 
 
-def _check(reader: ParsedSchema, writer: ParsedSchema, what: str) -> list[str]:
+def _check(reader: ParsedSchema, writer: ParsedSchema) -> SchemaCompatibilityResult:
     # A fresh checker each time: it memoizes on object ids, which must not outlive the schemas.
-    result = ReaderWriterCompatibilityChecker().get_compatibility(reader.avro, writer.avro)
-    if result.compatibility is SchemaCompatibilityType.compatible:
-        return []
-    kinds = ", ".join(kind.value.upper() for kind in result.incompatibilities)
-    where = ", ".join(sorted(result.locations))
-    detail = "; ".join(sorted(result.messages))
-    return [f"{what}: {kinds} at {where} ({detail})"]
+    return ReaderWriterCompatibilityChecker().get_compatibility(reader.avro, writer.avro)

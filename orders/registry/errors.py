@@ -81,7 +81,7 @@ def incompatible_schema(subject: str, details: list[str]) -> RegistryError:
         409,
         409,
         "Schema being registered is incompatible with an earlier schema "
-        f'for subject "{subject}", details: [{"; ".join(details)}]',
+        f'for subject "{subject}", details: [{", ".join(details)}]',
     )
 
 

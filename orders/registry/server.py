@@ -28,7 +28,7 @@ from orders.registry import errors
 from orders.registry.access import BasicAuth, check_listen, server_tls
 from orders.registry.compat import AVRO, ParsedSchema, parse_level, parse_schema
 from orders.registry.service import RegistryService
-from orders.registry.store import Deleted, RegistryStore, StoredSchema, SubjectVersion
+from orders.registry.store import Deleted, RegistryStore, StoredSchema, SubjectVersion, check_apart
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -259,7 +259,8 @@ def serve(
 ) -> None:
     """Answer registry requests on ``host:port`` until SIGTERM or SIGINT, then return.
 
-    State lives in ``settings.redis_url``, so a restarted registry hands out the same ids. With
+    State lives in ``settings.registry_redis_url`` (never the aggregate's database), so a restarted
+    registry hands out the same ids. With
     ``certfile`` it speaks HTTPS; with REGISTRY_BASIC_AUTH every request needs those credentials.
     Raises RegistryStartError before binding when it may not listen as asked.
     """
@@ -267,11 +268,13 @@ def serve(
     check_listen(host, auth)
     tls = server_tls(certfile, keyfile)
     # Requests run on the event loop; bounded timeouts keep a stuck Redis from hanging it for good.
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
+    state_url = settings.registry_redis_url or settings.redis_url
+    client = redis.Redis.from_url(state_url, socket_connect_timeout=5, socket_timeout=10)
+    check_apart(settings, client)
     app = make_app(RegistryService(RegistryStore(client)), auth)
     try:
         guard = "basic auth" if auth else "no auth"
-        details = f"{guard}, state in {redact_url(settings.redis_url)}"
+        details = f"{guard}, state in {redact_url(state_url)}"
         asyncio.run(_serve_until_stopped(app, host, port, tls, details))
     finally:
         client.close()

@@ -116,7 +116,7 @@ class RegistryService:
             level = self.level(subject)
             problems = incompatibilities(level, parsed, _parsed(live))
             if problems:
-                raise errors.incompatible_schema(subject, [*problems, f"compatibility: {level}"])
+                raise errors.incompatible_schema(subject, problems)
 
         return self.store.register(subject, parsed, check)
 

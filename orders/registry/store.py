@@ -23,6 +23,9 @@ from typing import Literal
 import redis
 from redis.client import Pipeline
 
+from orders.core.aggregate import COUNTERS_KEY, LATEST_KEY, TOTALS_KEY
+from orders.core.settings import Settings, redact_url, same_database
+from orders.registry.access import RegistryStartError
 from orders.registry.compat import ParsedSchema
 
 log = logging.getLogger(__name__)
@@ -206,3 +209,28 @@ class RegistryStore:
             self.client.delete(self.key("config", "global"))
         else:
             self.client.hdel(self.key("config", "subjects"), subject)
+
+
+def check_apart(settings: Settings, client: redis.Redis) -> None:
+    """Refuse to keep schemas where the aggregate or the Celery queue lives.
+
+    Clearing that database (a FLUSHDB to start the average afresh) would delete every schema, and from
+    then on each order would be dead-lettered as ``unknown schema id``. Raises RegistryStartError.
+    """
+    url = settings.registry_redis_url or settings.redis_url
+    for name, other in (("REDIS_URL", settings.redis_url), ("CELERY_BROKER_URL", settings.broker_url)):
+        if same_database(url, other):
+            raise RegistryStartError(
+                f"the registry's state ({redact_url(url)}) would share {name}'s database; set "
+                "REGISTRY_REDIS_URL to a database of its own (default: database 2 of REDIS_URL's server)"
+            )
+    try:
+        holds_aggregate = bool(client.exists(TOTALS_KEY, COUNTERS_KEY, LATEST_KEY))
+    except redis.RedisError as exc:  # Redis not up yet: requests answer 50001 until it is
+        log.warning("could not check %s for the aggregate's keys: %s", redact_url(url), exc)
+        return
+    if holds_aggregate:
+        raise RegistryStartError(
+            f"{redact_url(url)} holds the aggregate's keys ({TOTALS_KEY}, ...): the registry needs a "
+            "database of its own (REGISTRY_REDIS_URL)"
+        )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 
 @click.command()
@@ -16,20 +17,48 @@ import click
 @click.option("--rate", default=5.0, show_default=True, help="Demo producer: orders per second.")
 @click.option("--failure-rate", default=0.1, show_default=True, help="Injected transient failure rate, 0-1.")
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
+@click.option(
+    "--flower-max-tasks", default=10_000, show_default=True,
+    help="Tasks Flower keeps in memory (about 6 KB each): its memory bound.",
+)  # fmt: skip
 @click.option("--no-dashboard", is_flag=True, help="Do not start the web dashboard.")
-@click.option("--kafka-port", default=0, help="Tansu port (default: a free one).")
-@click.option("--redis-port", default=0, help="redis-server port (default: a free one).")
-@click.option("--registry-port", default=0, help="Schema registry port (default: a free one).")
-@click.option("--flower-port", default=0, help="Flower port (default: a free one).")
-@click.option("--dashboard-port", default=0, help="Dashboard port (default: a free one).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Keep Redis data here.")
-def up(no_producer: bool, no_flower: bool, no_dashboard: bool, **options: Any) -> None:
-    """Run the whole pipeline on this machine, no Docker: Ctrl-C stops everything in order."""
+@click.option(
+    "--broker", type=click.Choice(["tansu", "kafka"]), default="tansu", show_default=True,
+    help="tansu: in memory, starts at once. kafka: Apache Kafka (KRaft) keeping its log in --data-dir.",
+)  # fmt: skip
+@click.option("--kafka-port", default=9092, show_default=True, help="Kafka broker port.")
+@click.option("--redis-port", default=6379, show_default=True, help="redis-server port.")
+@click.option("--registry-port", default=8081, show_default=True, help="Schema registry port.")
+@click.option("--flower-port", default=5555, show_default=True, help="Flower port.")
+@click.option("--dashboard-port", default=8050, show_default=True, help="Dashboard port.")
+@click.option(
+    "--metrics-port", default=9100, show_default=True,
+    help="The bridge's /metrics; worker N serves on this port + N.",
+)  # fmt: skip
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None,
+    help="Keep Redis' data (and Apache Kafka's log with --broker kafka) here between runs.",
+)  # fmt: skip
+@click.pass_context
+def up(ctx: click.Context, no_producer: bool, no_flower: bool, no_dashboard: bool, **options: Any) -> None:
+    """Run the whole pipeline on this machine, no Docker: Ctrl-C stops everything in order.
+
+    Each service takes its usual port; one that is taken falls back to a free port, and the summary
+    says so. A port given on the command line must be free (0 picks any free one).
+    """
     from orders.core.process import start_process
     from orders.stack.stack import StackError, StackOptions, run_stack
 
     settings = start_process()
-    opts = StackOptions(producer=not no_producer, flower=not no_flower, dashboard=not no_dashboard, **options)
+    explicit = frozenset(
+        name.removesuffix("_port")
+        for name in options
+        if name.endswith("_port") and ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+    )
+    opts = StackOptions(
+        producer=not no_producer, flower=not no_flower, dashboard=not no_dashboard, explicit_ports=explicit,
+        **options,
+    )  # fmt: skip
     try:
         sys.exit(run_stack(settings, opts))
     except StackError as exc:
@@ -38,11 +67,16 @@ def up(no_producer: bool, no_flower: bool, no_dashboard: bool, **options: Any) -
 
 @click.command("env")
 def env_command() -> None:
-    """Print the running `orders up` stack's endpoints as shell exports: eval "$(orders env)"."""
-    from orders.stack.stack import read_state
+    """Print the running `orders up` stack's endpoints as shell exports: eval "$(orders env)".
+
+    Its URLs (the /metrics of the bridge and each worker among them) follow as comments.
+    """
+    from orders.stack.state import read_state
 
     state = read_state()
     if state is None:
         raise click.ClickException("no `orders up` is running")
     for name, value in dict(state["env"]).items():  # type: ignore[call-overload]
         click.echo(f"export {name}={shlex.quote(value)}")
+    for name, url in dict(state.get("urls", {})).items():  # type: ignore[call-overload]
+        click.echo(f"# {name}: {url}")

@@ -187,8 +187,9 @@ class ApacheKafka:
     arguments, e.g. SCRAM users) and how readiness is probed (:meth:`ready`).
     """
 
-    def __init__(self, log_dir: Path, port: int = 0, data_dir: Path | None = None) -> None:
+    def __init__(self, log_dir: Path, port: int = 0, data_dir: Path | None = None, name: str = "") -> None:
         self.log_dir = log_dir
+        self.name = name
         self.jars = ensure_kafka_jars()
         self.port = port or free_port()
         self.controller_port = free_port()
@@ -212,6 +213,11 @@ class ApacheKafka:
             "-cp", f"{self.jars}/*", main, *args,
         ]  # fmt: skip
 
+    @property
+    def formatted(self) -> bool:
+        """The data directory holds a formatted log (a restart keeps its cluster id and topics)."""
+        return (self.data_dir / "logs" / "meta.properties").exists()
+
     def format(self, *extra: str) -> None:
         """Format the storage with a new cluster id (once per data directory); ``extra`` StorageTool args."""
         started = time.monotonic()
@@ -225,7 +231,7 @@ class ApacheKafka:
     def start(self, wait: bool = True) -> Running:
         """Start the broker; with ``wait`` False return at once and call :meth:`wait_ready` later."""
         self.service = Service(
-            f"kafka-{self.port}", self._java("kafka.Kafka", str(self.config)), self.log_dir
+            self.name or f"kafka-{self.port}", self._java("kafka.Kafka", str(self.config)), self.log_dir
         )
         self.service.start(self.ready if wait else lambda: True, timeout=120)
         return Running(self.service, self.port, f"127.0.0.1:{self.port}", self.data_dir)
@@ -254,8 +260,10 @@ def start_registry(
     name: str = "",
     basic_auth: str | None = None,
     tls: tuple[Path, Path] | None = None,
+    aggregate_url: str | None = None,
 ) -> Running:
-    """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``.
+    """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``
+    (its REGISTRY_REDIS_URL), which must not be the aggregate's database (``aggregate_url``).
 
     ``basic_auth`` ("user:password") is the one credential it accepts; ``tls`` (certificate, key) makes
     it serve HTTPS. Readiness is its port accepting connections.
@@ -264,7 +272,9 @@ def start_registry(
     argv = [sys.executable, "-m", "orders.cli", "registry", "--host", "127.0.0.1", "--port", str(port)]
     if tls is not None:
         argv += ["--certfile", str(tls[0]), "--keyfile", str(tls[1])]
-    env = {"REDIS_URL": redis_url, **({"REGISTRY_BASIC_AUTH": basic_auth} if basic_auth else {})}
+    env = {"REGISTRY_REDIS_URL": redis_url, **({"REGISTRY_BASIC_AUTH": basic_auth} if basic_auth else {})}
+    if aggregate_url is not None:
+        env["REDIS_URL"] = aggregate_url
     service = Service(name or f"registry-{port}", argv, log_dir, env=env)
     service.start(lambda: port_open(port), timeout=30)
     return Running(service, port, f"{'https' if tls else 'http'}://127.0.0.1:{port}")

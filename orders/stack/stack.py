@@ -10,10 +10,7 @@ them, as Jupyter does; `orders env` exports what clients need.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import secrets
 import signal
 import tempfile
 import threading
@@ -22,55 +19,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from orders.core.settings import Settings
+from orders.core.settings import REGISTRY_DATABASE, Settings, with_database
 from orders.stack import services
-from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
+from orders.stack.options import RunSecrets, StackOptions, with_credentials
+from orders.stack.processes import (
+    PYTHON,
+    bridge_argv,
+    flower_argv,
+    healthz_ready,
+    pipeline_service,
+    worker_argv,
+)
+from orders.stack.state import STATE_FILE, write_state
 from orders.stack.supervisor import Service, free_port, port_open
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = Path.home() / ".cache" / "orders-pipeline" / "up.json"
-
 
 class StackError(Exception):
     """The stack cannot start (a missing program, a port in use); the message says what to do."""
-
-
-@dataclass(frozen=True)
-class StackOptions:
-    workers: int = 2
-    producer: bool = True
-    rate: float = 5.0
-    failure_rate: float = 0.1
-    flower: bool = True
-    kafka_port: int = 0
-    redis_port: int = 0
-    registry_port: int = 0
-    flower_port: int = 0
-    dashboard: bool = True
-    dashboard_port: int = 0
-    data_dir: Path | None = None
-    partitions: int = 3
-
-
-@dataclass(frozen=True, repr=False)
-class RunSecrets:
-    """Random credentials for one `orders up`: nothing shipped, nothing reused between runs."""
-
-    redis_password: str = field(default_factory=lambda: secrets.token_hex(24))
-    registry_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    flower_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    dashboard_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-
-    @property
-    def registry_auth(self) -> str:
-        return f"registry:{self.registry_password}"
-
-    @property
-    def flower_auth(self) -> str:
-        return f"orders:{self.flower_password}"
 
 
 @dataclass
@@ -84,6 +54,8 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     children: list[Service] = field(default_factory=list)
+    # Lines the summary shows above the URLs (a conventional port that was taken, ...).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def log_dir(self) -> Path:
@@ -107,38 +79,72 @@ class Stack:
         STATE_FILE.unlink(missing_ok=True)
 
 
-def _port(wanted: int) -> int:
-    if wanted and port_open(wanted):
-        raise StackError(f"port {wanted} is already in use; pick another or pass 0 for a free one")
-    return wanted or free_port()
+def _port(stack: Stack, service: str, wanted: int, option: str | None) -> int:
+    """``wanted`` when it is free (0: any free port); ``option`` names its ``--<option>-port``, if any.
+
+    A default port that is taken falls back to a free one, with a note in the summary; a port the user
+    gave stops start-up instead, since their clients expect it there.
+    """
+    if not wanted:
+        return free_port()
+    if not port_open(wanted):
+        return wanted
+    if option in stack.options.explicit_ports:
+        raise StackError(f"port {wanted} (--{option}-port) is in use; pick another or pass 0 for a free one")
+    port = free_port()
+    hint = f" (--{option}-port to choose)" if option else ""
+    stack.notes.append(f"port {wanted} is in use: {service} listens on {port} instead{hint}")
+    return port
+
+
+def start_broker(stack: Stack, data_dir: Path) -> tuple[services.Running, dict[str, str]]:
+    """Tansu (the default: in memory, starts at once) or Apache Kafka in KRaft mode with its log in
+    ``data_dir``, so a restart keeps the topics; with the options its clients need."""
+    port = _port(stack, "kafka", stack.options.kafka_port, "kafka")
+    if stack.options.broker == "kafka":
+        kafka = services.ApacheKafka(stack.log_dir, port, data_dir / "kafka", name="kafka")
+        if not kafka.formatted:
+            kafka.format()
+        return kafka.start(), {}
+    tansu = services.start_tansu(stack.log_dir, port, name="tansu")
+    # Tansu: without a short session timeout a consumer's first group join waits ~23 s; and it answers
+    # a fetch only when its wait expires, not when data arrives, so keep the wait short.
+    return tansu, {"KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_FETCH_WAIT_MAX_MS": "10"}
 
 
 def start_services(stack: Stack) -> None:
-    """Tansu, redis-server and the registry; fills in the env every later child gets."""
+    """The broker, redis-server and the registry; fills in the env every later child gets."""
     opts = stack.options
     data_dir = opts.data_dir or stack.run_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        kafka = services.start_tansu(stack.log_dir, _port(opts.kafka_port), name="tansu")
+        kafka, client_options = start_broker(stack, data_dir)
         stack.children.append(kafka.service)
         aof = ("--appendonly", "yes", "--appendfsync", "everysec")
         redis_server = services.start_redis(
-            stack.log_dir, _port(opts.redis_port), data_dir, aof, "redis", stack.secrets.redis_password
+            stack.log_dir,
+            _port(stack, "redis", opts.redis_port, "redis"),
+            data_dir,
+            aof,
+            "redis",
+            stack.secrets.redis_password,
         )
         stack.children.append(redis_server.service)
         redis_url = f"{redis_server.url}/0"
         registry = services.start_registry(
-            stack.log_dir, redis_url, _port(opts.registry_port), "registry", stack.secrets.registry_auth
+            stack.log_dir,
+            with_database(redis_url, REGISTRY_DATABASE),  # apart from the aggregate: see `orders reset`
+            _port(stack, "registry", opts.registry_port, "registry"),
+            "registry",
+            stack.secrets.registry_auth,
+            aggregate_url=redis_url,
         )
         stack.children.append(registry.service)
     except services.Unavailable as exc:
         raise StackError(str(exc)) from exc
     stack.env.update(
         KAFKA_BOOTSTRAP_SERVERS=kafka.url,
-        # Tansu: without a short session timeout a consumer's first group join waits ~23 s.
-        KAFKA_SESSION_TIMEOUT_MS="6000",
-        # Tansu answers a fetch only when its wait expires, not when data arrives: keep the wait short.
-        KAFKA_FETCH_WAIT_MAX_MS="10",
+        **client_options,
         REDIS_URL=redis_url,
         SCHEMA_REGISTRY_URL=registry.url,
         SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=stack.secrets.registry_auth,
@@ -150,12 +156,6 @@ def start_services(stack: Stack) -> None:
     )  # fmt: skip
 
 
-def with_credentials(url: str, user_info: str) -> str:
-    """``http://host:port`` -> ``http://user:password@host:port`` (for curl and browsers)."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{user_info}@{rest}"
-
-
 def create_topics(stack: Stack) -> None:
     admin = AdminClient({"bootstrap.servers": stack.env["KAFKA_BOOTSTRAP_SERVERS"]})
     topics = [
@@ -163,7 +163,11 @@ def create_topics(stack: Stack) -> None:
         NewTopic(stack.settings.dlq_topic, num_partitions=1, replication_factor=1),
     ]
     for future in admin.create_topics(topics).values():
-        future.result(timeout=30)
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:  # a durable broker's restart: the topics are there already
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
 
 
 def start_pipeline(stack: Stack) -> None:
@@ -172,17 +176,18 @@ def start_pipeline(stack: Stack) -> None:
     # The demo's failure injection: on for these workers only (a worker is started without it otherwise).
     faults = {"FAILURE_INJECTION": "true", "FAILURE_RATE": str(opts.failure_rate)}
     for n in range(1, opts.workers + 1):
-        start_ready(stack, f"worker{n}", worker_argv(f"worker{n}"), **faults)
-    start_ready(stack, "bridge", bridge_argv())
+        port = opts.metrics_port + n if opts.metrics_port else 0
+        start_ready(stack, f"worker{n}", worker_argv(f"worker{n}"), port, **faults)
+    start_ready(stack, "bridge", bridge_argv(), opts.metrics_port)
     if opts.flower:
-        port = _port(opts.flower_port)
-        argv = [PYTHON, "-m", "celery", "-A", "worker", "flower", f"--port={port}", "--address=127.0.0.1"]
+        port = _port(stack, "flower", opts.flower_port, "flower")
+        argv = flower_argv(port, opts.flower_max_tasks)
         # Credentials through Flower's environment, not its command line (which `ps` shows to anyone).
         auth = stack.secrets.flower_auth
         stack.start_child("flower", argv, lambda _s: port_open(port), FLOWER_BASIC_AUTH=auth)
         stack.urls["flower"] = with_credentials(f"http://127.0.0.1:{port}", auth)
     if opts.dashboard:
-        port = _port(opts.dashboard_port)
+        port = _port(stack, "dashboard", opts.dashboard_port, "dashboard")
         argv = [PYTHON, "-m", "orders.cli", "dashboard", "--host", "127.0.0.1", "--port", str(port)]
         token = stack.secrets.dashboard_token
         stack.start_child("dashboard", argv, lambda _s: port_open(port), DASHBOARD_TOKEN=token)
@@ -193,11 +198,18 @@ def start_pipeline(stack: Stack) -> None:
         stack.start_child("producer", argv, lambda s: s.running())
 
 
-def start_ready(stack: Stack, name: str, argv: list[str], **env: str) -> Service:
-    """A worker or bridge, started once its /healthz answers 200."""
-    service, port = pipeline_service(name, argv, stack.log_dir, {**stack.env, **env})
+def start_ready(stack: Stack, name: str, argv: list[str], metrics_port: int, **env: str) -> Service:
+    """A worker or bridge serving /metrics on ``metrics_port`` (or a free one), started once its /healthz
+    answers 200."""
+    # Only the bridge's port is the option's own; the workers' follow it.
+    port = _port(stack, f"{name} /metrics", metrics_port, "metrics" if name == "bridge" else None)
+    service, port = pipeline_service(
+        name, argv, stack.log_dir, {**stack.env, **env, "METRICS_PORT": str(port)}
+    )
     stack.children.append(service)
-    return service.start(lambda: healthz_ready(port), timeout=90)
+    service.start(lambda: healthz_ready(port), timeout=90)
+    stack.urls[f"{name} metrics"] = f"http://127.0.0.1:{port}/metrics"
+    return service
 
 
 def new_stack(settings: Settings, options: StackOptions) -> Stack:
@@ -213,30 +225,6 @@ def new_stack(settings: Settings, options: StackOptions) -> Stack:
         "PYTHONUNBUFFERED": "1",
     }
     return Stack(options, settings, run_dir, env=base_env)
-
-
-def write_state(stack: Stack) -> None:
-    """What `orders env` prints while this stack runs: what clients need (Redis, Kafka, the registry)."""
-    exported = {k: v for k, v in stack.env.items() if k not in {"PYTHONUNBUFFERED", "METRICS_HOST"}}
-    state = {
-        "pid": os.getpid(),
-        "env": exported,
-        "urls": stack.urls,
-        "logs": str(stack.log_dir),
-        "children": {child.name: child.pid for child in stack.children},
-    }
-    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    services.private_file(STATE_FILE, json.dumps(state, indent=2))  # it holds this run's secrets
-
-
-def read_state() -> dict[str, object] | None:
-    """The running stack's state, or None when no `orders up` is alive."""
-    try:
-        state = json.loads(STATE_FILE.read_text())
-        os.kill(int(state["pid"]), 0)
-    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError):
-        return None
-    return dict(state)
 
 
 def wait_while_healthy(stack: Stack, tick: Callable[[], None], stop: Callable[[], bool]) -> Service | None:

@@ -22,6 +22,8 @@ console = Console()
 
 
 def print_summary(stack: Stack) -> None:
+    for note in stack.notes:
+        console.print(f"[yellow]{note}[/]", markup=True, highlight=False)
     table = Table(title="orders up: the pipeline is running", show_header=False, title_justify="left")
     table.add_column()
     table.add_column(overflow="fold")  # URLs carry secrets: wrapped, never cut short with an ellipsis

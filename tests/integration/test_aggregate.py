@@ -23,12 +23,13 @@ from orders.core.aggregate import (
     RECENT_KEY,
     RECENT_SIZE,
     TOTALS_KEY,
+    dead_key,
     seen_key,
 )
-from orders.core.settings import WEEK_SECONDS, Settings
-from orders.stack.supervisor import wait_for
+from orders.core.settings import DAY_SECONDS, Settings
+from orders.stack.supervisor import free_port, wait_for
 from orders.stats import show_stats
-from worker.aggregate import SCRIPT, AggregateWriter
+from worker.aggregate import SCRIPT, AggregateWriter, Claim, ClaimedForDeadLetter
 
 TTL = 3600
 CENT = Decimal("0.01")
@@ -156,16 +157,22 @@ def test_empty_aggregate_reads_as_zero(aggregate: AggregateWriter) -> None:
         None,
         0,
     )
-    assert snap.counters == {"consumed": 0, "succeeded": 0, "retry_attempts": 0, "dlq": 0}
+    assert snap.counters == {
+        "consumed": 0,
+        "succeeded": 0,
+        "retry_attempts": 0,
+        "dlq": 0,
+        "products_folded": 0,
+    }
 
 
 def test_dedupe_ttl_is_set_on_the_order_key(client: redis.Redis, redis_url: str) -> None:
     default_ttl = Settings.from_env({"REDIS_URL": redis_url}, env_file=None).dedupe_ttl_seconds
-    assert default_ttl == WEEK_SECONDS
-    AggregateWriter(client, default_ttl).record_order("o-week", "widget", 100)
+    assert default_ttl == DAY_SECONDS
+    AggregateWriter(client, default_ttl).record_order("o-day", "widget", 100)
     AggregateWriter(client, 90).record_order("o-short", "widget", 100)
 
-    assert WEEK_SECONDS - 5 <= client.ttl(seen_key("o-week")) <= WEEK_SECONDS
+    assert DAY_SECONDS - 5 <= client.ttl(seen_key("o-day")) <= DAY_SECONDS
     assert 85 <= client.ttl(seen_key("o-short")) <= 90
 
 
@@ -191,7 +198,7 @@ def test_counters(aggregate: AggregateWriter) -> None:
         aggregate.count_event("dlq", -1)
 
     counters = aggregate.snapshot().counters
-    assert counters == {"consumed": 6, "succeeded": 1, "retry_attempts": 2, "dlq": 1}
+    assert counters == {"consumed": 6, "succeeded": 1, "retry_attempts": 2, "dlq": 1, "products_folded": 0}
 
 
 @pytest.mark.parametrize("price", [1.5, True, "100", 2**63])
@@ -310,10 +317,14 @@ def test_stats_json_output_matches_the_snapshot(
     for i, (product, cents) in enumerate([("widget", 1999), ("gadget", 1), ("widget", 2000)]):
         aggregate.record_order(f"o-{i}", product, cents)
     aggregate.count_event("consumed", 3)
-    settings = Settings.from_env({"REDIS_URL": redis_url}, env_file=None)
+    # No Kafka answers here: the lag shows as unavailable, the rest as usual.
+    nowhere = f"127.0.0.1:{free_port()}"
+    settings = Settings.from_env({"REDIS_URL": redis_url, "KAFKA_BOOTSTRAP_SERVERS": nowhere}, env_file=None)
 
     show_stats(settings, as_json=True)
     shown = json.loads(capsys.readouterr().out)
+    lag = shown.pop("lag")
+    assert (lag["total"], lag["partitions"]) == (None, []) and lag["error"].startswith("kafka: ")
     assert shown == aggregate.snapshot().to_json_dict()
     assert (shown["count"], shown["sum"], shown["average"]) == (3, "40.00", "13.3333")
     assert shown["products"]["widget"] == {"count": 2, "sum": "39.99", "average": "19.9950"}
@@ -386,3 +397,57 @@ def test_failure_rate_override_reaches_workers(client: redis.Redis) -> None:
     assert override.current() is None
     with pytest.raises(ValueError):
         set_failure_rate(client, 1.5)
+
+
+def test_what_one_remembered_order_costs_redis(aggregate: AggregateWriter, client: redis.Redis) -> None:
+    """The README's memory formula rests on this figure: ~110 bytes plus the orderId's length."""
+    for i in range(300):  # the bounded structures (last 100, recent activity) fill up first
+        aggregate.record_order(f"warm-{i}", "widget", 100 + i)
+    before = int(client.info("memory")["used_memory"])
+    n = 10_000
+    for i in range(n):
+        aggregate.record_order(f"1a22cf25917adb3-{i:06d}", "widget", 100 + i % 5000)  # 22 characters
+    per_order = (int(client.info("memory")["used_memory"]) - before) / n
+    print(f"one remembered order: {per_order:.0f} bytes")
+    assert 100 <= per_order <= 170, per_order
+
+
+def test_a_sum_that_would_overflow_is_refused_before_anything_is_written(
+    aggregate: AggregateWriter, client: redis.Redis
+) -> None:
+    """Redis does not roll scripts back: a HINCRBY overflow after the seen marker counted nothing twice."""
+    client.hset(TOTALS_KEY, mapping={"count": 1, "sum_cents": 2**63 - 1000})
+    with pytest.raises(redis.ResponseError, match="overflow"):
+        aggregate.record_order("o-big", "widget", 5_000)
+    assert not client.exists(seen_key("o-big"))
+    assert client.hgetall(TOTALS_KEY) == {b"count": b"1", b"sum_cents": str(2**63 - 1000).encode()}
+    assert not client.exists(PRODUCT_COUNTS_KEY)
+
+
+def test_products_past_the_cap_are_counted_under_other(client: redis.Redis) -> None:
+    writer = AggregateWriter(client, TTL, max_products=3)
+    for n, product in enumerate(["a", "b", "c", "d", "e", "a"]):
+        writer.record_order(f"o-{n}", product, 100)
+    snap = writer.snapshot()
+    assert set(snap.products) == {"a", "b", "c", "(other)"}
+    assert (snap.products["a"].count, snap.products["(other)"].count) == (2, 2)
+    assert snap.counters["products_folded"] == 2 and snap.count == 6
+
+
+def test_an_order_ends_counted_or_claimed_for_the_dlq_never_both(client: redis.Redis) -> None:
+    writer = AggregateWriter(client, TTL)
+    assert writer.claim_dead_letter("o-1", "PermanentError", "injected") == Claim(
+        "claimed", "PermanentError", "injected"
+    )
+    with pytest.raises(ClaimedForDeadLetter):
+        writer.record_order("o-1", "widget", 100)  # a redelivered copy may not count it now
+    assert writer.snapshot().count == 0 and not client.exists(seen_key("o-1"))
+    # A later claim (another copy) keeps the first reason; once published, no copy sends another letter.
+    assert writer.claim_dead_letter("o-1", "Other", "other") == Claim("claimed", "PermanentError", "injected")
+    writer.mark_dead_lettered("o-1")
+    assert writer.claim_dead_letter("o-1", "Other", "other").state == "published"
+    assert 0 < client.ttl(dead_key("o-1")) <= TTL
+    # A counted order is never claimed.
+    assert writer.record_order("o-2", "widget", 100)
+    assert writer.claim_dead_letter("o-2", "PermanentError", "x").state == "counted"
+    assert not client.exists(dead_key("o-2"))

@@ -10,6 +10,7 @@ from bridge.handoff import Handoff, create_sender
 from orders.core.settings import Settings
 from worker.transport import FETCH_SCRIPT
 
+RECORD = "1"  # record what is taken as unacknowledged ("0" for a no-ack consumer)
 ORIGIN = {"topic": "t", "partition": 0, "offset": 0, "timestamp": 0, "key": None, "value": "", "group": "g"}
 
 
@@ -20,7 +21,7 @@ def test_fetch_takes_the_messages_and_records_them_unacknowledged_atomically(red
     Handoff(create_sender(settings), "q", client).hand_off(orders)
     queued = client.lrange("q", 0, -1)[::-1]  # kombu pushes on the left: oldest last
 
-    queue, *items = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 2)
+    queue, *items = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 2, RECORD)
 
     assert queue == b"q"
     assert items == queued[:2]  # at most the count asked for, oldest first
@@ -40,18 +41,26 @@ def test_fetch_acknowledges_the_tags_it_is_given_first(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     orders = [({"orderId": f"o-{i}", "product": "p", "price": "1.00"}, ORIGIN) for i in range(3)]
     Handoff(create_sender(settings), "q", client).hand_off(orders)
-    _, *first = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 2)
+    _, *first = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 2, RECORD)
     done = [json.loads(item)["properties"]["delivery_tag"] for item in first]
 
-    _, last = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 5, *done)
+    _, last = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 5, RECORD, *done)
 
     last_tag = json.loads(last)["properties"]["delivery_tag"]
     assert {t.decode() for t in client.hkeys("unacked")} == {last_tag}
     assert [t.decode() for t in client.zrange("unacked_index", 0, -1)] == [last_tag]
     # An empty queue still takes the acks, and answers with an empty list.
-    assert client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 5, last_tag) == []
+    assert client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 5, RECORD, last_tag) == []
     assert client.hlen("unacked") == 0
     assert client.zcard("unacked_index") == 0
+
+
+def test_a_no_ack_fetch_takes_without_recording(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.lpush("q", json.dumps({"properties": {"delivery_tag": "t1", "delivery_info": {}}}))
+    queue, item = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 5, "0")
+    assert queue == b"q" and json.loads(item)["properties"]["delivery_tag"] == "t1"
+    assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
 
 
 def test_closing_after_the_connection_is_gone_is_a_connection_error(redis_url: str) -> None:

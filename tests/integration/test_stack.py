@@ -63,7 +63,9 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
         exports = run_orders(home, "env")
         assert exports.returncode == 0
         exported = dict(
-            shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in exports.stdout.splitlines()
+            shlex.split(line.removeprefix("export "))[0].split("=", 1)
+            for line in exports.stdout.splitlines()
+            if line.startswith("export ")
         )
         assert exported["REDIS_URL"] == state["env"]["REDIS_URL"]
         assert {
@@ -74,6 +76,11 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
             "DLQ_TOPIC",
         } <= exported.keys()
         _check_the_run_secrets(state, exported, state_file)
+        _check_conventional_ports(state["urls"], (tmp_path / "up.out").read_text())
+        for name in ("bridge", "worker1", "worker2"):
+            url = state["urls"][f"{name} metrics"]
+            assert f"# {name} metrics: {url}" in exports.stdout
+            assert _status(url) == 200
 
         aggregate = Aggregate(redis.Redis.from_url(exported["REDIS_URL"]))
         wait_for(lambda: aggregate.snapshot().count > 20, 60, "orders processed")
@@ -118,6 +125,21 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
     finally:
         if up.poll() is None:
             up.kill()
+
+
+# Each service's URL key in the state and the port a new user expects it on.
+CONVENTIONAL_PORTS = {
+    "kafka": 9092, "redis": 6379, "registry": 8081, "flower": 5555, "dashboard": 8050,
+    "bridge metrics": 9100, "worker1 metrics": 9101, "worker2 metrics": 9102,
+}  # fmt: skip
+
+
+def _check_conventional_ports(urls: dict[str, str], output: str) -> None:
+    """Every service on its usual port, or (the port was taken here) a line in the output saying so."""
+    for name, port in CONVENTIONAL_PORTS.items():
+        actual = urlsplit(urls[name] if "://" in urls[name] else f"tcp://{urls[name]}").port
+        if actual != port:
+            assert f"port {port} is in use: " in output, f"{name} on {actual} and no line says why"
 
 
 def _status(url: str, **headers: str) -> int:

@@ -49,6 +49,12 @@ def profile(request: pytest.FixtureRequest) -> Profile:
     return PROFILES[request.param]
 
 
+@pytest.fixture(params=["solo", "prefork"])
+def pool(request: pytest.FixtureRequest) -> str:
+    """The worker scenarios run on both pools: solo (`orders up`, compose) and prefork (the default)."""
+    return str(request.param)
+
+
 COLLECTOR = Collector()
 
 

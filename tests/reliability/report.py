@@ -24,6 +24,11 @@ SCENARIOS = {
     "5": "schema registry down",
     "6": "bad-input fuzzing (hypothesis)",
     "7": "soak: sustained load",
+    "8": "poison records: oversized, a decode bomb",
+    "9": "bad payloads enqueued directly",
+    "10": "DLQ unreachable while orders use up their retries",
+    "11": "aggregate Redis fails over (READONLY)",
+    "12": "aggregate Redis full (maxmemory, noeviction)",
 }
 
 
@@ -165,18 +170,19 @@ python -m pytest tests/reliability --long        # short and long profiles
 python -m pytest tests/reliability --long --reliability-report   # and rewrite this report
 ```
 
-The short profile runs scenario 1 (≥ 5,000 orders), 4, 5 and 7 on one Kafka lane each and the others
-on both; the long profile runs every scenario on every lane where it applies. Scenario 3 (and 3b)
-needs the Apache Kafka lane (Tansu keeps no data across restarts). Sizes are in
-`tests/reliability/profiles.py`.
+The short profile runs scenarios 1 (≥ 5,000 orders), 4, 5, 7 and 9-12 on one Kafka lane each and the
+others on both (worker scenarios on both pools); the long profile runs every scenario on every lane where
+it applies. Scenario 3 (and 3b) needs the Apache Kafka lane (Tansu keeps no data across restarts).
+Sizes are in `tests/reliability/profiles.py`.
 
 ## Notes
 
 - **Worker crashes.** Tasks are acknowledged late, so a SIGKILLed worker's orders (the one running, the
   prefetched ones and retries waiting for their countdown) stay in Redis' unacked set and come back
   after the visibility timeout; the dedupe marker makes the second run a no-op for an order already
-  counted. The tests set `VISIBILITY_TIMEOUT=36` (retries wait 1, 2, 4 s; the floor is the longest
-  countdown + the 30 s task time limit = 34 s); production keeps the computed default. Two kombu
+  counted. The tests set `VISIBILITY_TIMEOUT=36` (a live worker renews the lease of every message it
+  holds every 5 s, so the floor is the 15 s task time limit + 5 s = 20 s); production keeps the computed
+  default (50 s). Two kombu
   behaviours broke this and are handled in our code now: kombu 5.7 sweeps expired messages back only
   every 10th 10 s tick (up to 100 s late; `orders/core/celery_config.py` sweeps every tick), and kombu's BRPOP
   takes a message off the queue one command before it records it as unacknowledged, so a worker killed
@@ -217,9 +223,8 @@ needs the Apache Kafka lane (Tansu keeps no data across restarts). Sizes are in
   `decode failed (schema registry unreachable ...); retrying in Xs`; nothing is dead-lettered or skipped.
 - **Fuzzing.** An invalid order with a huge orderId was dead-lettered keyed by that id, so the letter
   (key + the original value) could pass the topic's 1 MB limit; the bridge then retried the DLQ publish
-  forever and its partition stalled. It keeps the record's own key for such ids now. Still open: a record
-  within a few KB of the limit cannot be dead-lettered with its headers either (raise the DLQ topic's
-  `max.message.bytes` above the orders topic's).
+  forever and its partition stalled. It keeps the record's own key for such ids now, and a letter over
+  the producer's limit goes without the original value (scenario 8).
 - **Redis restarting under a retry.** The long Redis-restart runs caught an order both counted and
   dead-lettered: the retry hook's counter write met the restarting Redis, the ConnectionError made
   Celery fail the task, and the failure hook dead-lettered an order whose retry was already queued.
@@ -227,4 +232,29 @@ needs the Apache Kafka lane (Tansu keeps no data across restarts). Sizes are in
   also rejects a message *without* requeueing when it cannot publish its retry, which drops the order
   if Redis is back by the time of the reject; the task's `retry` turns that into a requeue
   (`tests/unit/test_task_hooks.py` shows both against a closed port).
+- **Both pools.** Scenarios 1, 4 and 9-12 run on the solo pool (what `orders up` and compose run) and on
+  the prefork pool (a bare `celery -A worker worker`, two children): the pool is in the row's notes.
+- **Poison records (8).** A ~999 KB record that fails decoding or validation cannot be dead-lettered as
+  it is (librdkafka's producer takes 1,000,000 bytes, headers included): the bridge retried
+  `MSG_SIZE_TOO_LARGE` forever and nothing behind it moved. Its letter now goes without the value,
+  `__orders.errors.value.dropped` and `original.size` saying so. A writer schema with an array of `null`
+  items let a 20-byte body claim 2^62 items, which fastavro skipped one by one (the bridge hung, SIGTERM
+  could not stop it); such schemas are refused at stage `decode`.
+- **Payloads enqueued directly (9).** The worker rebuilt orders without the bridge's checks, so anything
+  that can reach the queue could count a negative price or push a sum toward 2^63 (and an overflow in
+  the script left the order both counted and dead-lettered). It checks every payload by the bridge's
+  rules now, and the script checks every sum before it writes.
+- **DLQ unreachable (10).** On prefork, the 30 s time limit killed a child while its failure hook waited
+  up to 35 s for the DLQ; Celery then ran the hook again in the pool's parent, which raised TypeError,
+  and dead letters were lost or doubled (21 letters for 20 orders in the review's run). On solo, which
+  has no time limit, prefetched messages queued behind those waits passed the visibility timeout and
+  were handed out again, so copies multiplied. Now the hook claims the order in Redis (counted or
+  dead-lettered, never both), waits at most 5 s inside a 15 s limit, requeues at once while the DLQ is
+  known to be down, and marks the claim published so no copy sends a second letter; a timed-out message
+  is put back; and a live worker renews the lease of every message it holds.
+- **Failover and full Redis (11, 12).** `READONLY`, `OOM`, `LOADING` and cluster errors are
+  `ResponseError`s, so they dead-lettered orders on their first attempt; they hand the order back now.
+  One remembered order costs Redis ~133-139 bytes with 22-character orderIds
+  (`tests/integration/test_aggregate.py::test_what_one_remembered_order_costs_redis`); the README gives
+  the formula for a `maxmemory`.
 """

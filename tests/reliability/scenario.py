@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
+from confluent_kafka import Message
+
 from orders.core.aggregate import Aggregate
 from orders.stack.supervisor import Service, wait_for
 from tests.conftest import Pipeline
@@ -62,8 +64,11 @@ class Scenario:
     def aggregate(self) -> Aggregate:
         return aggregate_of(self.redis_url)
 
-    def worker(self, **env: str) -> Service:
-        return self.pipeline.start_worker(**{**self.env, **env})
+    def worker(self, pool: str = "solo", **env: str) -> Service:
+        return self.pipeline.start_worker(pool=pool, **{**self.env, **env})
+
+    def read_dlq(self) -> list[Message]:
+        return read_to_end(self.bootstrap, self.pipeline.dlq_topic)
 
     def bridge(self, **env: str) -> Service:
         return self.pipeline.start_bridge(**{**self.env, **env})

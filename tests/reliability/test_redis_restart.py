@@ -34,13 +34,13 @@ def _ping(client: redis.Redis) -> bool:
 
 @pytest.mark.parametrize("fsync", ["everysec", pytest.param("always", marks=pytest.mark.long)])
 def test_redis_sigkilled_and_restarted_with_aof(
-    pipeline: Pipeline, profile: Profile, reliability_report: ScenarioRows, own_redis, fsync: str
+    pipeline: Pipeline, profile: Profile, reliability_report: ScenarioRows, own_redis, fsync: str, pool: str
 ) -> None:  # type: ignore[no-untyped-def]
     n = profile.redis_orders
     server = own_redis("--appendonly", "yes", "--appendfsync", fsync)
     client = redis.Redis(port=server.port)
     s = Scenario("4", pipeline, profile, reliability_report, seed=404, REDIS_URL=f"{server.url}/0")
-    worker = s.worker()
+    worker = s.worker(pool=pool)
     bridge = s.bridge()
     started = time.monotonic()
     producer = s.produce(n, rate=n / 15)  # still producing while Redis is down
@@ -71,7 +71,7 @@ def test_redis_sigkilled_and_restarted_with_aof(
     assert bridge.running() and worker.running()
     s.finish(
         figures,
-        f"appendfsync {fsync}; {len(downtimes)} SIGKILLs, down {max(downtimes):.1f}s at most; "
+        f"{pool} pool; appendfsync {fsync}; {len(downtimes)} SIGKILLs, down {max(downtimes):.1f}s at most; "
         f"aof_delayed_fsync {persistence['aof_delayed_fsync']}; a machine crash could lose "
         + (
             "nothing"

@@ -28,12 +28,12 @@ def held_messages(client: redis.Redis) -> tuple[int, int]:
 
 
 def test_worker_sigkilled_repeatedly_with_retries_in_flight(
-    pipeline: Pipeline, profile: Profile, reliability_report: ScenarioRows
+    pipeline: Pipeline, profile: Profile, reliability_report: ScenarioRows, pool: str
 ) -> None:
     n = profile.worker_kill_orders
     assert n >= 5000
     s = Scenario("1", pipeline, profile, reliability_report, seed=101)
-    worker = s.worker()
+    worker = s.worker(pool=pool)
     s.bridge()
     produced = s.produced(s.produce(n), n)
     aggregate, client = s.aggregate, redis.Redis.from_url(s.redis_url)
@@ -50,7 +50,7 @@ def test_worker_sigkilled_repeatedly_with_retries_in_flight(
         held_at_kills.append(held_messages(client))
         worker.kill()
         last_kill = time.monotonic()
-        worker = s.worker()
+        worker = s.worker(pool=pool)
         s.recovery.measure(
             f"kill {kill}", last_kill, lambda: settled(aggregate), 120, lambda: settled(aggregate) >= n
         )
@@ -61,7 +61,7 @@ def test_worker_sigkilled_repeatedly_with_retries_in_flight(
     retries = sum(r for _, r in held_at_kills)
     s.finish(
         figures,
-        f"{profile.worker_kills} kills; the killed worker held {held} orders ({retries} retries waiting); "
-        f"all settled {drained:.0f}s after the last kill; retries scheduled: "
+        f"{pool} pool; {profile.worker_kills} kills; the killed worker held {held} orders "
+        f"({retries} retries waiting); all settled {drained:.0f}s after the last kill; retries scheduled: "
         f"{aggregate.snapshot().counters['retry_attempts']:,}",
     )

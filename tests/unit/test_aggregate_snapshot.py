@@ -79,7 +79,7 @@ def full_snapshot() -> Snapshot:
         last100_size=4,
         product_counts={"widget": 3, "gadget": 1},
         product_sums={"widget": 5001, "gadget": 5000},
-        counters={"consumed": 5, "succeeded": 4, "dlq": 1},
+        counters={"consumed": 5, "succeeded": 4, "dlq": 1, "dlq:validate": 1},
     )
 
 
@@ -90,7 +90,13 @@ def test_snapshot_from_hashes() -> None:
     assert (snap.last100_size, snap.last100_average) == (4, Decimal("25.0025"))
     assert list(snap.products) == ["gadget", "widget"]  # sorted, for stable output
     assert snap.products["widget"] == ProductStats(3, Decimal("50.01"), Decimal("16.6700"))
-    assert snap.counters == {"consumed": 5, "succeeded": 4, "retry_attempts": 0, "dlq": 1}
+    assert snap.counters == {
+        "consumed": 5,
+        "succeeded": 4,
+        "retry_attempts": 0,
+        "dlq": 1,
+        "products_folded": 0,
+    }
 
 
 def test_empty_snapshot_has_no_averages_and_zero_counters() -> None:
@@ -114,7 +120,14 @@ def test_empty_snapshot_has_no_averages_and_zero_counters() -> None:
                 "max": None,
                 "last100": {"size": 0, "sum": "0.00", "average": None},
                 "products": {},
-                "counters": {"consumed": 0, "succeeded": 0, "retry_attempts": 0, "dlq": 0},
+                "counters": {
+                    "consumed": 0,
+                    "succeeded": 0,
+                    "retry_attempts": 0,
+                    "dlq": 0,
+                    "products_folded": 0,
+                },
+                "dlq_stages": {"decode": 0, "validate": 0, "process": 0},
             },
         ),
         (
@@ -130,7 +143,14 @@ def test_empty_snapshot_has_no_averages_and_zero_counters() -> None:
                     "gadget": {"count": 1, "sum": "50.00", "average": "50.0000"},
                     "widget": {"count": 3, "sum": "50.01", "average": "16.6700"},
                 },
-                "counters": {"consumed": 5, "succeeded": 4, "retry_attempts": 0, "dlq": 1},
+                "counters": {
+                    "consumed": 5,
+                    "succeeded": 4,
+                    "retry_attempts": 0,
+                    "dlq": 1,
+                    "products_folded": 0,
+                },
+                "dlq_stages": {"decode": 0, "validate": 1, "process": 0},
             },
         ),
     ],

@@ -103,6 +103,7 @@ SECRETS = {
     "REDIS_PASSWORD": "test-redis-password",
     "FLOWER_BASIC_AUTH": "admin:test-flower-password",
     "DASHBOARD_ACCESS_TOKEN": "test-dashboard-token-0123456789",
+    "GRAFANA_ADMIN_PASSWORD": "test-grafana-password",
 }
 
 
@@ -349,6 +350,13 @@ def test_redis_persists_and_requires_a_password() -> None:
     assert "--requirepass ${REDIS_PASSWORD:?" in command
 
 
+def test_redis_memory_is_bounded_and_never_evicts() -> None:
+    """Evicting dedupe markers would count orders twice: a full Redis must refuse writes instead."""
+    command = " ".join(raw_compose()["services"]["redis"]["command"])
+    assert "--maxmemory-policy noeviction" in command
+    assert "--maxmemory ${REDIS_MAXMEMORY:-" in command
+
+
 def test_worker_scales() -> None:
     worker = services()["worker"]
     for key in ("container_name", "ports", "hostname"):
@@ -360,6 +368,14 @@ def test_flower_has_basic_auth_from_the_environment_on_5555() -> None:
     assert "--port=5555" in flower["command"]
     assert [arg for arg in flower["command"] if arg.startswith("--basic-auth=${FLOWER_BASIC_AUTH:?")]
     assert [port for port in services()["flower"]["ports"] if str(port).endswith(":5555")]
+
+
+def test_flower_keeps_a_bounded_number_of_tasks() -> None:
+    """Flower's memory grows with the tasks it keeps (100,000 by default: ~800 MB)."""
+    from orders.stack.processes import FLOWER_MAX_TASKS
+
+    [bound] = [arg for arg in services()["flower"]["command"] if arg.startswith("--max_tasks=")]
+    assert int(bound.removeprefix("--max_tasks=")) == FLOWER_MAX_TASKS
 
 
 def test_named_volumes_are_declared_and_used() -> None:

@@ -7,16 +7,15 @@ import json
 import pytest
 
 from orders.core.aggregate import Snapshot
+from orders.core.lag import PartitionLag, partition_lags, produced_total
 from orders.dashboard.state import (
     UNKNOWN_HEALTH,
     Figures,
     Health,
     History,
-    PartitionLag,
     Sample,
+    busiest_products,
     compose_state,
-    partition_lags,
-    produced_total,
     windowed_rate,
 )
 
@@ -114,7 +113,14 @@ def test_state_from_every_source() -> None:
         3,
         {"Mouse": 3},
         {"Mouse": 3000},
-        {"consumed": 4, "succeeded": 3, "retry_attempts": 2, "dlq": 1},
+        {
+            "consumed": 4,
+            "succeeded": 3,
+            "retry_attempts": 2,
+            "dlq": 1,
+            "products_folded": 0,
+            "dlq:process": 1,
+        },
     )
     lags = partition_lags({0: 4, 1: 2}, {}, {0: 3, 1: 2})
     recent = [{"orderId": f"o{i}", "status": "succeeded"} for i in range(30)]
@@ -128,6 +134,7 @@ def test_state_from_every_source() -> None:
 
     assert state["producer"] == {"produced": 6, "rate": 0.0}
     assert state["processing"] == {"consumed": 4, "succeeded": 3, "retry_attempts": 2, "dlq": 1,
+                                   "dlq_stages": {"decode": 0, "validate": 0, "process": 1},
                                    "queued": 7, "in_flight": 2, "rate": 0.0}  # fmt: skip
     assert state["average"] == {"count": 3, "all_time": "10.0000", "last100": "10.0000", "last100_size": 3,
                                 "min": "5.00", "max": "15.00"}  # fmt: skip
@@ -155,3 +162,13 @@ def test_state_when_redis_and_kafka_are_down() -> None:
     assert state["lag"] == {"total": None, "partitions": []}
     assert state["errors"] == ["redis: connection refused", "kafka: timed out"]
     json.dumps(state)  # JSON-able even so
+
+
+def test_only_the_busiest_products_are_sent_each_second() -> None:
+    counts = {f"p{n:03d}": n + 1 for n in range(50)}
+    sums = {name: 100 * count for name, count in counts.items()}
+    snap = Snapshot.from_hashes(
+        {"count": sum(counts.values()), "sum_cents": sum(sums.values())}, 0, counts, sums, {}
+    )
+    shown = busiest_products(snap, limit=5)
+    assert list(shown) == ["p049", "p048", "p047", "p046", "p045"]

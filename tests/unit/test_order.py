@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from orders.core.errors import InvalidOrder
-from orders.core.order import Order, order_from_payload, order_from_record, price_to_cents
+from orders.core.order import Order, order_from_payload, order_from_record, origin_is_valid, price_to_cents
 
 
 def float32(value: float) -> float:
@@ -55,3 +55,38 @@ def test_payload_round_trip_is_exact() -> None:
     assert order.to_payload() == {"orderId": "o-1", "product": "Laptop", "price": "1999.99"}
     assert order_from_payload(order.to_payload()) == order
     assert order.price == Decimal("1999.99")
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"orderId": "o", "product": "p", "price": "-5.00"}, "must be positive"),
+        ({"orderId": "o", "product": "p", "price": "0"}, "must be positive"),
+        ({"orderId": "o", "product": "p", "price": "NaN"}, "must be finite"),
+        ({"orderId": "o", "product": "p", "price": "Infinity"}, "must be finite"),
+        ({"orderId": "o", "product": "p", "price": "1e30"}, "exceeds the maximum"),
+        ({"orderId": "o", "product": "p", "price": "92233720368547758.07"}, "exceeds the maximum"),
+        ({"orderId": "o", "product": "p", "price": "0.001"}, "more than two decimals"),
+        ({"orderId": "o", "product": "p", "price": "abc"}, "not a decimal number"),
+        ({"orderId": "o", "product": "p", "price": 5}, "decimal string"),
+        ({"orderId": "o", "product": "p", "price": "1" * 41}, "decimal string"),
+        ({"orderId": "", "product": "p", "price": "1.00"}, "orderId is empty"),
+        ({"orderId": "o" * 300, "product": "p", "price": "1.00"}, "orderId is 300 characters"),
+        ({"orderId": "o", "product": "p\n", "price": "1.00"}, "control characters"),
+        ({"product": "p", "price": "1.00"}, "orderId must be a string"),
+        (["o", "p", "1.00"], "expected an order payload"),
+    ],
+)
+def test_the_worker_checks_a_payload_by_the_bridges_rules(payload: object, reason: str) -> None:
+    """Anything that can enqueue the task can send these; none may reach the aggregate."""
+    with pytest.raises(InvalidOrder, match=reason):
+        order_from_payload(payload)
+
+
+def test_origin_shape() -> None:
+    good = {"topic": "t", "partition": 0, "offset": 1, "timestamp": 0, "key": None, "value": "", "group": "g"}
+    assert origin_is_valid(good)
+    assert not origin_is_valid({**good, "partition": "0"})
+    assert not origin_is_valid({**good, "extra": 1})
+    assert not origin_is_valid({k: v for k, v in good.items() if k != "group"})
+    assert not origin_is_valid("origin")

@@ -13,6 +13,7 @@ from orders.registry.compat import (
     parse_level,
     parse_schema,
 )
+from orders.registry.differences import java_message
 from orders.registry.errors import RegistryError
 
 
@@ -130,7 +131,9 @@ def test_transitive_levels_check_every_earlier_version(history: str, level: str,
     problems = incompatibilities(parse_level(level), parse_schema(candidate), previous)
     assert (not problems) is expected, problems
     if not expected:
-        assert all("version 1" in problem for problem in problems), problems
+        # Like Confluent's, FULL names the old schema after a "new reads old" finding only.
+        named = not (history == "FORWARD" and level == "FULL_TRANSITIVE")
+        assert ("{oldSchemaVersion: 1}" in problems) is named, problems
 
 
 def test_no_previous_version_is_always_compatible() -> None:
@@ -139,10 +142,37 @@ def test_no_previous_version_is_always_compatible() -> None:
 
 def test_incompatibility_names_the_version_the_direction_and_the_field() -> None:
     old, new, _ = PAIRS["add field without default"]
-    [problem] = incompatibilities("BACKWARD", parse_schema(new), [(3, parse_schema(old))])
-    assert "new schema reading version 3" in problem
-    assert "READER_FIELD_MISSING_DEFAULT_VALUE" in problem
-    assert "qty" in problem
+    problems = incompatibilities("BACKWARD", parse_schema(new), [(3, parse_schema(old))])
+    finding, version, schema, level = problems
+    assert finding.startswith("{errorType:'READER_FIELD_MISSING_DEFAULT_VALUE', description:'The field 'qty'")
+    assert "in the new schema has no default value and is missing in the old schema" in finding
+    assert (version, level) == (
+        "{oldSchemaVersion: 3}",
+        "{validateFields: 'false', compatibility: 'BACKWARD'}",
+    )
+    assert json.loads(schema.removeprefix("{oldSchema: '").removesuffix("'}")) == json.loads(old)
+
+
+@pytest.mark.parametrize(
+    ("python", "java"),
+    [
+        ("reader type: string not compatible with writer type: float",
+         "reader type: STRING not compatible with writer type: FLOAT"),
+        ("reader union lacking writer type: STRING", "reader union lacking writer type: STRING"),
+        ("reader union lacking writer type long", "reader union lacking writer type: LONG"),
+        ("qty", "qty"),
+    ],
+)  # fmt: skip
+def test_findings_read_as_javas_checker_words_them(python: str, java: str) -> None:
+    assert java_message(python) == java
+
+
+def test_forward_findings_name_the_old_schema_as_reader() -> None:
+    old, new, _ = PAIRS["add field without default"]
+    # FORWARD: the old schema reads data of the new one; dropping nothing, adding a field is fine,
+    # but the reverse (old has qty without default, new drops it) is not.
+    problems = incompatibilities("FORWARD", parse_schema(old), [(1, parse_schema(new))])
+    assert "in the old schema has no default value and is missing in the new schema" in problems[0]
 
 
 SAME_AS_BASE = {

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from orders.core.celery_config import celery_config, longest_countdown, visibility_timeout
+from orders.core.celery_config import (
+    LEASE_RENEW_SECONDS,
+    PREFETCH_MULTIPLIER,
+    TASK_TIME_LIMIT,
+    celery_config,
+    check_dedupe_window,
+    longest_countdown,
+    visibility_floor,
+    visibility_timeout,
+)
 from orders.core.kafka import consumer_config, create_producer, producer_config, registry_config
 from orders.core.settings import (
     Settings,
@@ -12,6 +21,7 @@ from orders.core.settings import (
     env_name_to_option,
     is_secret_option,
     option_to_env_name,
+    same_database,
 )
 
 
@@ -106,12 +116,21 @@ def test_env_file_is_read_and_environment_wins(tmp_path) -> None:  # type: ignor
     ("base", "retries", "cap", "longest"),
     [(2, 3, 600, 8), (1, 3, 600, 4), (2, 10, 600, 600), (0, 3, 600, 0), (2, 0, 600, 0)],
 )
-def test_visibility_timeout_outlasts_the_longest_countdown(
+def test_the_stock_transport_visibility_outlasts_prefetch_runs_and_the_longest_countdown(
     base: int, retries: int, cap: int, longest: int
 ) -> None:
-    s = build(RETRY_BACKOFF_BASE=str(base), MAX_RETRIES=str(retries), RETRY_BACKOFF_MAX=str(cap))
+    """kombu's own transport never renews a message's lease: it must outlast everything a worker holds."""
+    s = build(RETRY_BACKOFF_BASE=str(base), MAX_RETRIES=str(retries), RETRY_BACKOFF_MAX=str(cap),
+              ORDERS_STOCK_TRANSPORT="1")  # fmt: skip
     assert longest_countdown(s) == longest
-    assert visibility_timeout(s) > longest + 30
+    assert visibility_floor(s) == longest + PREFETCH_MULTIPLIER * TASK_TIME_LIMIT
+    assert visibility_timeout(s) > visibility_floor(s)
+
+
+def test_our_transport_renews_leases_so_the_visibility_need_only_outlast_one_blocked_task() -> None:
+    s = build(RETRY_BACKOFF_BASE="2", MAX_RETRIES="10")  # a 1,024 s countdown changes nothing
+    assert visibility_floor(s) == TASK_TIME_LIMIT + LEASE_RENEW_SECONDS
+    assert visibility_timeout(s) == visibility_floor(s) + 30
 
 
 def test_visibility_timeout_override_is_used_when_safe() -> None:
@@ -119,12 +138,20 @@ def test_visibility_timeout_override_is_used_when_safe() -> None:
     assert visibility_timeout(s) == 40
 
 
-@pytest.mark.parametrize("value", ["34", "10"])
-def test_visibility_timeout_override_must_outlast_countdown_and_time_limit(value: str) -> None:
-    # base 1, 3 retries: the longest countdown is 4 s, the task time limit 30 s
+@pytest.mark.parametrize("value", ["20", "10"])
+def test_visibility_timeout_override_must_outlast_a_lease(value: str) -> None:
     s = build(RETRY_BACKOFF_BASE="1", MAX_RETRIES="3", VISIBILITY_TIMEOUT=value)
-    with pytest.raises(SettingsError, match=r"VISIBILITY_TIMEOUT.*34 s"):
+    with pytest.raises(SettingsError, match=r"VISIBILITY_TIMEOUT.*\(20 s\)"):
         visibility_timeout(s)
+
+
+def test_the_dedupe_window_must_cover_every_redelivery_and_re_read() -> None:
+    # 2, 4, 8 s countdowns + 4 runs of 15 s + a 50 s visibility timeout, plus an hour for re-reads
+    floor = 14 + 4 * TASK_TIME_LIMIT + 50 + 3600
+    check_dedupe_window(build(DEDUPE_TTL_SECONDS=str(floor)))
+    with pytest.raises(SettingsError, match=rf"DEDUPE_TTL_SECONDS.*at least {floor} s"):
+        check_dedupe_window(build(DEDUPE_TTL_SECONDS=str(floor - 1)))
+    check_dedupe_window(build())  # the default (a day) is enough
 
 
 def test_dead_workers_orders_are_swept_back_soon_after_the_visibility_timeout() -> None:
@@ -233,3 +260,36 @@ def test_dashboard_origins_and_registry_credentials_are_checked() -> None:
 def test_failure_injection_is_off_by_default() -> None:
     assert build().failure_injection is False
     assert build(FAILURE_INJECTION="true").failure_injection is True
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "registry_url"),
+    [
+        ("redis://localhost:6379/0", "redis://localhost:6379/2"),
+        ("redis://:pw@redis:6380/7", "redis://:pw@redis:6380/2"),
+        ("unix:///run/redis.sock?db=0", "unix:///run/redis.sock?db=2"),
+    ],
+)
+def test_the_dev_registry_keeps_its_schemas_in_a_database_of_its_own(
+    redis_url: str, registry_url: str
+) -> None:
+    s = build(REDIS_URL=redis_url)
+    assert s.registry_redis_url == registry_url
+    assert not same_database(s.registry_redis_url, s.redis_url)
+    assert build(REDIS_URL=redis_url, REGISTRY_REDIS_URL="redis://other:6379/0").registry_redis_url == (
+        "redis://other:6379/0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("redis://localhost:6379/0", "redis://127.0.0.1/0", True),
+        ("redis://:a@h:1/3", "redis://:b@h:1/3", True),
+        ("redis://h:1/3", "redis://h:1/4", False),
+        ("redis://h:1/3", "redis://h:2/3", False),
+        ("redis://h:1/0", "amqp://h:5672//", False),
+    ],
+)
+def test_same_database_compares_server_and_database(first: str, second: str, same: bool) -> None:
+    assert same_database(first, second) is same

@@ -11,7 +11,7 @@ import pytest
 import redis
 from celery.exceptions import Reject
 
-import worker.tasks
+import worker.hooks
 from orders.core.errors import TransientError
 from orders.stack.supervisor import free_port
 from worker.aggregate import AggregateWriter
@@ -48,7 +48,7 @@ def test_on_retry_with_redis_away_logs_and_does_not_raise(
     request_in_flight, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
     away = AggregateWriter(redis.Redis.from_url(unreachable_url(), socket_connect_timeout=0.5), 60)
-    monkeypatch.setattr(worker.tasks, "aggregate", lambda: away)
+    monkeypatch.setattr(worker.hooks, "aggregate", lambda: away)
     with caplog.at_level(logging.WARNING):
         request_in_flight.on_retry(TransientError("x"), "hook-1", (ORDER, ORIGIN), {}, None)
     assert "order hook-1: figures not recorded" in caplog.text

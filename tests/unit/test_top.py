@@ -10,10 +10,11 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from orders.core.aggregate import Snapshot
+from orders.core.lag import PartitionLag
 from orders.dashboard.top import TopView, render_top
 from orders.produce import CATALOG
 
-TITLES = ("Figures", "Products", "Recent orders")
+TITLES = ("Figures", "Products", "DLQ · lag", "Recent orders")
 
 
 def snapshot(products: tuple[str, ...] = CATALOG) -> Snapshot:
@@ -27,7 +28,16 @@ def snapshot(products: tuple[str, ...] = CATALOG) -> Snapshot:
         "max_cents": 199_999,
         "last100_sum_cents": 1_234_567,
     }
-    counters = {"consumed": total + 40, "succeeded": total, "retry_attempts": 321, "dlq": 17}
+    counters = {
+        "consumed": total + 40,
+        "succeeded": total,
+        "retry_attempts": 321,
+        "dlq": 17,
+        "products_folded": 0,
+        "dlq:decode": 3,
+        "dlq:validate": 2,
+        "dlq:process": 12,
+    }
     return Snapshot.from_hashes(totals, 100, counts, sums, counters)
 
 
@@ -87,3 +97,22 @@ def test_products_that_do_not_fit_are_counted_not_cut() -> None:
 def test_a_redis_error_is_shown_in_the_header() -> None:
     lines = screen(TopView(snapshot(), error="redis unavailable: connection refused"))
     assert "redis unavailable" in lines[0]
+
+
+LAGS = [PartitionLag(p, 1000 + p, 990 - p, 10 + 2 * p) for p in range(3)]
+
+
+def test_dead_letters_by_stage_and_the_consumer_lag_are_on_an_80x24_screen() -> None:
+    text = "\n".join(screen(TopView(snapshot(), recent(50), 0, 0, lags=LAGS), 80, 24))
+    for stage, count in (("decode", "3"), ("validate", "2"), ("process", "12")):
+        assert f"{stage} " in text and count in text, stage
+    assert "lag" in text and "36" in text  # 10 + 12 + 14
+    for partition, lag in (("p0", "10"), ("p1", "12"), ("p2", "14")):
+        assert partition in text and lag in text
+
+
+def test_partitions_that_do_not_fit_are_counted_and_an_unreachable_kafka_says_so() -> None:
+    many = [PartitionLag(p, 100, 90, 10) for p in range(40)]
+    text = "\n".join(screen(TopView(snapshot(), lags=many), 80, 24))
+    assert "more" in text and "400" in text
+    assert "kafka down" in "\n".join(screen(TopView(snapshot(), lags=None), 80, 24))

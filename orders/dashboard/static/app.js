@@ -132,6 +132,8 @@ function renderFigures(state) {
   setText("succeeded-rate", rate(p.rate));
   setText("retry-attempts", count(p.retry_attempts));
   setText("dlq", count(p.dlq));
+  const st = p.dlq_stages;
+  setText("dlq-stages", st ? `${count(st.decode)} · ${count(st.validate)} · ${count(st.process)}` : "–");
   setText("queued", count(p.queued));
   setText("in-flight", count(p.in_flight));
   const a = state.average || {};

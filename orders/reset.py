@@ -1,0 +1,39 @@
+"""`orders reset`: start the running average afresh, clearing the aggregate and its counters only."""
+
+from __future__ import annotations
+
+import click
+import redis
+
+from orders.core.aggregate import PREFIX, Aggregate, clear_aggregate
+from orders.core.control import CONTROL_KEY
+from orders.core.settings import Settings, redact_url
+
+
+def reset_aggregate(settings: Settings) -> int:
+    """Delete the aggregate's keys in REDIS_URL; the failure-rate control stays. Returns how many."""
+    with redis.Redis.from_url(settings.redis_url) as client:
+        return clear_aggregate(client, keep=frozenset({CONTROL_KEY}))
+
+
+@click.command()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def reset(yes: bool) -> None:
+    """Clear the running average, its counters and dedupe markers (keys {orders}:* in REDIS_URL).
+
+    Nothing else: not the Celery queue, not the registry's schemas (REGISTRY_REDIS_URL), not the
+    failure-rate control. Prefer this to FLUSHDB; run it while no orders flow, or some may count half.
+    """
+    from orders.core.process import start_process
+
+    settings = start_process()
+    with redis.Redis.from_url(settings.redis_url) as client:
+        snapshot = Aggregate(client).snapshot()
+    where = redact_url(settings.redis_url)
+    question = (
+        f"Clear the aggregate in {where} ({snapshot.count} orders counted, average {snapshot.average}, "
+        f"counters {dict(snapshot.counters)}): every {PREFIX}* key but the controls?"
+    )
+    if not yes and not click.confirm(question, default=False):
+        raise click.ClickException("nothing cleared")
+    click.echo(f"cleared the aggregate: {reset_aggregate(settings)} keys deleted from {where}")

@@ -1,0 +1,24 @@
+-- Claim an order for the dead-letter queue, unless it was counted, in one atomic step.
+--
+-- Once claimed, the aggregate script never counts the order (it checks the claim first), and once
+-- counted, no claim is made: an order ends counted or dead-lettered, never both, whichever copy of
+-- its message gets where first. The claim remembers why, so a later copy (a redelivery after a
+-- crash) publishes the same letter, and whether the DLQ acknowledged it, so it is not published twice.
+--
+-- KEYS[1]  the order's seen marker (set by aggregate.lua when it counts the order)
+-- KEYS[2]  the order's claim: a hash of state ("claimed" or "published"), class, message
+-- ARGV[1]  TTL in seconds (the dedupe window)
+-- ARGV[2]  error class, ARGV[3] error message (kept by the first claim only)
+--
+-- Returns {state, class, message}: state "counted" (nothing claimed), "claimed" or "published".
+
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return {'counted', '', ''}
+end
+local current = redis.call('HMGET', KEYS[2], 'state', 'class', 'message')
+if current[1] then
+    return current
+end
+redis.call('HSET', KEYS[2], 'state', 'claimed', 'class', ARGV[2], 'message', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return {'claimed', ARGV[2], ARGV[3]}
