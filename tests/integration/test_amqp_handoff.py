@@ -14,6 +14,7 @@ from bridge.handoff import create_sender
 from orders.core.celery_config import task_reprs
 from orders.core.order import PROCESS_ORDER_TASK
 from orders.core.settings import Settings
+from orders.dashboard.sampler import RedisFigures
 from orders.stack.rabbitmq import RabbitMQ, queue_depth
 from tests.integration.test_handoff import ORDER, ORIGIN, VOLATILE
 
@@ -95,3 +96,17 @@ def test_after_a_lost_connection_the_retry_goes_through(rabbitmq: RabbitMQ) -> N
 
     assert [m.headers["id"] for m in _take_all(rabbitmq.url, "q-lost")] == ["o-0", "o-1"]
     handoff.close()
+
+
+def test_the_dashboard_reads_a_rabbitmq_queue_depth(rabbitmq: RabbitMQ, redis_url: str) -> None:
+    """With CELERY_BROKER_URL=amqp://... the dashboard shows the queue's depth (it used to build a Redis
+    client from the amqp:// URL and fail on every sample); RabbitMQ does not say what is unacknowledged."""
+    env = {"CELERY_BROKER_URL": rabbitmq.url, "REDIS_URL": redis_url, "CELERY_QUEUE": "q-dashboard"}
+    figures = RedisFigures(Settings.from_env(env, env_file=None))
+    handoff = AmqpHandoff(_sender(rabbitmq, "q-dashboard"), "q-dashboard")
+    handoff.hand_off(_orders(7))
+    handoff.close()
+
+    read = figures.read()
+    assert (read.queued, read.in_flight) == (7, None)
+    assert read.snapshot.count == 0  # the aggregate still comes from REDIS_URL
