@@ -25,9 +25,12 @@ def create_sender(settings: Settings) -> Celery:
 
 
 class Handoff:
-    """Hands batches of orders to the Celery broker; returns only once the broker accepted them."""
+    """Hands batches of orders to the Celery broker; returns only once the broker accepted them.
 
-    def __init__(self, app: Celery, queue: str, broker: redis.Redis) -> None:
+    This one is for Redis; bridge/amqp_handoff.py has RabbitMQ's (:func:`create_handoff` picks).
+    """
+
+    def __init__(self, app: Celery, queue: str, broker: redis.Redis | None) -> None:
         self._app = app
         self._queue = queue
         self._broker = broker
@@ -66,7 +69,7 @@ class Handoff:
         if producer is not None:
             producer.release()
 
-    def _publish(self, producer: Any, payload: OrderPayload, origin: RecordOrigin) -> None:
+    def _publish(self, producer: Any, payload: OrderPayload, origin: RecordOrigin, **options: Any) -> None:
         """What ``send_task`` sends, built with the two calls it makes itself.
 
         send_task also routes by name, looks for a parent task (twice), registers the id with the
@@ -87,9 +90,15 @@ class Handoff:
         )
         # retry=False: the bridge retries the same records itself; no hidden waits.
         amqp.send_task_message(
-            producer, PROCESS_ORDER_TASK, message, queue=self._queue, retry=False, declare=self._declare
-        )
+            producer, PROCESS_ORDER_TASK, message, queue=self._queue, retry=False, declare=self._declare,
+            **options,
+        )  # fmt: skip
 
     def queue_depth(self) -> int:
         """Messages waiting in the Celery queue (the Redis list kombu keeps for it)."""
+        assert self._broker is not None
         return int(self._broker.llen(self._queue))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Give the kept producer back (the process is about to exit)."""
+        self._release()

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from bridge.amqp_handoff import AmqpHandoff
 from bridge.consumer import Bridge
 from bridge.handoff import Handoff, create_sender
 from bridge.metrics import AggregateCollector, QueueCollector, record_lag_from_stats
@@ -39,9 +40,7 @@ def run_bridge(settings: Settings) -> None:
     log.info("bridge starting: %s", settings.redacted())
     dead_letters = create_dead_letter_publisher(settings, settings.dlq_delivery_timeout)
     aggregate = Aggregate(redis.Redis.from_url(settings.redis_url))
-    handoff = Handoff(
-        create_sender(settings), settings.celery_queue, redis.Redis.from_url(settings.broker_url)
-    )
+    handoff = create_handoff(settings)
     loop = Bridge(
         settings,
         lambda on_stats: create_consumer(settings, **_stats_options(settings, on_stats)),
@@ -59,6 +58,15 @@ def run_bridge(settings: Settings) -> None:
     )
     stop_on_signals(loop.stop)
     loop.run()
+    handoff.close()
+
+
+def create_handoff(settings: Settings) -> Handoff:
+    """The hand-off for the Celery broker CELERY_BROKER_URL names: Redis or RabbitMQ."""
+    app = create_sender(settings)
+    if settings.broker_kind == "amqp":
+        return AmqpHandoff(app, settings.celery_queue)
+    return Handoff(app, settings.celery_queue, redis.Redis.from_url(settings.broker_url))
 
 
 def main() -> None:

@@ -20,12 +20,16 @@ import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from orders.stack.processes import bridge_argv, healthz_ready, pipeline_service, worker_argv
+from orders.stack.rabbitmq import RabbitMQ
+from orders.stack.rabbitmq import queue_depth as rabbitmq_queue_depth
 from orders.stack.supervisor import Service, wait_for
 from tests.harness import services
 
 log = logging.getLogger("harness")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LANES = ["tansu", "apache"]
+# Celery brokers a test taking `celery_broker` runs on; RabbitMQ's lane runs with Apache Kafka only.
+CELERY_BROKERS = ["redis", "rabbitmq"]
 
 
 STARTUPS: dict[str, list[float]] = {}  # in the process that runs the session
@@ -81,6 +85,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The RabbitMQ lane pairs with Apache Kafka, the production broker, not with Tansu; a scenario
+    marked ``celery_brokers(...)`` runs on the brokers it names only."""
+    drop = [item for item in items if _off_lane(item)]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if item not in drop]
+
+
+def _off_lane(item: pytest.Item) -> bool:
+    broker = _params(item).get("celery_broker")
+    if broker is None:
+        return False
+    marker = item.get_closest_marker("celery_brokers")
+    if marker is not None and broker not in marker.args:
+        return True
+    return broker == "rabbitmq" and _params(item).get("kafka_broker", "apache") != "apache"
+
+
+def _params(item: pytest.Item) -> dict[str, object]:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params if callspec is not None else {}
+
+
 def unavailable(reason: str) -> None:
     """Skip a lane locally; under CI no lane may skip."""
     if IN_CI:
@@ -116,6 +144,25 @@ def redis_url(redis_server: services.Running) -> str:
     url = f"{redis_server.url}/{db}"
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(service_logs: Path) -> Iterator[RabbitMQ]:
+    """A private RabbitMQ node (Debian's rabbitmq-server), for the tests on Celery's other broker."""
+    try:
+        node = RabbitMQ(service_logs).start()
+    except services.Unavailable as exc:
+        unavailable(str(exc))
+    assert node.service is not None
+    record_startup("rabbitmq", node.service.startup_seconds)
+    yield node
+    node.stop()
+
+
+@pytest.fixture(params=CELERY_BROKERS)
+def celery_broker(request: pytest.FixtureRequest) -> str:
+    """Which broker Celery uses in this test (a `pipeline` override applies it; see test_pipeline.py)."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -187,6 +234,17 @@ class Pipeline:
     @property
     def dlq_topic(self) -> str:
         return self.env["DLQ_TOPIC"]
+
+    def use_rabbitmq(self, node: RabbitMQ) -> None:
+        """Celery's broker becomes ``node`` for the processes started from now on."""
+        self.env["CELERY_BROKER_URL"] = node.url
+
+    def celery_queue_depth(self) -> int:
+        """Messages waiting in the Celery queue, on whichever broker it is."""
+        queue = self.env["CELERY_QUEUE"]
+        if "CELERY_BROKER_URL" in self.env:
+            return rabbitmq_queue_depth(self.env["CELERY_BROKER_URL"], queue)
+        return int(redis.Redis.from_url(self.env["REDIS_URL"]).llen(queue))  # type: ignore[arg-type]
 
     def settings(self, **overrides: str):  # type: ignore[no-untyped-def]
         from orders.core.settings import Settings

@@ -1,7 +1,8 @@
-"""`orders bench`: end-to-end throughput and latency against the Celery ceiling and a blocking baseline.
+"""`orders bench`: throughput, latency and CPU per order against Celery's no-op ceilings and a blocking
+baseline.
 
 Runs every phase on the services it starts itself (or on given endpoints), each figure the median of
-``--repeat`` runs with min and max; shows one progress line per phase, then a table (or JSON).
+``--repeat`` runs with min and max; shows one progress line per phase, then the tables (or JSON).
 """
 
 from __future__ import annotations
@@ -17,16 +18,22 @@ import click
 
 # key -> progress label, in the order they run
 PHASES: dict[str, str] = {
-    "ceiling": "ceiling: no-op drain",
-    "ceiling_stock": "ceiling, stock kombu transport",
-    "e2e": "e2e at full speed",
-    "latency_half": "latency at half the e2e rate",
-    "e2e_fail10": "e2e, 10% transient failures",
+    "ceiling": "ceiling: no-op drain, project config",
+    "ceiling_stock": "ceiling, project config, stock transport",
+    "plain": "ceiling: plain Celery app, events off",
+    "plain_events": "ceiling: plain Celery app, events on",
+    "drain": "drain: pre-filled topic",
+    "drain_events": "drain, task events on",
+    "e2e": "e2e: live, producer in the clock",
+    "latency_half": "latency at half the drain rate",
+    "e2e_fail10": "10% transient failures, 2/4/8 s",
     "bridge": "bridge alone",
-    "baseline": "baseline: blocking consumer",
-    "scaling": "scaling: e2e at 1, 2, 4 workers",
+    "baseline": "baseline: blocking consumer, 2/4/8 s",
+    "apache": "Apache Kafka: drain, half-rate latency",
+    "rabbitmq": "RabbitMQ broker: drain, half-rate latency",
+    "scaling": "scaling: drain at 1, 2, 4 workers",
 }
-NEEDS = {"latency_half": "e2e"}  # half load is half of the measured full rate
+NEEDS = {"latency_half": "drain"}  # half load is half of the measured drain rate
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,9 @@ class BenchOptions:
     orders: int
     repeat: int
     workers: int
-    baseline_seconds: float
+    baseline_orders: int
     phases: tuple[str, ...]
+    seed: int = 16
 
 
 def resolve_phases(only: str) -> tuple[str, ...]:
@@ -54,13 +62,17 @@ def resolve_phases(only: str) -> tuple[str, ...]:
 @click.option("--orders", default=20_000, show_default=True, help="Orders (or no-op tasks) per run.")
 @click.option("--repeat", default=3, show_default=True, help="Runs per figure: the median, min and max.")
 @click.option("--workers", default=2, show_default=True, help="Solo worker processes of the layout measured.")
-@click.option("--baseline-seconds", default=20.0, show_default=True, help="How long each baseline run lasts.")
+@click.option("--baseline-orders", default=200, show_default=True,
+              help="Orders each baseline run processes (the first of the failure runs' orders).")  # fmt: skip
+@click.option("--seed", default=16, show_default=True, help="Failure seed of the 10% runs and the baseline.")
 @click.option("--only", default="", help=f"Comma-separated phases to run: {', '.join(PHASES)} (default all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("docs/benchmarks.json"),
               show_default=True, help="Write the JSON results here.")  # fmt: skip
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Also write this Markdown report, with bench-scaling.png beside it.")  # fmt: skip
+@click.option("--capacity", type=click.Path(path_type=Path), default=None,
+              help="Also write the capacity tables into this file (docs/scaling.md).")  # fmt: skip
 @click.option("--from-json", type=click.Path(exists=True, path_type=Path), default=None,
               help="Measure nothing: render the table (and --report) from these results.")  # fmt: skip
 @click.option("--kafka", default=None, help="Use this Kafka bootstrap instead of an embedded Tansu.")
@@ -69,11 +81,11 @@ def resolve_phases(only: str) -> tuple[str, ...]:
 )
 @click.option("--registry", default=None, help="Use this schema registry URL instead of the dev one.")
 def bench(
-    orders: int, repeat: int, workers: int, baseline_seconds: float, only: str, as_json: bool,
-    output: Path, report: Path | None, from_json: Path | None,
+    orders: int, repeat: int, workers: int, baseline_orders: int, seed: int, only: str, as_json: bool,
+    output: Path, report: Path | None, capacity: Path | None, from_json: Path | None,
     kafka: str | None, redis_url: str | None, registry: str | None,
 ) -> None:  # fmt: skip
-    """Measure e2e throughput and latency against the no-op Celery ceiling and a blocking baseline."""
+    """Throughput, latency and CPU per order against Celery's no-op ceilings and a blocking baseline."""
     from rich.console import Console
 
     from orders.bench.report import table, write_report
@@ -88,10 +100,10 @@ def bench(
         given = [e for e in (kafka, redis_url, registry) if e]
         if given and len(given) != 3:
             raise click.UsageError("give all of --kafka, --redis and --registry, or none")
-        if min(orders, repeat, workers) < 1 or baseline_seconds <= 0:
-            raise click.UsageError("--orders, --repeat, --workers and --baseline-seconds must be positive")
+        if min(orders, repeat, workers, baseline_orders) < 1:
+            raise click.UsageError("--orders, --repeat, --workers and --baseline-orders must be positive")
         endpoints = Endpoints(kafka, redis_url, registry) if kafka and redis_url and registry else None
-        options = BenchOptions(orders, repeat, workers, baseline_seconds, resolve_phases(only))
+        options = BenchOptions(orders, repeat, workers, baseline_orders, resolve_phases(only), seed)
         command = "orders " + shlex.join(sys.argv[1:])
         try:
             results = run_bench(options, endpoints, command)
@@ -107,6 +119,10 @@ def bench(
                 raise
             hint = "--report draws its plot with matplotlib: pip install -e '.[bench]'"
             raise click.ClickException(hint) from exc
+    if capacity is not None:
+        from orders.bench.capacity import write_capacity
+
+        write_capacity(results, capacity)
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:

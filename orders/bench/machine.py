@@ -26,6 +26,7 @@ def machine_facts(client: redis.Redis, broker: str) -> dict[str, Any]:
         "librdkafka": _librdkafka(),
         "redis_server": _redis_server(client),
         "broker": broker,
+        "load": [round(os.getloadavg()[0], 2)],
     }
 
 

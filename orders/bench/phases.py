@@ -1,218 +1,153 @@
-"""One run of each `orders bench` measurement: the no-op ceiling, end to end (with latency), the bridge
-alone and the blocking baseline. Each takes a fresh run from the rig and returns its figure."""
+"""One run of each `orders bench` pipeline measurement: drain, live end to end (full speed, paced, with
+failures), the bridge alone and the blocking baseline. Each takes a fresh run from the rig."""
 
 from __future__ import annotations
 
-import itertools
-import random
-import threading
+import os
 import time
-import urllib.request
-from dataclasses import dataclass
 
 import redis
 
-from bridge.handoff import create_sender
 from orders.bench.baseline import BlockingConsumer
-from orders.bench.rig import BenchError, Rig, Run, Worker, wait_until
-from orders.bench.stats import histogram_quantile, merge_histograms, observations, parse_histogram
-from orders.core.aggregate import Aggregate
+from orders.bench.ceilings import POLL_SECONDS, Measured, patience
+from orders.bench.cost import CostWindow
+from orders.bench.lanes import TANSU, Lane
+from orders.bench.probe import Attempt, read_attempts
+from orders.bench.producer import ProducerProcess
+from orders.bench.rig import BenchError, Rig, Run, wait_until
+from orders.bench.timeline import Timeline, quantiles_ms
+from orders.core.aggregate import COUNTERS_KEY, TOTALS_KEY, Aggregate
 from orders.core.codec import OrderCodec
-from orders.core.kafka import create_consumer, create_producer, create_registry_client
-from orders.core.order import NOOP_TASK, Order
-from orders.core.settings import Settings
-from orders.produce import OrderProducer, Pacer, random_orders
+from orders.core.kafka import create_consumer, create_registry_client
 from worker.aggregate import AggregateWriter
 from worker.faults import FailureInjector
 
-LATENCY_METRIC = "orders_end_to_end_latency_seconds"
-QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
-POLL_SECONDS = 0.005
-PREFILL_BATCH = 500
-# kombu's Redis transport keeps delivered, not yet acknowledged messages in this hash.
-UNACKED_KEY = "unacked"
-BASELINE_FAILURE_RATE = 0.1
+# Order ids of the failure runs and the baseline: the same orders and seed meet the same failures.
+FAILURE_PREFIX = "f10"
+FAILURE_RATE = 0.1
 
 
-@dataclass(frozen=True)
-class E2eRun:
-    rate: float
-    latency_ms: dict[str, float]  # p50/p95/p99, bucket-interpolated
+def _producer(rig: Rig, run: Run, n: int, rate: float, prefix: str) -> ProducerProcess:
+    env = {**os.environ, **run.env}
+    return ProducerProcess(env, n, rate, prefix, rig.kafka(run.lane).warm_up_topic)
 
 
-def _patience(n: int) -> float:
-    """Seconds a run may take before it counts as stalled (generous: 100 orders/s plus start-up)."""
-    return 120.0 + n / 100
+def _pids(rig: Rig, run: Run) -> dict[str, list[int]]:
+    return {**rig.service_pids(run.lane), "bridge": [b.pid for b in run.bridges],
+            "workers": [w.pid for w in run.workers]}  # fmt: skip
 
 
-# -- ceiling -------------------------------------------------------------------------------------
+def _settled(client: redis.Redis) -> int:
+    """Orders counted or dead-lettered so far (two HGETs: cheap enough to poll every few ms)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hget(TOTALS_KEY, "count")
+    pipe.hget(COUNTERS_KEY, "dlq")
+    return sum(int(v or 0) for v in pipe.execute())
 
 
-def measure_ceiling(rig: Rig, n: int, workers: int, stock: bool = False) -> float:
-    """Drain rate of ``n`` no-op tasks by ``workers`` solo workers, first to last completion.
+def _wait_settled(run: Run, n: int) -> float:
+    """Wait until ``n`` orders settled; the wall-clock time of the last aggregate write."""
+    client = run.redis()
+    wait_until(lambda: _settled(client) >= n, patience(n), f"{n} orders to settle", run, POLL_SECONDS)
+    return max(float(entry["at"]) for entry in Aggregate(client).recent(50))
 
-    The queue is filled under a staging key while the workers start, then renamed into place in one
-    step, so no worker drains alone while another is still booting.
-    """
-    run = rig.new_run("ceiling-stock" if stock else "ceiling")
+
+def measure_drain(rig: Rig, n: int, workers: int, lane: Lane = TANSU, **worker_env: str) -> Measured:
+    """A topic pre-filled with ``n`` orders; workers started, then the bridge; timed from the bridge
+    joining its group to the last aggregate write. No producer in the clock or in the cost."""
+    run = rig.new_run("drain", lane)
     try:
-        client = run.redis()
-        staging = f"{run.queue}-staging"
-        prefill_noops(run.settings, staging, n)
-        rig.start_workers(run, workers, ORDERS_STOCK_TRANSPORT="1" if stock else "0")
+        _producer(rig, run, n, 0.0, "drain").run()
+        rig.start_workers(run, workers, worker_env)
         rig.wait_ready(run)
-        client.rename(staging, run.queue)
-        return _time_drain(client, run, n)
-    finally:
-        rig.end_run(run)
-
-
-def prefill_noops(settings: Settings, queue: str, n: int) -> None:
-    """``n`` no-op task messages in ``queue``, published in pipelined batches with one producer."""
-    app = create_sender(settings)
-    with app.producer_or_acquire() as producer:
-        for start in range(0, n, PREFILL_BATCH):
-            with producer.batch(PREFILL_BATCH):
-                for _ in range(min(PREFILL_BATCH, n - start)):
-                    app.send_task(NOOP_TASK, queue=queue, producer=producer, retry=False)
-    if (depth := int(redis.Redis.from_url(settings.broker_url).llen(queue))) != n:  # type: ignore[arg-type]
-        raise BenchError(f"pre-filled {depth} no-op tasks, expected {n}")
-
-
-def _time_drain(client: redis.Redis, run: Run, n: int) -> float:
-    """Completed = n - waiting - unacknowledged; rate from the first completion seen to the last."""
-    renamed = now = time.perf_counter()
-    first: tuple[float, int] | None = None
-    deadline = renamed + _patience(n)
-    while True:
-        pipe = client.pipeline(transaction=True)
-        pipe.llen(run.queue)
-        pipe.hlen(UNACKED_KEY)
-        waiting, unacked = pipe.execute()
-        now = time.perf_counter()
-        done = n - waiting - unacked
-        if first is None and done > 0:
-            first = (now, done)
-        if waiting == 0 and unacked == 0:
-            break
-        if now > deadline:
-            raise BenchError(f"the no-op queue did not drain: {waiting} waiting, {unacked} unacked")
-        run.check_alive()
-        time.sleep(POLL_SECONDS)
-    assert first is not None
-    started, done_before = first
-    if done_before >= n:  # all of it finished between two polls: time it from the rename
-        return n / (now - renamed)
-    return (n - done_before) / (now - started)
-
-
-# -- end to end ----------------------------------------------------------------------------------
-
-
-def measure_e2e(rig: Rig, n: int, workers: int, failure_rate: float = 0.0, rate: float = 0.0) -> E2eRun:
-    """Workers and bridge running, ``n`` orders produced (at ``rate``/s, 0 = flat out).
-
-    Rate = n / (last aggregate update - first produce); an order settles when counted or
-    dead-lettered. Latency comes from the workers' histogram, producer timestamp -> counted.
-    """
-    run = rig.new_run(f"e2e-{workers}w")
-    try:
-        faults = {"FAILURE_INJECTION": "true", "FAILURE_RATE": str(failure_rate), "RETRY_BACKOFF_BASE": "0"}
-        faults = faults if failure_rate else {}
-        started_workers = rig.start_workers(run, workers, **faults)
         rig.start_bridge(run)
-        rig.wait_ready(run)
-        aggregate = Aggregate(run.redis())
-        first_produce = produce(order_producer(run.settings, rig.warm_up_topic), n, rate)
-
-        def settled() -> bool:
-            snapshot = aggregate.snapshot()
-            return snapshot.count + snapshot.counters["dlq"] >= n
-
-        wait_until(settled, _patience(n), f"{n} orders to settle", run)
-        last_update = max(float(entry["at"]) for entry in aggregate.recent(50))
-        latency = scrape_latency(started_workers, aggregate.snapshot().count)
-        return E2eRun(n / max(last_update - first_produce, 1e-3), latency)
+        rig.wait_ready(run, interval=POLL_SECONDS)  # the bridge fetches as soon as it joined
+        window = CostWindow(_pids(rig, run), redis.Redis.from_url(rig.settings.redis_url))
+        window.start()
+        started = time.time()
+        last_write = _wait_settled(run, n)
+        return Measured(n / max(last_write - started, 1e-3), window.stop(n))
     finally:
         rig.end_run(run)
 
 
-def order_producer(settings: Settings, warm_up_topic: str) -> OrderProducer:
-    """The bench's producer, warm before any timing starts: schema registered, one record delivered.
+def measure_e2e(
+    rig: Rig, n: int, workers: int, lane: Lane = TANSU, rate: float = 0.0, failure_rate: float = 0.0,
+    seed: int = 0,
+) -> Measured:  # fmt: skip
+    """Workers (probed) and bridge running, then ``n`` orders produced (at ``rate``/s, 0 = flat out).
 
-    A cold idempotent producer holds its first record ~0.5 s (connection, metadata, producer id);
-    that start-up belongs to the demo producer, not the pipeline, so it is paid on a side topic.
+    Rate = n / (last aggregate write - first send): the producer is inside the clock. With failures,
+    the injector is seeded and the product's backoff (2, 4, 8 s) applies. Every order's timing comes
+    from the probe (orders/bench/probe.py).
     """
-    codec = OrderCodec(create_registry_client(settings), settings.orders_topic)
-    codec.encode(Order("bench-warm-up", "Laptop", 100))
-    producer = create_producer(settings)
-    producer.produce(warm_up_topic, b"warm-up")
-    if producer.flush(30):
-        raise BenchError(f"the Kafka producer could not deliver to {warm_up_topic}")
-    return OrderProducer(producer, codec, settings.orders_topic)
+    faults = {"FAILURE_INJECTION": "true", "FAILURE_RATE": str(failure_rate), "FAILURE_SEED": str(seed)}
+    faults = faults if failure_rate else {}
+    prefix = FAILURE_PREFIX if failure_rate else "e2e"
+    run = rig.new_run("fail" if failure_rate else "paced" if rate else "e2e", lane)
+    try:
+        rig.start_workers(run, workers, faults, probe=True)
+        rig.start_bridge(run)
+        producer = _producer(rig, run, n, rate, prefix)  # warms up while the workers boot
+        rig.wait_ready(run)
+        window = CostWindow(_pids(rig, run), redis.Redis.from_url(rig.settings.redis_url))
+        window.start()
+        produced = producer.run()
+        last_write = _wait_settled(run, n)
+        cost = window.stop(n, {"producer": produced.cpu_seconds})
+        run.stop_workers()
+        timeline = Timeline.of(read_attempts(run.dir))
+        _check_complete(timeline, prefix, n)
+        figures = _timing_figures(timeline, produced.started, rate, bool(failure_rate))
+        figures["failed_share"] = _failed_share(read_attempts(run.dir))
+        return Measured(n / max(last_write - produced.started, 1e-3), cost, figures)
+    finally:
+        rig.end_run(run)
 
 
-def produce(sender: OrderProducer, n: int, rate: float = 0.0) -> float:
-    """Send ``n`` random orders and wait for their delivery; returns the wall-clock time of the first."""
-    pacer, never = Pacer(rate), threading.Event()
-    started = time.time()
-    for order in itertools.islice(random_orders(random.Random()), n):
-        sender.send(order)
-        pacer.wait(never)
-    unreported = sender.finish()
-    if unreported or sender.tally.failed:
-        raise BenchError(
-            f"{sender.tally.failed + unreported} orders not delivered: {sender.tally.last_error}"
-        )
-    return started
+def _check_complete(timeline: Timeline, prefix: str, n: int) -> None:
+    missing = timeline.missing(f"{prefix}-{seq:06d}" for seq in range(1, n + 1))
+    if missing:
+        raise BenchError(f"the probe saw {len(missing)} of {n} orders not settle, e.g. {missing[:3]}")
 
 
-def scrape_latency(workers: list[Worker], expected: int, timeout: float = 5.0) -> dict[str, float]:
-    """p50/p95/p99 in ms from every worker's histogram, summed bucket by bucket.
-
-    Waits (briefly) until the histograms hold ``expected`` observations: a worker observes just
-    after counting, so the last order may be counted a moment before it is observed.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        buckets = merge_histograms(
-            parse_histogram(_metrics_page(w.metrics_port), LATENCY_METRIC) for w in workers
-        )
-        if observations(buckets) >= expected or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    if not observations(buckets):
-        return {}
-    return {name: histogram_quantile(q, buckets) * 1000 for name, q in QUANTILES.items()}
+def _timing_figures(timeline: Timeline, started: float, rate: float, failures: bool) -> dict[str, float]:
+    figures = {"intake": timeline.intake_rate(started)}
+    if failures:
+        figures["settle_after_intake_s"] = timeline.settling_after_intake()
+        figures["result"] = timeline.result_rate(started)
+    waits = timeline.latencies_from_schedule(started, rate) if rate else timeline.waits_from_record()
+    figures.update({f"latency_{name}": value for name, value in quantiles_ms(waits).items()})
+    return figures
 
 
-def _metrics_page(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
+def _failed_share(attempts: list[Attempt]) -> float:
+    failed = sum(1 for a in attempts if a.state != "SUCCESS")
+    return 100.0 * failed / max(len(attempts), 1)
 
 
-# -- bridge alone ------------------------------------------------------------------------------
-
-
-def measure_bridge(rig: Rig, n: int) -> float:
+def measure_bridge(rig: Rig, n: int) -> Measured:
     """Hand-off rate with no worker: ``n`` orders pre-produced, then the bridge started.
 
     Rate from the first batch landing in the Celery queue to the last; with a single batch, from
-    the bridge's readiness.
+    the bridge's readiness. CPU of the bridge, the broker and Redis over the same window.
     """
     run = rig.new_run("bridge")
     try:
-        produce(order_producer(run.settings, rig.warm_up_topic), n)
+        _producer(rig, run, n, 0.0, "bridge").run()
         rig.start_bridge(run, MAX_QUEUE_DEPTH=str(2 * n + 1000))
-        rig.wait_ready(run)
-        return _time_fill(run.redis(), run, n, time.perf_counter())
+        rig.wait_ready(run, interval=POLL_SECONDS)
+        window = CostWindow(_pids(rig, run), redis.Redis.from_url(rig.settings.redis_url))
+        window.start()
+        rate = _time_fill(run.redis(), run, n, time.perf_counter())
+        return Measured(rate, window.stop(n))
     finally:
         rig.end_run(run)
 
 
 def _time_fill(client: redis.Redis, run: Run, n: int, ready: float) -> float:
     first: tuple[float, int] | None = None
-    deadline = ready + _patience(n)
+    deadline = ready + patience(n)
     while True:
         depth = int(client.llen(run.queue))  # type: ignore[arg-type]
         now = time.perf_counter()
@@ -231,28 +166,32 @@ def _time_fill(client: redis.Redis, run: Run, n: int, ready: float) -> float:
     return (n - landed) / (now - started)
 
 
-# -- baseline ----------------------------------------------------------------------------------
-
-
-def measure_baseline(rig: Rig, n: int, seconds: float) -> float:
-    """The blocking consumer's orders/s over ``seconds``, at a 10% transient failure rate."""
+def measure_baseline(rig: Rig, n: int, seed: int) -> Measured:
+    """The blocking consumer over the first ``n`` orders of the failure runs, same seed and schedule."""
     run = rig.new_run("baseline")
     try:
         settings = run.settings
-        produce(order_producer(settings, rig.warm_up_topic), n)
+        _producer(rig, run, n, 0.0, FAILURE_PREFIX).run()
         rig.wait_ready(run)  # no children of its own; the last run's must be gone
-        consumer = create_consumer(settings, **rig.consumer_options)
+        consumer = create_consumer(settings)
+        backoff = tuple(
+            float(min(settings.retry_backoff_max, settings.retry_backoff_base * 2**i))
+            for i in range(settings.max_retries)
+        )
         baseline = BlockingConsumer(
             consumer,
             settings.orders_topic,
             OrderCodec(create_registry_client(settings), settings.orders_topic),
             AggregateWriter(run.redis(), settings.dedupe_ttl_seconds),
-            FailureInjector(transient_rate=BASELINE_FAILURE_RATE),
+            FailureInjector(transient_rate=FAILURE_RATE, seed=seed),
+            backoff=backoff,
         )
         try:
-            result = baseline.run(seconds, limit=n)
+            result = baseline.run(limit=n, max_seconds=60 + n * sum(backoff))
         finally:
             consumer.close()
-        return result.rate
+        attempts = result.done + result.failed_attempts - result.gave_up
+        share = 100.0 * result.failed_attempts / max(attempts, 1)
+        return Measured(result.rate, figures={"failed_share": share, "orders": result.done})
     finally:
         rig.end_run(run)

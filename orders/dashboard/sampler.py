@@ -12,8 +12,9 @@ from typing import Any, Final
 
 import redis
 from confluent_kafka import KafkaException
-from kombu.exceptions import KombuError
+from kombu.exceptions import KombuError, OperationalError
 
+from bridge.amqp_handoff import AmqpHandoff
 from bridge.handoff import create_sender
 from orders.core.aggregate import Aggregate
 from orders.core.control import get_failure_rate
@@ -43,22 +44,39 @@ class RedisFigures:
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=HEALTH_TIMEOUT)
         self._aggregate = Aggregate(client)
         self._client = client
-        self._broker = redis.Redis.from_url(settings.broker_url, socket_timeout=HEALTH_TIMEOUT)
         self._queue = settings.celery_queue
+        self._broker: redis.Redis | None = None
+        self._rabbitmq: AmqpHandoff | None = None
+        if settings.broker_kind == "amqp":  # its depth the way the bridge reads it for backpressure
+            self._rabbitmq = AmqpHandoff(create_sender(settings), settings.celery_queue)
+        else:
+            self._broker = redis.Redis.from_url(settings.broker_url, socket_timeout=HEALTH_TIMEOUT)
 
     def read(self) -> Figures:
         """Raises redis.RedisError when Redis does not answer."""
+        queued, in_flight = self._queue_figures()
+        return Figures(
+            snapshot=self._aggregate.snapshot(),
+            recent=self._aggregate.recent(RECENT_ROWS),
+            queued=queued,
+            in_flight=in_flight,
+            failure_rate=get_failure_rate(self._client),
+        )
+
+    def _queue_figures(self) -> tuple[int | None, int | None]:
+        """Messages waiting, and handed to workers but not acknowledged (None where not known)."""
+        if self._rabbitmq is not None:
+            try:  # RabbitMQ's passive declare counts ready messages only; unacked ones are not in it
+                return self._rabbitmq.queue_depth(), None
+            except OperationalError as exc:
+                log.warning("RabbitMQ queue depth: %s", exc)
+                return None, None
+        assert self._broker is not None
         pipe = self._broker.pipeline(transaction=False)
         pipe.llen(self._queue)
         pipe.hlen(UNACKED_KEY)
         queued, in_flight = pipe.execute()
-        return Figures(
-            snapshot=self._aggregate.snapshot(),
-            recent=self._aggregate.recent(RECENT_ROWS),
-            queued=int(queued),
-            in_flight=int(in_flight),
-            failure_rate=get_failure_rate(self._client),
-        )
+        return int(queued), int(in_flight)
 
 
 class HealthProbe:

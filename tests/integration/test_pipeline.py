@@ -38,6 +38,14 @@ from worker.faults import FailureInjector
 pytestmark = pytest.mark.kafka
 
 
+@pytest.fixture
+def pipeline(pipeline: Pipeline, celery_broker: str, request: pytest.FixtureRequest) -> Pipeline:
+    """Each scenario on Redis and, with Apache Kafka, on RabbitMQ as Celery's broker."""
+    if celery_broker == "rabbitmq":
+        pipeline.use_rabbitmq(request.getfixturevalue("rabbitmq"))
+    return pipeline
+
+
 def snapshot(pipeline: Pipeline):  # type: ignore[no-untyped-def]
     return Aggregate(redis.Redis.from_url(pipeline.env["REDIS_URL"])).snapshot()
 
@@ -175,6 +183,7 @@ def test_same_order_twice_is_counted_once(pipeline: Pipeline) -> None:
     assert snap.sum == Decimal("1234.56") + Decimal("19.99")
 
 
+@pytest.mark.celery_brokers("redis")  # the bridge's own dead letters: no Celery broker involved
 def test_bad_records_are_dead_lettered_and_good_ones_processed(pipeline: Pipeline) -> None:
     pipeline.start_worker()
     bridge = pipeline.start_bridge()
@@ -235,12 +244,10 @@ def test_backpressure_bounds_the_celery_queue(pipeline: Pipeline) -> None:
     bound = 50
     bridge = pipeline.start_bridge(MAX_QUEUE_DEPTH=str(bound), BRIDGE_BATCH_SIZE="20")
     produce_cli(pipeline, 400, seed=9)
-    broker = redis.Redis.from_url(pipeline.env["REDIS_URL"])
-    queue = pipeline.env["CELERY_QUEUE"]
     wait_for(lambda: "pausing" in bridge.tail(400), 60, "the bridge to pause")
     depths = []
     for _ in range(30):  # sample while the bridge keeps polling, paused
-        depths.append(broker.llen(queue))
+        depths.append(pipeline.celery_queue_depth())
         time.sleep(0.1)
     assert max(depths) <= bound
     assert bridge.running()
@@ -269,6 +276,33 @@ def test_sigterm_mid_burst_loses_nothing_and_counts_nothing_twice(pipeline: Pipe
     assert snap.sum == sum(prices.values())
 
 
+@pytest.mark.celery_brokers(
+    "rabbitmq"
+)  # on Redis they return after the visibility timeout (reliability suite)
+def test_a_killed_workers_orders_come_back_at_once_and_count_once(pipeline: Pipeline) -> None:
+    """RabbitMQ requeues a closed connection's unacknowledged messages: a SIGKILLed worker's orders,
+    retries waiting for their countdown among them, go to the next worker, each counted once."""
+    seed = 21
+    worker = pipeline.start_worker(FAILURE_RATE="0.2", FAILURE_SEED=str(seed), RETRY_BACKOFF_BASE="1")
+    pipeline.start_bridge()
+    produce_cli(pipeline, 2000, seed=17)
+    wait_for(lambda: snapshot(pipeline).count >= 300, 60, "the worker to be busy")
+    worker.kill()
+    killed_at = snapshot(pipeline).count
+    pipeline.start_worker(FAILURE_RATE="0.2", FAILURE_SEED=str(seed), RETRY_BACKOFF_BASE="1")
+    prices = produced_orders(pipeline, 2000)
+    injector = FailureInjector(0.2, 0.0, seed)
+    dead = {oid for oid in prices if all(_fails(injector, oid, a) for a in range(4))}
+    wait_for(
+        lambda: snapshot(pipeline).count >= 2000 - len(dead), 120, "every order that does not fail for good"
+    )
+    snap = snapshot(pipeline)
+    assert killed_at < 2000
+    assert snap.count == 2000 - len(dead)  # none lost, none counted twice
+    assert snap.sum == sum(p for oid, p in prices.items() if oid not in dead)
+
+
+@pytest.mark.celery_brokers("redis")  # retries wait on RabbitMQ too: the transient-failure scenario
 def test_retries_back_off_exponentially(pipeline: Pipeline) -> None:
     """Base 1 s: the retries wait 1, 2 and 4 s, so a hopeless order reaches the DLQ after >= 7 s."""
     worker = pipeline.start_worker(FAILURE_RATE="1", RETRY_BACKOFF_BASE="1")

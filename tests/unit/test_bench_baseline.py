@@ -104,30 +104,32 @@ def baseline(
     return blocking, consumer, aggregate, clock
 
 
-def test_failures_sleep_one_two_four_seconds_in_the_loop_then_give_up() -> None:
+def test_failures_sleep_two_four_eight_seconds_in_the_loop_then_give_up() -> None:
+    """The product's schedule (RETRY_BACKOFF_BASE=2): the comparison measures the design, not the backoff."""
     failing = {("a", 0), ("b", 0), ("b", 1), ("b", 2), ("b", 3)}
     blocking, consumer, aggregate, clock = baseline(["a", "b", "c"], failing)
-    result = blocking.run(seconds=60, limit=3)
-    assert clock.sleeps == [1, 1, 2, 4]  # a: once; b: 1, 2, 4 then gives up
+    result = blocking.run(limit=3, max_seconds=600)
+    assert clock.sleeps == [2, 2, 4, 8]  # a: once; b: 2, 4, 8 then gives up
     assert aggregate.counted == ["a", "c"] and aggregate.dlq == 1
-    assert (result.done, result.gave_up) == (3, 1)
+    assert (result.done, result.gave_up, result.failed_attempts) == (3, 1, 5)
     assert consumer.stored == [0, 1, 2]  # offsets stored after each order, the retries included
     assert result.rate == pytest.approx(3 / result.seconds)
-    assert result.seconds == pytest.approx(8.003)  # 7 s of backoff + three 1 ms polls after the first
+    # 16 s of backoff + two 1 ms polls after the first record; no poll once the limit is reached
+    assert result.seconds == pytest.approx(16.002)
 
 
-def test_the_fixed_time_ends_in_the_middle_of_a_backoff() -> None:
+def test_the_time_limit_ends_in_the_middle_of_a_backoff() -> None:
     blocking, _, aggregate, clock = baseline(["a", "b", "c"], {("b", 0), ("b", 1)})
-    result = blocking.run(seconds=2.5, limit=3)
+    result = blocking.run(limit=3, max_seconds=4.5)
     assert aggregate.counted == ["a"]  # b was still backing off when the time ran out
     assert result.done == 1
-    assert result.seconds == pytest.approx(2.5)
-    assert clock.sleeps == [1, pytest.approx(1.499)]  # slept until the deadline, not the full 2 s
+    assert result.seconds == pytest.approx(4.5)
+    assert clock.sleeps == [2, pytest.approx(2.499)]  # slept until the deadline, not the full 4 s
 
 
 def test_no_record_within_a_minute_is_an_error() -> None:
     blocking, consumer, _, clock = baseline([], set())
     consumer.poll_cost = 0.5  # an empty poll waits out its timeout
     with pytest.raises(TimeoutError, match="no record"):
-        blocking.run(seconds=5, limit=1)
+        blocking.run(limit=1, max_seconds=5)
     assert clock.now == pytest.approx(160.0)

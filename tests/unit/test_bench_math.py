@@ -1,27 +1,21 @@
-"""`orders bench` arithmetic and reports without services: summaries, histogram quantiles, rendering."""
+"""`orders bench` arithmetic and reports without services: summaries, exact quantiles, per-order timing,
+CPU per order, the results document and its rendering."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
 import pytest
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from orders.bench.command import PHASES, resolve_phases
-from orders.bench.report import build_results, kept_limits_section, markdown, table, write_report
-from orders.bench.stats import (
-    Summary,
-    histogram_quantile,
-    merge_histograms,
-    observations,
-    parse_histogram,
-    ratio,
-)
-
-INF = math.inf
+from orders.bench.cost import RunCost, command_delta
+from orders.bench.probe import Attempt, read_attempts
+from orders.bench.report import kept_limits_section, markdown, table, write_report
+from orders.bench.results import build_results
+from orders.bench.stats import Summary, ratio
+from orders.bench.timeline import Timeline, exact_quantile, quantiles_ms
 
 
 @pytest.mark.parametrize(
@@ -54,67 +48,91 @@ def test_ratio(top: float | None, bottom: float | None, expected: float | None) 
     assert ratio(top, bottom) == expected
 
 
-# Buckets (upper bound, cumulative count): 10 observations <= 0.01, 90 <= 0.02, 100 in total.
-BUCKETS = [(0.01, 10.0), (0.02, 90.0), (0.05, 99.0), (INF, 100.0)]
+# -- exact quantiles and per-order timing ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("q", "buckets", "expected"),
-    [
-        (0.05, BUCKETS, 0.005),  # rank 5 in the first bucket, which starts at 0
-        (0.1, BUCKETS, 0.01),  # rank 10: the top of the first bucket
-        (0.5, BUCKETS, 0.015),  # rank 50: half-way through 10..90 in 0.01..0.02
-        (0.9, BUCKETS, 0.02),
-        (0.99, BUCKETS, 0.05),
-        (0.995, BUCKETS, 0.05),  # in the +Inf bucket: the highest finite bound
-        (1.0, BUCKETS, 0.05),
-        (0.0, BUCKETS, 0.0),
-        (-0.1, BUCKETS, -INF),
-        (1.1, BUCKETS, INF),
-        (0.5, [(INF, 100.0), (0.02, 90.0), (0.05, 99.0), (0.01, 10.0)], 0.015),  # order does not matter
-        (0.5, [(0.01, 5.0), (0.02, 5.0), (INF, 10.0)], 0.01),  # rank 5 met by the first bucket
-    ],
+    ("q", "expected"),
+    [(0.5, 50.0), (0.99, 99.0), (0.991, 100.0), (1.0, 100.0), (0.0, 1.0), (0.001, 1.0)],
 )
-def test_histogram_quantile_interpolates_like_promql(q: float, buckets: list, expected: float) -> None:  # type: ignore[type-arg]
-    assert histogram_quantile(q, buckets) == pytest.approx(expected)
+def test_exact_quantile_is_the_nearest_rank(q: float, expected: float) -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert exact_quantile(values, q) == expected
 
 
-@pytest.mark.parametrize(
-    "buckets",
-    [
-        [],
-        [(INF, 10.0)],  # one bucket: nothing to interpolate between
-        [(0.01, 5.0), (0.02, 10.0)],  # no +Inf bucket
-        [(0.01, 0.0), (INF, 0.0)],  # no observations
-    ],
-)
-def test_histogram_quantile_is_nan_without_a_usable_histogram(buckets: list) -> None:  # type: ignore[type-arg]
-    assert math.isnan(histogram_quantile(0.5, buckets))
+def test_quantiles_of_nothing_are_nan() -> None:
+    assert all(v != v for v in quantiles_ms([]).values())
 
 
-def _exposition(*values: float) -> str:
-    registry = CollectorRegistry()
-    latency = Histogram(
-        "orders_end_to_end_latency_seconds", "latency", buckets=(0.01, 0.02, 0.05), registry=registry
+def test_a_single_slow_order_sets_the_p99_of_a_hundred_but_not_the_p95() -> None:
+    latencies = [0.010] * 98 + [0.020, 2.0]
+    q = quantiles_ms(latencies)
+    assert (q["p50"], q["p95"], q["p99"], q["max"]) == pytest.approx((10.0, 10.0, 20.0, 2000.0))
+
+
+def _attempt(oid: str, retries: int, state: str, at: float, ts: int = 0) -> Attempt:
+    return Attempt(oid, retries, state, at, ts)
+
+
+def test_latency_runs_from_the_intended_send_time_not_the_actual_one() -> None:
+    """10 orders/s from t=100: order 3 was meant to go at 100.2; a producer running late hides nothing."""
+    timeline = Timeline.of(
+        [_attempt("p-000001", 0, "SUCCESS", 100.05), _attempt("p-000003", 0, "SUCCESS", 100.5)]
     )
-    for value in values:
-        latency.observe(value)
-    return generate_latest(registry).decode()
+    assert sorted(timeline.latencies_from_schedule(100.0, 10.0)) == pytest.approx([0.05, 0.3])
 
 
-def test_histograms_are_parsed_from_metrics_pages_and_summed_bound_by_bound() -> None:
-    first = parse_histogram(_exposition(0.005, 0.015, 0.015), "orders_end_to_end_latency_seconds")
-    second = parse_histogram(_exposition(0.015, 0.04, 3.0), "orders_end_to_end_latency_seconds")
-    assert first == {0.01: 1.0, 0.02: 3.0, 0.05: 3.0, INF: 3.0}
-    merged = merge_histograms([first, second])
-    assert merged == [(0.01, 1.0), (0.02, 4.0), (0.05, 5.0), (INF, 6.0)]
-    assert observations(merged) == 6.0
-    assert histogram_quantile(0.5, merged) == pytest.approx(0.01 + 0.01 * (3 - 1) / 3)
+def test_retries_settle_later_than_the_intake() -> None:
+    attempts = [
+        _attempt("f-000001", 0, "RETRY", 10.0), _attempt("f-000001", 1, "RETRY", 12.1),
+        _attempt("f-000001", 2, "SUCCESS", 16.2), _attempt("f-000002", 0, "SUCCESS", 11.0),
+        _attempt("f-000003", 0, "RETRY", 11.5), _attempt("f-000003", 1, "RETRY", 13.6),
+        _attempt("f-000003", 2, "RETRY", 17.7), _attempt("f-000003", 3, "FAILURE", 25.8),
+    ]  # fmt: skip
+    timeline = Timeline.of(attempts)
+    assert timeline.intake_rate(started=9.5) == pytest.approx(3 / 2.0)  # last first attempt at 11.5
+    assert timeline.settling_after_intake() == pytest.approx(25.8 - 11.5)  # the dead letter settles last
+    assert timeline.result_rate(started=9.5) == pytest.approx(3 / 16.3)
+    assert timeline.missing(["f-000001", "f-000004"]) == ["f-000004"]
 
 
-def test_a_page_without_the_histogram_gives_no_buckets() -> None:
-    assert parse_histogram("# nothing here\n", "orders_end_to_end_latency_seconds") == {}
-    assert observations(merge_histograms([{}])) == 0.0
+def test_the_backlog_wait_runs_from_the_record_timestamp() -> None:
+    timeline = Timeline.of([_attempt("e-000001", 0, "SUCCESS", 12.5, ts=10_000)])
+    assert timeline.waits_from_record() == pytest.approx([2.5])
+
+
+def test_probe_files_are_read_back(tmp_path: Path) -> None:
+    (tmp_path / "probe-11.tsv").write_text(
+        "a-000001\t0\tRETRY\t1.500000\t1000\na-000001\t1\tSUCCESS\t3.5\t1000\n"
+    )
+    (tmp_path / "probe-12.tsv").write_text("a-000002\t0\tSUCCESS\t2.25\t1100\n")
+    (tmp_path / "worker.log").write_text("not a probe file")
+    assert read_attempts(tmp_path) == [
+        Attempt("a-000001", 0, "RETRY", 1.5, 1000),
+        Attempt("a-000001", 1, "SUCCESS", 3.5, 1000),
+        Attempt("a-000002", 0, "SUCCESS", 2.25, 1100),
+    ]
+
+
+# -- CPU per order --------------------------------------------------------------------------------
+
+
+def test_redis_command_time_is_the_difference_of_two_snapshots() -> None:
+    before = {"evalsha": (10, 500), "llen": (4, 8), "get": (1, 1)}
+    after = {"evalsha": (210, 10_500), "llen": (4, 8), "get": (1, 1), "hincrby": (5, 25)}
+    assert command_delta(before, after) == {"evalsha": (200, 10_000), "hincrby": (5, 25)}
+
+
+def test_cost_per_order_by_component_and_in_total() -> None:
+    cost = RunCost(2000, {"bridge": 0.2, "workers": 1.0, "redis": 0.3}, {"evalsha": (2000, 40_000)}, 1.0)
+    assert cost.per_order_us() == pytest.approx(
+        {"bridge": 100.0, "workers": 500.0, "redis": 150.0, "total": 750.0, "redis_server": 20.0,
+         "other_cores": 0.0}
+    )  # fmt: skip
+    assert cost.commands_per_order() == {"evalsha": 1.0}
+
+
+# -- phases and reports ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -122,7 +140,7 @@ def test_a_page_without_the_histogram_gives_no_buckets() -> None:
     [
         ("", tuple(PHASES)),
         ("e2e,ceiling", ("ceiling", "e2e")),  # run order, not the order given
-        ("latency_half", ("e2e", "latency_half")),  # half load needs the full rate first
+        ("latency_half", ("drain", "latency_half")),  # half load needs the drain rate first
         (" bridge , baseline ", ("bridge", "baseline")),
     ],
 )
@@ -135,73 +153,92 @@ def test_unknown_phases_are_refused() -> None:
         resolve_phases("e2e,nonsense")
 
 
-# -- reports --------------------------------------------------------------------------------------
+def _cost(total: float) -> dict[str, Summary]:
+    parts = {"workers": total * 0.6, "redis": total * 0.2, "bridge": total * 0.2, "total": total,
+             "redis_server": total * 0.1}  # fmt: skip
+    return {name: Summary.of([v]) for name, v in parts.items()}
 
 
-def _results(**medians: float) -> dict:  # type: ignore[type-arg]
+def _results(costs: dict[str, float] | None = None, **medians: float) -> dict:  # type: ignore[type-arg]
     figures = {key: Summary.of([value * 0.9, value, value * 1.1]) for key, value in medians.items()}
-    parameters = {"orders": 20000, "repeat": 3, "workers": 2, "baseline_seconds": 20.0}
+    parameters = {"orders": 20000, "repeat": 3, "workers": 2, "baseline_orders": 200, "half_load_rate": 1500}
     machine = {
         "cpu": "Test CPU", "cores": 2, "python": "3.11.7", "packages": {"celery": "5.7.0"},
         "redis_server": {"version": "7.0.15", "aof": True, "appendfsync": "everysec"}, "broker": "Tansu",
+        "load": [0.4, 1.1],
     }  # fmt: skip
     return build_results(
-        parameters, figures, machine, "orders bench", "2026-01-01T00:00:00Z", "2026-01-01T00:10:00Z"
-    )
+        parameters, figures, machine, "orders bench", "2026-01-01T00:00:00Z", "2026-01-01T00:10:00Z",
+        {key: _cost(total) for key, total in (costs or {}).items()},
+        {"drain": {"evalsha": 1.0, "llen": 0.01}},
+    )  # fmt: skip
 
 
 FULL = {
-    "ceiling": 3000.0, "ceiling_stock": 2500.0, "e2e": 2700.0, "e2e_fail10": 2400.0, "bridge": 9000.0,
-    "baseline": 8.0, "latency_half_p99": 40.0, "scaling_1": 1500.0, "scaling_2": 2700.0, "scaling_4": 2600.0,
+    "ceiling": 6000.0, "plain": 2000.0, "plain_events": 1500.0, "drain": 3300.0, "e2e": 2700.0,
+    "e2e_intake": 2800.0, "fail10_intake": 2400.0, "fail10_result": 900.0,
+    "fail10_settle_after_intake_s": 15.0,
+    "bridge": 12000.0, "baseline": 4.5, "half_latency_p99": 40.0, "half_apache_latency_p99": 55.0,
+    "scaling_1": 1500.0, "scaling_2": 3300.0, "scaling_4": 3100.0,
 }  # fmt: skip
+COSTS = {"ceiling": 300.0, "drain": 560.0}
 
 
 def test_results_carry_ratios_of_medians_and_targets() -> None:
-    results = _results(**FULL)
+    results = _results(COSTS, **FULL)
     assert json.loads(json.dumps(results)) == results  # plain JSON
-    assert results["figures"]["ceiling"]["label"] == "ceiling: no-op drain, 2 solo workers"
-    assert results["figures"]["e2e"]["runs"] == pytest.approx([2430.0, 2700.0, 2970.0])
-    assert results["ratios"]["e2e_over_ceiling"]["value"] == pytest.approx(0.9)
-    assert results["ratios"]["bridge_over_e2e"]["value"] == pytest.approx(9000 / 2700)
-    assert results["ratios"]["e2e_fail10_over_baseline"]["value"] == pytest.approx(300.0)
+    assert results["figures"]["plain"]["label"] == "no-op ceiling: plain default Celery app, events off"
+    assert results["figures"]["drain"]["runs"] == pytest.approx([2970.0, 3300.0, 3630.0])
+    assert results["ratios"]["drain_over_plain"]["value"] == pytest.approx(1.65)
+    assert results["ratios"]["cpu_drain_over_ceiling"]["value"] == pytest.approx(560 / 300)
+    assert results["ratios"]["fail10_result_over_baseline"]["value"] == pytest.approx(200.0)
+    assert results["cost"]["drain"]["components"]["workers"]["median"] == pytest.approx(336.0)
     verdicts = {t["key"]: t["met"] for t in results["targets"]}
     assert verdicts == {
-        "e2e_over_ceiling": True,  # 0.90 >= 0.85
-        "e2e_fail10_over_ceiling": True,  # 0.80 >= 0.75
-        "e2e_over_ceiling_stock": True,  # 1.08 >= 1
-        "bridge_over_e2e": True,  # 3.3 >= 2.5
-        "latency_half_p99": True,  # 40 <= 50
-        "e2e_fail10_over_baseline": True,  # 300 >= 100
+        "drain_over_plain": True,  # 1.65 >= 1.5
+        "cpu_drain_over_ceiling": True,  # 1.87 <= 2
+        "half_latency_p99": True,  # 40 <= 50 ms
+        "half_apache_latency_p99": False,  # 55 > 50 ms
+        "fail10_intake_over_e2e_intake": True,  # 0.86 >= 0.8
+        "fail10_settle_after_intake_s": True,  # 15 <= 16 s
+        "fail10_result_over_baseline": True,  # 200 >= 100
+        "bridge_over_drain": True,  # 3.6 >= 3
     }
 
 
 def test_a_missed_target_and_missing_figures() -> None:
-    results = _results(ceiling=3000.0, e2e=2000.0)
-    assert set(results["ratios"]) == {"e2e_over_ceiling"}
+    results = _results(plain=3000.0, drain=2000.0)
+    assert set(results["ratios"]) == {"drain_over_plain"}
+    assert results["cost"] == {}
     assert results["targets"] == [
-        {"key": "e2e_over_ceiling", "label": "e2e / ceiling, 0% failures", "measured": pytest.approx(2 / 3),
-         "target": ">= 0.85", "met": False}
+        {"key": "drain_over_plain", "label": "drain / plain Celery ceiling (events off)",
+         "measured": pytest.approx(2 / 3), "unit": "", "target": ">= 1.5", "met": False}
     ]  # fmt: skip
 
 
-def test_markdown_has_the_table_targets_machine_command_plot_and_limits_placeholder() -> None:
-    text = markdown(_results(**FULL), "bench-scaling.png")
-    assert "| e2e, 0% failures | 2,700 | 2,430 | 2,970 | orders/s |" in text
-    assert "| latency p99, half the e2e rate | 40.0 | 36.0 | 44.0 | ms |" in text
-    assert "| e2e / ceiling, 0% failures | 0.90 | >= 0.85 | yes |" in text
-    assert "| e2e (10% failures) / baseline | 300 | >= 100 | yes |" in text
+def test_markdown_has_the_tables_targets_machine_command_plot_and_limits_placeholder() -> None:
+    text = markdown(_results(COSTS, **FULL), "bench-scaling.png")
+    assert (
+        "| drain: pre-filled topic, bridge and workers started after it | 3,300 | 2,970 | 3,630 | orders/s |"
+        in text
+    )
+    assert "| drain | 112 | 336 | 112 | 560 | 56 |" in text  # bridge, workers, Redis, total, command time
+    assert "- drain: evalsha 1.00, llen 0.01" in text
+    assert "| drain / plain Celery ceiling (events off) | 1.65 | >= 1.5 | yes |" in text
+    assert "| latency at half the drain rate, Apache Kafka, p99 | 55.0 | <= 50 ms | **no** |" in text
+    assert "| 10% transient failures: last settle after the last intake | 15.0 | <= 16 s | yes |" in text
     assert "```sh\norders bench\n```" in text
     assert "| CPU | Test CPU, 2 cores, None GiB |" in text
-    assert "| Redis | 7.0.15, AOF appendfsync everysec |" in text
-    assert "![e2e throughput vs worker processes](bench-scaling.png)" in text
-    assert "bucket-interpolated" in text
+    assert "| load average (1 min) at start / end | 0.4 / 1.1 |" in text
+    assert "![drain throughput vs worker processes](bench-scaling.png)" in text
+    assert "intended" in text and "nearest rank" in text
     assert text.rstrip().endswith("-->")  # the limits section is a placeholder, last
     assert "## What limits the pipeline" in text
 
 
 def test_a_written_limits_section_survives_a_new_report(tmp_path: Path) -> None:
     report = tmp_path / "benchmarks.md"
-    write_report(_results(**FULL), report)
+    write_report(_results(COSTS, **FULL), report)
     assert (tmp_path / "bench-scaling.png").read_bytes().startswith(b"\x89PNG")
     written = report.read_text().replace(
         "<!-- to be written from a profile of a full-size run (py-spy or pyinstrument) -->",
@@ -211,23 +248,24 @@ def test_a_written_limits_section_survives_a_new_report(tmp_path: Path) -> None:
     assert kept_limits_section(written) == (
         "## What limits the pipeline\n\nThe workers' CPU: 40% kombu, 20% the Lua script.\n"
     )
-    write_report(_results(**FULL), report)
+    write_report(_results(COSTS, **FULL), report)
     assert "The workers' CPU: 40% kombu, 20% the Lua script." in report.read_text()
 
 
 def test_no_plot_without_scaling_figures(tmp_path: Path) -> None:
-    assert write_report(_results(ceiling=3000.0, e2e=2000.0), tmp_path / "b.md") is None
+    assert write_report(_results(plain=3000.0, drain=2000.0), tmp_path / "b.md") is None
     assert not (tmp_path / "bench-scaling.png").exists()
     assert "## Scaling" not in (tmp_path / "b.md").read_text()
 
 
-def test_table_lists_every_figure_and_verdict() -> None:
+def test_table_lists_every_figure_cost_and_verdict() -> None:
     from rich.console import Console
 
-    console = Console(width=200, record=True)
-    console.print(table(_results(**FULL)))
+    console = Console(width=250, record=True)
+    console.print(table(_results(COSTS, **FULL)))
     text = console.export_text()
-    assert "bridge alone, no worker" in text and "9,000" in text
-    assert "e2e / ceiling, 0% failures" in text and "0.90" in text and ">= 0.85" in text
-    assert "<= 50 ms" in text
-    assert text.count("│ yes │") == 6  # every target met
+    assert "bridge alone, no worker" in text and "12,000" in text
+    assert "drain / plain Celery ceiling (events off)" in text and "1.65" in text and ">= 1.5" in text
+    assert "<= 50 ms" in text and "<= 16 s" in text
+    assert "CPU µs per order" in text and "560" in text
+    assert text.count("│ yes │") == 7 and text.count("│ no  │") == 1

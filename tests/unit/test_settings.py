@@ -73,6 +73,8 @@ def test_kafka_options_reach_every_client_config() -> None:
         ({"MAX_RETRIES": "three"}, "MAX_RETRIES"),
         ({"FAILURE_RATE": "1.5"}, "FAILURE_RATE"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"REDIS_URL": "amqp://localhost//"}, "REDIS_URL"),  # the aggregate is in Redis whatever the broker
+        ({"CELERY_BROKER_URL": "sqs://"}, "CELERY_BROKER_URL"),
         ({"SCHEMA_REGISTRY_URL": "localhost:8081"}, "SCHEMA_REGISTRY_URL"),
         ({"RETRY_BACKOFF_BASE": "-1"}, "RETRY_BACKOFF_BASE"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
@@ -164,6 +166,29 @@ def test_dead_workers_orders_are_swept_back_soon_after_the_visibility_timeout() 
     interval = options.get("unacked_restore_interval", Channel.unacked_restore_interval)
     throttle = options.get("unacked_restore_throttle", Channel.unacked_restore_throttle)
     assert interval * throttle <= 10
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("redis://r:6379/1", "redis"),
+        ("rediss://r:6380/0?ssl_cert_reqs=required", "redis"),
+        ("amqp://u:p@rabbit:5672//", "amqp"),
+    ],
+)
+def test_the_broker_url_picks_celerys_transport(url: str, kind: str) -> None:
+    s = build(CELERY_BROKER_URL=url)
+    assert s.broker_kind == kind
+    config = celery_config(s)
+    assert config["broker_url"] == url
+    options = config["broker_transport_options"]
+    if kind == "amqp":
+        # kombu's py-amqp transport, none of the Redis-only options, and every worker publish confirmed
+        assert config["broker_transport"] is None
+        assert options == {"confirm_publish": True}
+    else:
+        assert config["broker_transport"] == "worker.transport:Transport"
+        assert options["visibility_timeout"] == visibility_timeout(s)
 
 
 @pytest.mark.parametrize(

@@ -23,3 +23,14 @@ def test_late_acks_and_redelivery_on_worker_loss() -> None:
     assert process_order.acks_late is True
     assert process_order.reject_on_worker_lost is True
     assert process_order.name == "orders.process_order"
+
+
+def test_task_events_are_sent_while_someone_watches_unless_asked_for() -> None:
+    """Off by default (Flower turns them on as it connects); TASK_EVENTS=true sends them from the start."""
+    from orders.core.settings import Settings
+    from worker.celery import worker_config
+
+    quiet = worker_config(Settings.from_env({}, env_file=None))
+    assert (quiet["worker_send_task_events"], quiet["task_send_sent_event"]) == (False, False)
+    watched = worker_config(Settings.from_env({"TASK_EVENTS": "true"}, env_file=None))
+    assert (watched["worker_send_task_events"], watched["task_send_sent_event"]) == (True, True)

@@ -1,0 +1,114 @@
+"""The brokers a bench run may use (its lane), and the settings the bench's own Kafka clients get."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
+
+from orders.core.kafka import create_admin
+from orders.core.settings import Settings, kafka_options_from_env
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Which Kafka broker and which Celery broker a run uses."""
+
+    kafka: str = "tansu"  # "tansu" (embedded) or "apache" (Apache Kafka from the cached jars)
+    celery: str = "redis"  # "redis" or "rabbitmq"
+
+    @property
+    def suffix(self) -> str:
+        """ "" for the default lane, else e.g. "_apache" or "_rabbitmq" (figure keys)."""
+        return "" if self == Lane() else "_" + (self.celery if self.celery != "redis" else self.kafka)
+
+    def describe(self) -> str:
+        kafka = {"tansu": "Tansu", "apache": "Apache Kafka"}[self.kafka]
+        return f"{kafka}, Celery on {'RabbitMQ' if self.celery == 'rabbitmq' else 'Redis'}"
+
+
+TANSU, APACHE, RABBITMQ = Lane(), Lane("apache"), Lane("apache", "rabbitmq")
+
+
+class KafkaLane:
+    """One Kafka broker's admin client and warm-up topic (every bench producer delivers one record there
+    first, so its start-up is never timed)."""
+
+    def __init__(self, settings: Settings, bootstrap: str, pid: int | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.pid = pid
+        self.admin: AdminClient = create_admin(
+            settings.model_copy(update={"kafka_bootstrap_servers": bootstrap})
+        )
+        self.warm_up_topic = f"bench-warm-up-{uuid.uuid4().hex[:6]}"
+        self.create_topics([NewTopic(self.warm_up_topic, num_partitions=1, replication_factor=1)])
+
+    def create_topics(self, topics: list[NewTopic]) -> None:
+        for future in self.admin.create_topics(topics).values():
+            future.result(timeout=30)
+
+    def delete_topics(self, topics: list[str]) -> None:
+        for future in self.admin.delete_topics(topics, operation_timeout=10).values():
+            try:
+                future.result(timeout=15)
+            except Exception as exc:  # a broker that keeps topics only costs disk; the bench is done
+                log.info("could not delete bench topics %s: %s", topics, exc)
+
+    def close(self) -> None:
+        self.delete_topics([self.warm_up_topic])
+        del self.admin
+
+
+def plain_workers_answer(broker_url: str, count: int) -> bool:
+    from celery import Celery
+
+    app = Celery("bench-ping", broker=broker_url, set_as_current=False)
+    try:
+        return len(app.control.ping(timeout=0.5)) >= count
+    finally:
+        app.close()
+
+
+def delete_queue(broker_url: str, queue: str) -> None:
+    from kombu import Connection
+
+    with Connection(broker_url, connect_timeout=5) as connection:
+        connection.default_channel.queue_delete(queue)
+
+
+def with_db(url: str, db: int) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+
+def with_env(settings: Settings, env: dict[str, str]) -> Settings:
+    """``settings`` with the endpoint and naming variables of ``env`` applied (the children's view)."""
+    fields = {"KAFKA_BOOTSTRAP_SERVERS": "kafka_bootstrap_servers", "REDIS_URL": "redis_url",
+              "CELERY_BROKER_URL": "celery_broker_url", "SCHEMA_REGISTRY_URL": "schema_registry_url",
+              "ORDERS_TOPIC": "orders_topic", "DLQ_TOPIC": "dlq_topic", "CONSUMER_GROUP": "consumer_group",
+              "CELERY_QUEUE": "celery_queue"}  # fmt: skip
+    update: dict[str, object] = {fields[k]: v for k, v in env.items() if k in fields}
+    if "REDIS_URL" in env and "CELERY_BROKER_URL" not in env:
+        update["celery_broker_url"] = env["REDIS_URL"]
+    if "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO" in env:  # the stack's registry asks for its own credentials
+        update["schema_registry_basic_auth"] = SecretStr(env["SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"])
+    return settings.model_copy(update=update)
+
+
+def in_process(settings: Settings, env: dict[str, str]) -> Settings:
+    """Settings for this process's own clients: the children's KAFKA_* options from ``env`` too.
+
+    orders.core.kafka gives each client only the options it takes (Tansu's short session timeout goes to
+    consumers alone). Idle connections the broker closes between runs need no log line.
+    """
+    options = {
+        "log.connection.close": "false",
+        **settings.kafka_options,
+        **kafka_options_from_env(env, {"KAFKA_BOOTSTRAP_SERVERS"}),
+    }
+    return settings.model_copy(update={"kafka_options": options})
