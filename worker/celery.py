@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 
 from orders.core.celery_config import PREFETCH_MULTIPLIER, TASK_TIME_LIMIT, celery_config, check_dedupe_window
 from orders.core.metrics_server import serve_metrics
 from orders.core.order import PROCESS_ORDER_TASK
 from orders.core.settings import Settings, SettingsError
+from worker import retry_info
 from worker.faults import announce as announce_failure_injection
 
 T = TypeVar("T")
@@ -94,6 +95,12 @@ class _LazyConfig(Mapping[str, Any]):
 
 
 app.config_from_object(_LazyConfig())
+
+
+@worker_init.connect
+def _lazy_retry_info(**_: object) -> None:
+    """A Retry's traceback formatted only if read (worker/retry_info.py); before any pool forks."""
+    retry_info.install()
 
 
 @worker_ready.connect

@@ -101,6 +101,18 @@ def _cost_cell(value: float, column: str) -> str:
     return f"{value:.2f}" if column == "other_cores" else fmt(value, CPU)
 
 
+def _warm_up(params: Mapping[str, Any]) -> str:
+    rounds = (params.get("broker_warm_up_jit_cores") or {}).get("apache")
+    if not rounds:
+        return ""
+    shown = ", ".join(f"{share:.2f}" for share in rounds)
+    return (
+        f" Apache Kafka's new JVM was warmed up first by {len(rounds)} unmeasured paced rounds, until its "
+        f"JIT compiler went quiet (it used {shown} of a core in them): a broker in service has long "
+        "compiled its request path."
+    )
+
+
 def markdown(results: Mapping[str, Any], plot: str | None, kept_limits: str | None = None) -> str:
     """docs/benchmarks.md; ``kept_limits`` is an existing "What limits the pipeline" section to keep."""
     params, machine = results["parameters"], results["machine"]
@@ -111,7 +123,7 @@ def markdown(results: Mapping[str, Any], plot: str | None, kept_limits: str | No
         f"Each figure is the median of {_runs(params['repeat'])} of {params['orders']:,} orders (no-op "
         f"tasks for the ceilings; {params.get('baseline_orders', '?')} orders for the baseline), with the "
         f"lowest and highest run. Workers are solo-pool processes, {params['workers']} unless a figure "
-        f"says so. Half load: {params.get('half_load_rate') or 0:,.0f} orders/s.",
+        f"says so. Half load: {params.get('half_load_rate') or 0:,.0f} orders/s.{_warm_up(params)}",
         "", "## Results", "", "| figure | median | min | max | unit |", "| --- | ---: | ---: | ---: | --- |",
     ]  # fmt: skip
     for f in results["figures"].values():

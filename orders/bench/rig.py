@@ -249,7 +249,9 @@ class Rig:
         """
         extra = ("--without-mingle", *(("--include", "orders.bench.probe") if probe else ()))
         for n in range(1, count + 1):
-            argv = worker_argv(f"bench{n}", *extra, loglevel="WARNING")
+            # A node name per run: on RabbitMQ a worker's pidbox queue is exclusive to its connection, and
+            # a new worker of the same name starting while the last run's still closes is refused.
+            argv = worker_argv(f"{run.settings.orders_topic}-{n}", *extra, loglevel="WARNING")
             worker_env = {**run.env, "FAILURE_RATE": "0", "PERMANENT_FAILURE_RATE": "0",
                           "ORDERS_STOCK_TRANSPORT": "0", **(env or {})}  # fmt: skip
             service, port = pipeline_service(

@@ -21,6 +21,7 @@ from orders.bench.phases import FAILURE_RATE, measure_baseline, measure_bridge, 
 from orders.bench.results import SCALING, build_results
 from orders.bench.rig import Endpoints, Rig
 from orders.bench.stats import Summary
+from orders.bench.warmup import WARM_UP_RATE, warm_up_broker
 from orders.core.settings import Settings
 
 
@@ -35,6 +36,7 @@ class Bench:
         self.costs: dict[str, dict[str, Summary]] = {}  # figure key -> component -> µs per order
         self.commands: dict[str, dict[str, float]] = {}  # figure key -> Redis command -> calls per order
         self.half_rate: float | None = None
+        self.warm_up: dict[str, list[float]] = {}  # JVM broker -> its JIT's share of a core in each round
         self._tasks = {
             p: display.add_task(PHASES[p], status="waiting", start=False, total=1) for p in options.phases
         }
@@ -133,8 +135,20 @@ class Bench:
         self._measure("baseline", "baseline", lambda: measure_baseline(self.rig, o.baseline_orders, o.seed))
 
     def _lane(self, lane: Lane, phase: str) -> None:
+        if lane.kafka == "apache" and lane.kafka not in self.warm_up:
+            self._warm_up(lane, phase)
         drain = self._drain(lane, phase)
         self._half(lane, phase, drain.median / 2)
+
+    def _warm_up(self, lane: Lane, phase: str) -> None:
+        """Unmeasured rounds until the new JVM broker compiled its request path (orders/bench/warmup.py)."""
+        rate = self.half_rate or WARM_UP_RATE
+
+        def report(shares: list[float]) -> None:
+            shown = ", ".join(f"{share:.2f}" for share in shares)
+            self._status(phase, f"warming the broker up at {rate:,.0f}/s; its JIT used {shown} core")
+
+        self.warm_up[lane.kafka] = warm_up_broker(self.rig, lane, self.options.workers, rate, report)
 
     def _apache(self) -> None:
         self._lane(APACHE, "apache")
@@ -170,7 +184,8 @@ def run_bench(options: BenchOptions, endpoints: Endpoints | None, command: str) 
         machine["load"].append(round(os.getloadavg()[0], 2))
     finally:
         rig.close(keep_logs=failed)
-    parameters = {**asdict(options), "phases": list(options.phases), "half_load_rate": bench.half_rate}
+    parameters = {**asdict(options), "phases": list(options.phases), "half_load_rate": bench.half_rate,
+                  "broker_warm_up_jit_cores": bench.warm_up}  # fmt: skip
     return build_results(
         parameters, bench.figures, machine, command, started, _now(), bench.costs, bench.commands
     )
