@@ -16,11 +16,12 @@ Three checks, in this order, on every request:
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
+
+from orders.core.net import is_loopback
 
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 WILDCARDS: Final = {"0.0.0.0", "::", ""}
@@ -32,15 +33,6 @@ Origin = tuple[str, str, int]
 
 class DashboardError(Exception):
     """The dashboard cannot start as asked (e.g. a public address without a token)."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_origin(url: str) -> Origin | None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
+
+from orders.core.net import is_loopback
 
 
 class RegistryStartError(Exception):
@@ -49,15 +50,6 @@ class BasicAuth:
         # Both compared in constant time, so a response's timing tells nothing about either.
         same_user = hmac.compare_digest(user.encode(), self.user.encode())
         return hmac.compare_digest(password.encode(), self.password.encode()) and same_user
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_listen(host: str, auth: BasicAuth | None) -> None:
