@@ -8,6 +8,7 @@ events off and on. Each drains the same pre-filled no-op messages with the same 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -82,31 +83,43 @@ def prefill_noops(settings: Settings, queue: str, n: int) -> None:
 
 
 def _time_drain(client: redis.Redis, run: Run, queue: str, n: int) -> float:
-    """Completed = n - waiting - unacknowledged; rate from the first completion seen to the last.
+    """Completed = n - waiting - unacknowledged, timed from the rename.
 
     The plain app acknowledges on receipt (early acks), so up to its prefetch (4 per worker) count
     as done a moment before they run: 8 of n, under 0.1% of a 20,000-task run.
     """
-    renamed = now = time.perf_counter()
-    first: tuple[float, int] | None = None
-    deadline = renamed + patience(n)
-    while True:
+
+    def completed() -> int:
         pipe = client.pipeline(transaction=True)
         pipe.llen(queue)
         pipe.hlen(UNACKED_KEY)
         waiting, unacked = pipe.execute()
+        return n - int(waiting) - int(unacked)
+
+    return rate_until(
+        n, completed, time.perf_counter(), run, lambda done: f"the no-op queue did not drain: {n - done} left"
+    )
+
+
+def rate_until(
+    n: int, count: Callable[[], int], since: float, run: Run, stuck: Callable[[int], str]
+) -> float:
+    """Per second for ``count()`` to reach ``n``, polled every POLL_SECONDS: from the first poll that saw
+    some of it to the one that saw all (from ``since`` if all of it came between two polls), so the
+    start-up before the first item is not timed. Raises BenchError(``stuck(count)``) past patience(n).
+    """
+    first: tuple[float, int] | None = None
+    deadline = since + patience(n)
+    while (done := count()) < n:
         now = time.perf_counter()
-        done = n - waiting - unacked
         if first is None and done > 0:
             first = (now, done)
-        if waiting == 0 and unacked == 0:
-            break
         if now > deadline:
-            raise BenchError(f"the no-op queue did not drain: {waiting} waiting, {unacked} unacked")
+            raise BenchError(stuck(done))
         run.check_alive()
         time.sleep(POLL_SECONDS)
-    assert first is not None
+    now = time.perf_counter()
+    if first is None:
+        return n / (now - since)
     started, done_before = first
-    if done_before >= n:  # all of it finished between two polls: time it from the rename
-        return n / (now - renamed)
     return (n - done_before) / (now - started)

@@ -9,7 +9,7 @@ import time
 import redis
 
 from orders.bench.baseline import BlockingConsumer
-from orders.bench.ceilings import POLL_SECONDS, Measured, patience
+from orders.bench.ceilings import POLL_SECONDS, Measured, patience, rate_until
 from orders.bench.cost import CostWindow
 from orders.bench.lanes import TANSU, Lane
 from orders.bench.probe import Attempt, read_attempts
@@ -146,24 +146,13 @@ def measure_bridge(rig: Rig, n: int) -> Measured:
 
 
 def _time_fill(client: redis.Redis, run: Run, n: int, ready: float) -> float:
-    first: tuple[float, int] | None = None
-    deadline = ready + patience(n)
-    while True:
-        depth = int(client.llen(run.queue))  # type: ignore[arg-type]
-        now = time.perf_counter()
-        if first is None and depth > 0:
-            first = (now, depth)
-        if depth >= n:
-            break
-        if now > deadline:
-            raise BenchError(f"the bridge handed off {depth} of {n} orders")
-        run.check_alive()
-        time.sleep(POLL_SECONDS)
-    assert first is not None
-    started, landed = first
-    if landed >= n:
-        return n / (now - ready)
-    return (n - landed) / (now - started)
+    return rate_until(
+        n,
+        lambda: int(client.llen(run.queue)),  # type: ignore[arg-type]
+        ready,
+        run,
+        lambda depth: f"the bridge handed off {depth} of {n} orders",
+    )
 
 
 def measure_baseline(rig: Rig, n: int, seed: int) -> Measured:
