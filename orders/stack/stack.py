@@ -22,7 +22,8 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from orders.core.settings import REGISTRY_DATABASE, Settings, with_database
+from orders.core.settings import Settings, with_database
+from orders.registry.settings import REGISTRY_DATABASE
 from orders.stack import services
 from orders.stack.options import RunSecrets, StackOptions, with_credentials
 from orders.stack.processes import (
