@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from redis.connection import parse_url
 
 KAFKA_PREFIX = "KAFKA_"
@@ -133,6 +133,20 @@ class Settings(BaseSettings):
     def broker_kind(self) -> BrokerKind:
         """Which Celery broker the URL names: "redis" or "amqp" (RabbitMQ)."""
         return "amqp" if urlsplit(self.broker_url).scheme in AMQP_SCHEMES else "redis"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the mapping :meth:`from_env` builds: pydantic-settings' own environment source would read
+        ``os.environ`` behind a test's plain dict, and parse a list variable as JSON (a comma-separated
+        DASHBOARD_PUBLIC_URLS then failed, in a message echoing the whole environment)."""
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Self:
@@ -284,6 +298,7 @@ def describe_errors(exc: ValidationError, secret_names: set[str]) -> str:
     lines = ["Invalid configuration:"]
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"]) or "settings"
-        shown = "" if name in secret_names else f" (got {error.get('input')!r})"
+        # A model-level error's input is the whole environment: never shown.
+        shown = "" if name in secret_names or not error["loc"] else f" (got {error.get('input')!r})"
         lines.append(f"  {name}: {error['msg']}{shown}")
     return "\n".join(lines)

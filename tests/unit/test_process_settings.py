@@ -133,3 +133,21 @@ def test_the_dev_registry_keeps_its_schemas_in_a_database_of_its_own(
     assert build(REDIS_URL=redis_url, REGISTRY_REDIS_URL="redis://other:6379/0").registry_redis_url == (
         "redis://other:6379/0"
     )
+
+
+def test_from_env_reads_the_mapping_it_is_given_and_nothing_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic-settings' own sources read os.environ behind the mapping: a process environment's
+    DASHBOARD_PUBLIC_URLS (compose sets one) failed JSON parsing there, in an error showing every variable."""
+    monkeypatch.setenv("ORDERS_TOPIC", "from-os-environ")
+    monkeypatch.setenv("DASHBOARD_PUBLIC_URLS", "http://localhost:8050")
+    monkeypatch.setenv("SOME_SECRET", "hunter2")
+    assert Settings.from_env({}, env_file=None).orders_topic == "orders"
+    assert DashboardSettings.from_env({}, env_file=None).dashboard_public_urls == ()
+    # Without a mapping, the process environment is the mapping: parsed by our validators alone.
+    from_process = DashboardSettings.from_env(env_file=None)
+    assert from_process.dashboard_public_urls == ("http://localhost:8050",)
+    assert from_process.orders_topic == "from-os-environ"
+    monkeypatch.setenv("DASHBOARD_PUBLIC_URLS", "localhost:8050")
+    with pytest.raises(SettingsError, match="DASHBOARD_PUBLIC_URLS") as raised:
+        DashboardSettings.from_env(env_file=None)
+    assert "hunter2" not in str(raised.value)

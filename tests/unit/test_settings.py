@@ -5,7 +5,10 @@ Each process's own settings (bridge, worker, dashboard, registry) are in test_pr
 
 from __future__ import annotations
 
+from typing import Self
+
 import pytest
+from pydantic import BaseModel, ValidationError, model_validator
 
 from orders.core.celery_config import (
     LEASE_RENEW_SECONDS,
@@ -21,6 +24,7 @@ from orders.core.kafka import consumer_config, create_producer, producer_config,
 from orders.core.settings import (
     Settings,
     SettingsError,
+    describe_errors,
     env_name_to_option,
     is_secret_option,
     option_to_env_name,
@@ -104,6 +108,20 @@ def test_secrets_never_show() -> None:
     with pytest.raises(SettingsError) as raised:
         build(REDIS_URL="http://:hunter2@x")
     assert "hunter2" not in str(raised.value)
+
+
+def test_an_error_about_the_whole_mapping_never_echoes_it() -> None:
+    class Checked(BaseModel):
+        a: int = 0
+
+        @model_validator(mode="after")
+        def _refuse(self) -> Self:
+            raise ValueError("inconsistent")
+
+    with pytest.raises(ValidationError) as raised:
+        Checked.model_validate({"a": 1, "REDIS_URL": "redis://:hunter2@r/0"})
+    message = describe_errors(raised.value, set())
+    assert "inconsistent" in message and "hunter2" not in message
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path) -> None:  # type: ignore[no-untyped-def]
