@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from orders.bench.ceilings import Ceiling, Measured, measure_ceiling
-from orders.bench.command import PHASES, BenchOptions
 from orders.bench.lanes import APACHE, RABBITMQ, TANSU, Lane
 from orders.bench.machine import machine_facts
+from orders.bench.options import PHASES, BenchOptions
 from orders.bench.phases import FAILURE_RATE, measure_baseline, measure_bridge, measure_drain, measure_e2e
 from orders.bench.results import SCALING, build_results
 from orders.bench.rig import Endpoints, Rig
