@@ -48,7 +48,8 @@ def up(ctx: click.Context, no_producer: bool, no_flower: bool, no_dashboard: boo
     """
     from orders.core.process import start_process
     from orders.core.settings import Settings
-    from orders.stack.stack import StackError, StackOptions, run_stack
+    from orders.stack.stack import StackError, StackOptions
+    from orders.stack.up import run_stack
 
     settings = start_process(Settings)
     explicit = frozenset(
