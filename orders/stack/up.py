@@ -6,11 +6,11 @@ it, so the dependencies point one way (an import-linter contract keeps them acyc
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable
 
+from orders.core.process import stop_on_signals
 from orders.core.settings import Settings
 from orders.stack.options import StackOptions
 from orders.stack.stack import Stack, new_stack, start_pipeline, start_services
@@ -31,7 +31,9 @@ def wait_while_healthy(stack: Stack, tick: Callable[[], None], stop: Callable[[]
 
 def run_stack(settings: Settings, options: StackOptions) -> int:
     """Start everything, show the summary and a live status line, stop in order. Returns the exit code."""
-    stop_requested = _stop_on_signals()
+    # Ctrl-C and SIGTERM end the status loop; the `finally` then stops the children in order.
+    stop_requested = threading.Event()
+    stop_on_signals(stop_requested.set)
     stack = new_stack(settings, options)
     try:
         start_services(stack)
@@ -46,15 +48,3 @@ def run_stack(settings: Settings, options: StackOptions) -> int:
         return 0
     finally:
         stack.stop()
-
-
-def _stop_on_signals() -> threading.Event:
-    """Ctrl-C and SIGTERM end the status loop; the `finally` then stops the children in order."""
-    stop = threading.Event()
-
-    def handler(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
