@@ -21,13 +21,13 @@ from bridge.backpressure import QueueDepth
 from bridge.counters import CounterBuffer
 from bridge.group_watch import GroupWatch
 from bridge.handoff import Handoff
+from bridge.settings import BridgeSettings
 from orders.core.aggregate import Event, dead_letter_event
 from orders.core.codec import OrderCodec
 from orders.core.dead_letter import DeadLetter, origin_of
 from orders.core.dead_letter_publisher import DeadLetterNotDelivered, DeadLetterPublisher
 from orders.core.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
 from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, order_from_record
-from orders.core.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,7 +47,7 @@ class Stopping(Exception):
 class Bridge:
     def __init__(
         self,
-        settings: Settings,
+        settings: BridgeSettings,
         new_consumer: ConsumerFactory,
         codec: OrderCodec,
         handoff: Handoff,

@@ -13,6 +13,7 @@ from bridge.amqp_handoff import AmqpHandoff
 from bridge.consumer import Bridge
 from bridge.handoff import Handoff, create_sender
 from bridge.metrics import AggregateCollector, QueueCollector, record_lag_from_stats
+from bridge.settings import BridgeSettings
 from orders.core.aggregate import Aggregate
 from orders.core.codec import OrderCodec
 from orders.core.dead_letter_publisher import create_dead_letter_publisher
@@ -35,7 +36,7 @@ def _stats_options(settings: Settings, on_stats: Callable[[str], None]) -> dict[
     return {"stats_cb": both if settings.metrics_port else on_stats, "statistics.interval.ms": interval}
 
 
-def run_bridge(settings: Settings) -> None:
+def run_bridge(settings: BridgeSettings) -> None:
     """Consume ORDERS_TOPIC until SIGTERM/SIGINT, then commit what was handed off and return."""
     log.info("bridge starting: %s", settings.redacted())
     dead_letters = create_dead_letter_publisher(settings, settings.dlq_delivery_timeout)
@@ -72,6 +73,6 @@ def create_handoff(settings: Settings) -> Handoff:
 def main() -> None:
     """`python -m bridge`: the bridge with settings from the environment."""
     try:
-        run_bridge(start_process())
+        run_bridge(start_process(BridgeSettings))
     except SettingsError as exc:
         sys.exit(str(exc))

@@ -36,9 +36,10 @@ def main() -> None:
 def bridge() -> None:
     """Consume ORDERS_TOPIC and hand each order to the Celery task (a consumer group member)."""
     from bridge.main import run_bridge
+    from bridge.settings import BridgeSettings
     from orders.core.process import start_process
 
-    run_bridge(start_process())
+    run_bridge(start_process(BridgeSettings))
 
 
 for command in (registry, produce, stats, reset, up, env_command, dlq, bench, dashboard, top):

@@ -116,8 +116,9 @@ def produce(rate: float, count: int, seed: int | None, quiet: bool, schema_path:
     """Send random orders to ORDERS_TOPIC; exits non-zero if any delivery failed."""
     from orders.core.kafka import create_producer, create_registry_client
     from orders.core.process import start_process, stop_on_signals
+    from orders.core.settings import Settings
 
-    settings = start_process()
+    settings = start_process(Settings)
     stop = threading.Event()
     stop_on_signals(stop.set)
     writer_schema = schema_path.read_text() if schema_path else None

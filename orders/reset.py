@@ -26,7 +26,7 @@ def reset(yes: bool) -> None:
     """
     from orders.core.process import start_process
 
-    settings = start_process()
+    settings = start_process(Settings)
     with redis.Redis.from_url(settings.redis_url) as client:
         snapshot = Aggregate(client).snapshot()
     where = redact_url(settings.redis_url)

@@ -124,4 +124,4 @@ def stats(as_json: bool) -> None:
     """Print the running average, counters, dead letters by stage and the consumer lag."""
     from orders.core.process import start_process
 
-    show_stats(start_process(), as_json)
+    show_stats(start_process(Settings), as_json)

@@ -18,17 +18,18 @@ from celery.signals import worker_init, worker_ready
 from orders.core.celery_config import PREFETCH_MULTIPLIER, TASK_TIME_LIMIT, celery_config, check_dedupe_window
 from orders.core.metrics_server import serve_metrics
 from orders.core.order import PROCESS_ORDER_TASK
-from orders.core.settings import Settings, SettingsError
+from orders.core.settings import SettingsError
 from worker import retry_info
 from worker.faults import announce as announce_failure_injection
+from worker.settings import WorkerSettings
 
 T = TypeVar("T")
 
 
 @functools.cache
-def settings() -> Settings:
+def settings() -> WorkerSettings:
     """This worker's settings, built once from its environment."""
-    return _or_exit(Settings.from_env)
+    return _or_exit(WorkerSettings.from_env)
 
 
 def _or_exit(build: Callable[[], T]) -> T:
@@ -39,9 +40,9 @@ def _or_exit(build: Callable[[], T]) -> T:
         sys.exit(str(exc))
 
 
-def worker_config(settings: Settings) -> dict[str, Any]:
+def worker_config(settings: WorkerSettings) -> dict[str, Any]:
     """The shared Celery settings plus what only the workers need: late acks, limits, events, retries."""
-    check_dedupe_window(settings)
+    check_dedupe_window(settings, settings.dedupe_ttl_seconds)
     return {
         **celery_config(settings),
         # Acknowledge after the task ran, and put the message back if the worker dies mid-task:
@@ -65,7 +66,7 @@ def worker_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def retry_policy(settings: Settings) -> dict[str, Any]:
+def retry_policy(settings: WorkerSettings) -> dict[str, Any]:
     return {
         "max_retries": settings.max_retries,
         "retry_backoff": settings.retry_backoff_base or False,

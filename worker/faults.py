@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orders.core.errors import PermanentError, TransientError
-from orders.core.settings import Settings
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class FailureInjector:
 NEVER_FAILS = FailureInjector()
 
 
-def configured_injector(settings: Settings) -> FailureInjector:
+def configured_injector(settings: WorkerSettings) -> FailureInjector:
     """The worker's injector: its FAILURE_* rates with injection enabled, one that never fails without."""
     if not settings.failure_injection:
         return NEVER_FAILS
@@ -57,7 +57,7 @@ def configured_injector(settings: Settings) -> FailureInjector:
 
 
 def with_override(
-    injector: FailureInjector, settings: Settings, read_override: Callable[[], float | None]
+    injector: FailureInjector, settings: WorkerSettings, read_override: Callable[[], float | None]
 ) -> FailureInjector:
     """``injector`` with the transient rate a dashboard set in Redis; Redis is not even read when off."""
     if not settings.failure_injection:
@@ -66,7 +66,7 @@ def with_override(
     return injector if rate is None else dataclasses.replace(injector, transient_rate=rate)
 
 
-def announce(settings: Settings) -> None:
+def announce(settings: WorkerSettings) -> None:
     """One line at start-up: whether this worker fails orders on purpose, and what it ignores if not."""
     if settings.failure_injection:
         log.warning(

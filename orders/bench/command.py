@@ -11,39 +11,11 @@ import json
 import logging
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-# key -> progress label, in the order they run
-PHASES: dict[str, str] = {
-    "ceiling": "ceiling: no-op drain, project config",
-    "ceiling_stock": "ceiling, project config, stock transport",
-    "plain": "ceiling: plain Celery app, events off",
-    "plain_events": "ceiling: plain Celery app, events on",
-    "drain": "drain: pre-filled topic",
-    "drain_events": "drain, task events on",
-    "e2e": "e2e: live, producer in the clock",
-    "latency_half": "latency at half the drain rate",
-    "e2e_fail10": "10% transient failures, 2/4/8 s",
-    "bridge": "bridge alone",
-    "baseline": "baseline: blocking consumer, 2/4/8 s",
-    "apache": "Apache Kafka: drain, half-rate latency",
-    "rabbitmq": "RabbitMQ broker: drain, half-rate latency",
-    "scaling": "scaling: drain at 1, 2, 4 workers",
-}
-NEEDS = {"latency_half": "drain"}  # half load is half of the measured drain rate
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    orders: int
-    repeat: int
-    workers: int
-    baseline_orders: int
-    phases: tuple[str, ...]
-    seed: int = 16
+from orders.bench.options import NEEDS, PHASES, BenchOptions
 
 
 def resolve_phases(only: str) -> tuple[str, ...]:

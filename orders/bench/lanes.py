@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -14,6 +15,7 @@ from orders.core.kafka import create_admin
 from orders.core.settings import Settings, kafka_options_from_env
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Settings)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def with_db(url: str, db: int) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
 
 
-def with_env(settings: Settings, env: dict[str, str]) -> Settings:
+def with_env(settings: S, env: dict[str, str]) -> S:
     """``settings`` with the endpoint and naming variables of ``env`` applied (the children's view)."""
     fields = {"KAFKA_BOOTSTRAP_SERVERS": "kafka_bootstrap_servers", "REDIS_URL": "redis_url",
               "CELERY_BROKER_URL": "celery_broker_url", "SCHEMA_REGISTRY_URL": "schema_registry_url",
@@ -100,7 +102,7 @@ def with_env(settings: Settings, env: dict[str, str]) -> Settings:
     return settings.model_copy(update=update)
 
 
-def in_process(settings: Settings, env: dict[str, str]) -> Settings:
+def in_process(settings: S, env: dict[str, str]) -> S:
     """Settings for this process's own clients: the children's KAFKA_* options from ``env`` too.
 
     orders.core.kafka gives each client only the options it takes (Tansu's short session timeout goes to

@@ -17,6 +17,7 @@ from orders.bench.producer import ProducerProcess
 from orders.bench.rig import BenchError, Rig, Run, wait_until
 from orders.bench.timeline import Timeline, quantiles_ms
 from orders.core.aggregate import COUNTERS_KEY, TOTALS_KEY, Aggregate
+from orders.core.celery_config import countdowns
 from orders.core.codec import OrderCodec
 from orders.core.kafka import create_consumer, create_registry_client
 from worker.aggregate import AggregateWriter
@@ -163,10 +164,7 @@ def measure_baseline(rig: Rig, n: int, seed: int) -> Measured:
         _producer(rig, run, n, 0.0, FAILURE_PREFIX).run()
         rig.wait_ready(run)  # no children of its own; the last run's must be gone
         consumer = create_consumer(settings)
-        backoff = tuple(
-            float(min(settings.retry_backoff_max, settings.retry_backoff_base * 2**i))
-            for i in range(settings.max_retries)
-        )
+        backoff = tuple(float(countdown) for countdown in countdowns(settings))  # the workers' own
         baseline = BlockingConsumer(
             consumer,
             settings.orders_topic,

@@ -33,7 +33,8 @@ from orders.bench.lanes import (
     with_env,
 )
 from orders.bench.machine import package_version
-from orders.core.settings import REGISTRY_DATABASE, Settings
+from orders.bench.settings import BenchSettings
+from orders.registry.settings import REGISTRY_DATABASE
 from orders.stack import services
 from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
@@ -60,7 +61,7 @@ class Endpoints:
 class Run:
     """One measured run's names and environment; ``settings`` is what this process uses for it."""
 
-    settings: Settings
+    settings: BenchSettings
     env: dict[str, str]
     lane: Lane
     dir: Path  # the workers' working directory (where the bench probe writes)
@@ -104,7 +105,9 @@ class Rig:
     and RabbitMQ start the first time a run on their lane asks for them.
     """
 
-    def __init__(self, settings: Settings, env: dict[str, str], log_dir: Path, stack: Stack | None) -> None:
+    def __init__(
+        self, settings: BenchSettings, env: dict[str, str], log_dir: Path, stack: Stack | None
+    ) -> None:
         self.settings = in_process(with_env(settings, env), env)
         self.env = env
         self.log_dir = log_dir
@@ -123,7 +126,7 @@ class Rig:
         self._counter = itertools.count(1)
 
     @classmethod
-    def open(cls, settings: Settings, endpoints: Endpoints | None) -> Rig:
+    def open(cls, settings: BenchSettings, endpoints: Endpoints | None) -> Rig:
         """Start Tansu, redis-server and the registry (stopped by :meth:`close`), or use ``endpoints``."""
         if endpoints is not None:
             env = {"KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka, "REDIS_URL": endpoints.redis,

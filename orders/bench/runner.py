@@ -14,15 +14,15 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from orders.bench.ceilings import Ceiling, Measured, measure_ceiling
-from orders.bench.command import PHASES, BenchOptions
 from orders.bench.lanes import APACHE, RABBITMQ, TANSU, Lane
 from orders.bench.machine import machine_facts
+from orders.bench.options import PHASES, BenchOptions
 from orders.bench.phases import FAILURE_RATE, measure_baseline, measure_bridge, measure_drain, measure_e2e
 from orders.bench.results import SCALING, build_results
 from orders.bench.rig import Endpoints, Rig
+from orders.bench.settings import BenchSettings
 from orders.bench.stats import Summary
 from orders.bench.warmup import WARM_UP_RATE, warm_up_broker
-from orders.core.settings import Settings
 
 
 class Bench:
@@ -171,7 +171,7 @@ class Bench:
 def run_bench(options: BenchOptions, endpoints: Endpoints | None, command: str) -> dict[str, Any]:
     """Start (or reach) the services, run the phases with a progress display, return the JSON document."""
     started = _now()
-    rig = Rig.open(Settings.from_env(), endpoints)
+    rig = Rig.open(BenchSettings.from_env(), endpoints)
     failed = True
     try:
         machine = machine_facts(redis.Redis.from_url(rig.settings.redis_url), rig.broker_description())

@@ -78,14 +78,15 @@ def redelivery_window(settings: Settings) -> int:
     return sum(countdowns(settings)) + runs + visibility_timeout(settings)
 
 
-def check_dedupe_window(settings: Settings) -> None:
-    """DEDUPE_TTL_SECONDS must cover every redelivery and re-read, or an order could be counted twice."""
+def check_dedupe_window(settings: Settings, dedupe_ttl_seconds: int) -> None:
+    """A worker's DEDUPE_TTL_SECONDS must cover every redelivery and re-read the shared Celery settings
+    allow, or an order could be counted twice. Raises :class:`SettingsError`."""
     floor = redelivery_window(settings) + REREAD_MARGIN
-    if settings.dedupe_ttl_seconds < floor:
+    if dedupe_ttl_seconds < floor:
         raise SettingsError(
             "Invalid configuration:\n  DEDUPE_TTL_SECONDS: must cover the longest redelivery "
             f"({redelivery_window(settings)} s) plus {REREAD_MARGIN} s for re-reads and replays, "
-            f"at least {floor} s (got {settings.dedupe_ttl_seconds})"
+            f"at least {floor} s (got {dedupe_ttl_seconds})"
         )
 
 

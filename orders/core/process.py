@@ -5,19 +5,22 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
+from typing import TypeVar
 
 from orders.core.settings import Settings
 
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+S = TypeVar("S", bound=Settings)
 
 
-def start_process() -> Settings:
-    """The process's settings from its environment, and logging at their LOG_LEVEL.
+def start_process(kind: type[S]) -> S:
+    """The process's settings (``kind``: the ones it reads) from its environment, and logging at their
+    LOG_LEVEL.
 
     Raises :class:`~orders.core.settings.SettingsError` naming each bad variable.
     """
-    settings = Settings.from_env()
+    settings = kind.from_env()
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     return settings
 

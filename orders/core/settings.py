@@ -1,4 +1,9 @@
-"""The one settings object, built from environment variables (and an optional `.env`) at each entry point."""
+"""The settings the bridge and the worker share, and how every process builds its own from the environment.
+
+Each process and tool owns the settings it reads, next to its code (``bridge/settings.py``,
+``worker/settings.py``, ``orders/dashboard/settings.py``, ``orders/registry/settings.py``, ...): a subclass
+of :class:`Settings` built once at its entry point with ``from_env``, so it validates only what it reads.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,11 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from redis.connection import parse_url
 
 KAFKA_PREFIX = "KAFKA_"
 DAY_SECONDS = 24 * 3600
-# The dev registry's database on REDIS_URL's server unless REGISTRY_REDIS_URL says otherwise (the
-# aggregate is in 0 and compose puts the Celery queue in 1).
-REGISTRY_DATABASE = 2
 MASK = "**********"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 # RabbitMQ through py-amqp (kombu's "pyamqp" transport, Celery's default for amqp://).
@@ -29,9 +31,9 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    """Everything a process of the pipeline may be configured with.
+    """What the bridge and the worker share, and the base of every process's own settings.
 
-    Build it with :meth:`from_env`; nothing else in the code reads ``os.environ``.
+    Build it (or a subclass) with :meth:`from_env`; nothing else in the code reads ``os.environ``.
     Fields holding credentials are kept out of ``repr`` and logs (see :meth:`redacted`).
     """
 
@@ -41,6 +43,8 @@ class Settings(BaseSettings):
     # Any other librdkafka option, from KAFKA_<NAME> variables (Confluent's image convention).
     kafka_options: dict[str, str] = Field(default_factory=dict, repr=False)
 
+    # The registry client (orders/core/kafka.py builds it with the Kafka clients): the bridge decodes
+    # with it, and so does every tool that reads or writes orders.
     schema_registry_url: str = Field("http://localhost:8081", alias="SCHEMA_REGISTRY_URL")
     schema_registry_basic_auth: SecretStr | None = Field(None, alias="SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO")
     # The registry client's TLS: a private CA to trust, and a client certificate for mutual TLS.
@@ -50,69 +54,43 @@ class Settings(BaseSettings):
     )
     schema_registry_ssl_key_location: str | None = Field(None, alias="SCHEMA_REGISTRY_SSL_KEY_LOCATION")
     schema_registry_ssl_key_password: SecretStr | None = Field(None, alias="SCHEMA_REGISTRY_SSL_KEY_PASSWORD")
-    # `orders registry` (the dev registry): the one user:password it accepts; required off loopback.
-    registry_basic_auth: SecretStr | None = Field(None, alias="REGISTRY_BASIC_AUTH")
-    # `orders registry`'s own state: never the aggregate's database, so clearing that one (FLUSHDB)
-    # keeps every schema. Default: database REGISTRY_DATABASE of REDIS_URL's server.
-    registry_redis_url: str | None = Field(None, alias="REGISTRY_REDIS_URL", repr=False)
 
     redis_url: str = Field("redis://localhost:6379/0", alias="REDIS_URL", repr=False)
     celery_broker_url: str | None = Field(None, alias="CELERY_BROKER_URL", repr=False)
     celery_result_backend: str | None = Field(None, alias="CELERY_RESULT_BACKEND", repr=False)
     celery_queue: str = Field("orders", alias="CELERY_QUEUE", min_length=1)
 
+    # The pipeline's names: the bridge's, and those of every tool that looks at the pipeline.
     orders_topic: str = Field("orders", alias="ORDERS_TOPIC", min_length=1)
     dlq_topic: str = Field("orders-dlq", alias="DLQ_TOPIC", min_length=1)
     consumer_group: str = Field("orders-bridge", alias="CONSUMER_GROUP", min_length=1)
 
-    # The demo's failure injector (worker/faults.py): without FAILURE_INJECTION=true a worker ignores
-    # FAILURE_RATE, PERMANENT_FAILURE_RATE and the dashboard's override, so production never fails on purpose.
-    failure_injection: bool = Field(False, alias="FAILURE_INJECTION")
-    failure_rate: float = Field(0.0, alias="FAILURE_RATE", ge=0.0, le=1.0)
-    permanent_failure_rate: float = Field(0.0, alias="PERMANENT_FAILURE_RATE", ge=0.0, le=1.0)
-    failure_seed: int | None = Field(None, alias="FAILURE_SEED")
+    # The retry policy's countdowns are the workers', but they are shared: with the stock transport the
+    # visibility timeout must outlast the longest one, and the sender (the bridge) and the workers must
+    # build the same Celery config (orders/core/celery_config.py).
     max_retries: int = Field(3, alias="MAX_RETRIES", ge=0, le=20)
     # Celery autoretry counts in whole seconds (factor * 2**retries, factor floored at 1);
     # 0 means retry at once.
     retry_backoff_base: int = Field(2, alias="RETRY_BACKOFF_BASE", ge=0)
     retry_backoff_max: int = Field(600, alias="RETRY_BACKOFF_MAX", ge=1)
-    retry_jitter: bool = Field(False, alias="RETRY_JITTER")
-
-    # How long an orderId is remembered as counted (or claimed for the DLQ): each remembered order
-    # costs Redis ~DEDUPE_BYTES_PER_ORDER, so memory ~ orders/s x this x that (README: bounded Redis).
-    # Checked at worker start to cover every redelivery and re-read (orders/core/celery_config.py).
-    dedupe_ttl_seconds: int = Field(DAY_SECONDS, alias="DEDUPE_TTL_SECONDS", ge=1)
-    # Distinct product names kept apart in the aggregate; the rest are counted under "(other)".
-    max_products: int = Field(1000, alias="MAX_PRODUCTS", ge=1)
     # Overrides the computed Redis visibility timeout (orders/core/celery_config.py checks it stays safe).
     visibility_timeout: int | None = Field(None, alias="VISIBILITY_TIMEOUT", ge=1)
-    max_queue_depth: int = Field(10_000, alias="MAX_QUEUE_DEPTH", ge=2)
-    bridge_batch_size: int = Field(500, alias="BRIDGE_BATCH_SIZE", ge=1, le=100_000)
-    dlq_delivery_timeout: float = Field(30.0, alias="DLQ_DELIVERY_TIMEOUT", gt=0)
-    # Seconds out of its consumer group (with a broker up) before the bridge replaces its consumer;
-    # above the 300 s a legitimate rebalance may take (bridge/group_watch.py).
-    bridge_rejoin_timeout: float = Field(360.0, alias="BRIDGE_REJOIN_TIMEOUT", gt=0)
-    log_level: str = Field("INFO", alias="LOG_LEVEL")
-    # Workers send Celery task events from the start; otherwise when Flower (or `control enable_events`) asks.
-    task_events: bool = Field(False, alias="TASK_EVENTS")
-    # kombu's own Redis transport instead of worker/transport.py's (for comparisons).
+    # kombu's own Redis transport instead of worker/transport.py's (for comparisons): part of the
+    # shared Celery config, and it changes the visibility arithmetic.
     stock_transport: bool = Field(False, alias="ORDERS_STOCK_TRANSPORT")
+    # How long a DLQ publish may wait for the broker's acknowledgement: the bridge waits this long, a
+    # worker at most WORKER_DLQ_WAIT of it (inside its task time limit).
+    dlq_delivery_timeout: float = Field(30.0, alias="DLQ_DELIVERY_TIMEOUT", gt=0)
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
     # Prometheus /metrics of this process (bridge or worker); 0 = not served.
     metrics_port: int = Field(0, alias="METRICS_PORT", ge=0, le=65535)
     # The interface /metrics and /healthz listen on (127.0.0.1 keeps them on this machine).
     metrics_host: str = Field("0.0.0.0", alias="METRICS_HOST", min_length=1)
-    # Guards the web dashboard (figures and controls); required when it listens beyond loopback.
-    dashboard_token: SecretStr | None = Field(None, alias="DASHBOARD_TOKEN")
-    # The origins (scheme://host[:port]) browsers reach the dashboard at, comma-separated; requests
-    # naming any other Host or Origin are refused (DNS rebinding). Default: its listen address.
-    dashboard_public_urls: tuple[str, ...] = Field((), alias="DASHBOARD_PUBLIC_URLS")
 
-    @field_validator("redis_url", "registry_redis_url")
+    @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES:
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value
+    def _redis_scheme(cls, value: str) -> str:
+        return check_redis_url(value)
 
     @field_validator("celery_broker_url")
     @classmethod
@@ -121,42 +99,10 @@ class Settings(BaseSettings):
             raise ValueError("must be a Redis (redis://, rediss://, unix://) or RabbitMQ (amqp://) URL")
         return value
 
-    @field_validator("redis_url", "celery_broker_url", "celery_result_backend", "registry_redis_url")
+    @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
     @classmethod
     def _rediss_checks_certificates(cls, value: str | None) -> str | None:
-        # A bare rediss:// is not what it looks like: kombu's stock transport then skips the certificate
-        # check, and with worker/transport.py it speaks plain TCP. Celery's result backend refuses it.
-        parts = urlsplit(value or "")
-        if parts.scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(parts.query):
-            raise ValueError(
-                "a rediss:// URL must say how to check the server's certificate: add "
-                "?ssl_cert_reqs=required (and &ssl_ca_certs=/path/ca.pem for a private CA)"
-            )
-        return value
-
-    @field_validator("dashboard_public_urls", mode="before")
-    @classmethod
-    def _origins(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        origins = []
-        for url in filter(None, (part.strip() for part in value.split(","))):
-            parts = urlsplit(url)
-            if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path.strip("/"):
-                raise ValueError(
-                    f"{url!r} is not an origin: use scheme://host[:port], e.g. http://localhost:8050"
-                )
-            origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
-        return tuple(origins)
-
-    @field_validator("registry_basic_auth")
-    @classmethod
-    def _user_password(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            user, colon, password = value.get_secret_value().partition(":")
-            if not (user and colon and password):
-                raise ValueError("must be user:password, both non-empty")
-        return value
+        return check_rediss_certificates(value)
 
     @field_validator("schema_registry_url")
     @classmethod
@@ -176,8 +122,6 @@ class Settings(BaseSettings):
     def _default_broker(self) -> Self:
         if self.celery_broker_url is None:
             object.__setattr__(self, "celery_broker_url", self.redis_url)
-        if self.registry_redis_url is None:
-            object.__setattr__(self, "registry_redis_url", with_database(self.redis_url, REGISTRY_DATABASE))
         return self
 
     @property
@@ -191,10 +135,25 @@ class Settings(BaseSettings):
         return "amqp" if urlsplit(self.broker_url).scheme in AMQP_SCHEMES else "redis"
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the mapping :meth:`from_env` builds: pydantic-settings' own environment source would read
+        ``os.environ`` behind a test's plain dict, and parse a list variable as JSON (a comma-separated
+        DASHBOARD_PUBLIC_URLS then failed, in a message echoing the whole environment)."""
+        return (init_settings,)
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Self:
         """Build settings from ``environ`` (default: the process environment) over an optional `.env`.
 
-        Raises :class:`SettingsError` naming each bad variable.
+        Reads only this class's variables (others are ignored). Raises :class:`SettingsError` naming
+        each bad variable.
         """
         merged: dict[str, Any] = {}
         if env_file and os.path.exists(env_file):
@@ -232,6 +191,28 @@ class Settings(BaseSettings):
                 value = redact_url(value)
             shown[key] = value
         return shown
+
+
+def check_redis_url(value: str) -> str:
+    """A field validator's check: ``value`` is a redis://, rediss:// or unix:// URL."""
+    if urlsplit(value).scheme not in REDIS_SCHEMES:
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def check_rediss_certificates(value: str | None) -> str | None:
+    """A field validator's check: a rediss:// URL says how the server's certificate is checked.
+
+    A bare rediss:// is not what it looks like: kombu's stock transport then skips the certificate
+    check, and with worker/transport.py it speaks plain TCP. Celery's result backend refuses it.
+    """
+    parts = urlsplit(value or "")
+    if parts.scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(parts.query):
+        raise ValueError(
+            "a rediss:// URL must say how to check the server's certificate: add "
+            "?ssl_cert_reqs=required (and &ssl_ca_certs=/path/ca.pem for a private CA)"
+        )
+    return value
 
 
 def kafka_options_from_env(environ: Mapping[str, Any], declared: set[str]) -> dict[str, str]:
@@ -317,6 +298,7 @@ def describe_errors(exc: ValidationError, secret_names: set[str]) -> str:
     lines = ["Invalid configuration:"]
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"]) or "settings"
-        shown = "" if name in secret_names else f" (got {error.get('input')!r})"
+        # A model-level error's input is the whole environment: never shown.
+        shown = "" if name in secret_names or not error["loc"] else f" (got {error.get('input')!r})"
         lines.append(f"  {name}: {error['msg']}{shown}")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from orders.core.process import start_process
+from orders.core.settings import Settings
 
 
 @click.command()
@@ -18,9 +19,10 @@ def dashboard(host: str, port: int) -> None:
     """
     from orders.dashboard.access import DashboardError
     from orders.dashboard.server import run_dashboard
+    from orders.dashboard.settings import DashboardSettings
 
     try:
-        run_dashboard(start_process(), host, port)
+        run_dashboard(start_process(DashboardSettings), host, port)
     except DashboardError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -31,4 +33,4 @@ def top(interval: float) -> None:
     """Show the pipeline's figures in the terminal, refreshed in place (Ctrl-C quits)."""
     from orders.dashboard.top import run_top
 
-    run_top(start_process(), interval)
+    run_top(start_process(Settings), interval)

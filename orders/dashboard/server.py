@@ -20,7 +20,6 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
 from orders.core.control import set_failure_rate
-from orders.core.settings import Settings
 from orders.dashboard.access import Access, check_listen, default_origins
 from orders.dashboard.demo_producer import DemoProducer
 from orders.dashboard.handlers import (
@@ -33,6 +32,7 @@ from orders.dashboard.handlers import (
     StateHandler,
     StaticHandler,
 )
+from orders.dashboard.settings import DashboardSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def make_app(publisher: Publisher, controls: Controls, access: Access) -> web.Ap
     )
 
 
-async def serve(settings: Settings, host: str, port: int) -> None:
+async def serve(settings: DashboardSettings, host: str, port: int) -> None:
     """Run until SIGTERM or SIGINT: the HTTP server, the sampler threads and the demo producer."""
     from orders.dashboard.sampler import Sampler
 
@@ -111,24 +111,24 @@ async def serve(settings: Settings, host: str, port: int) -> None:
             await asyncio.wait_for(server.close_all_connections(), timeout=5)
 
 
-def dashboard_token(settings: Settings) -> str:
+def dashboard_token(settings: DashboardSettings) -> str:
     """DASHBOARD_TOKEN, or "" when unset or empty."""
     return settings.dashboard_token.get_secret_value() if settings.dashboard_token else ""
 
 
-def public_urls(settings: Settings, host: str, port: int) -> tuple[str, ...]:
+def public_urls(settings: DashboardSettings, host: str, port: int) -> tuple[str, ...]:
     """DASHBOARD_PUBLIC_URLS, or the listen address's own URLs."""
     return settings.dashboard_public_urls or default_origins(host, port)
 
 
-def dashboard_access(settings: Settings, host: str, port: int) -> Access:
+def dashboard_access(settings: DashboardSettings, host: str, port: int) -> Access:
     """The access rules for a dashboard listening on ``host:port``; DashboardError if it may not."""
     token = dashboard_token(settings)
     check_listen(host, token, settings.dashboard_public_urls)
     return Access.build(token, public_urls(settings, host, port), port)
 
 
-def run_dashboard(settings: Settings, host: str, port: int) -> None:
+def run_dashboard(settings: DashboardSettings, host: str, port: int) -> None:
     """Serve the dashboard; DashboardError if it may not listen on ``host`` as configured."""
     dashboard_access(settings, host, port)
     asyncio.run(serve(settings, host, port))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from orders.core.process import start_process
+from orders.core.settings import Settings
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -131,7 +132,7 @@ def list_command(limit: int, as_json: bool, **filters: Any) -> None:
     from orders.core.kafka import create_consumer, create_registry_client
     from orders.dlq.reader import plan_spans, read_batches, view_of
 
-    settings = start_process()
+    settings = start_process(Settings)
     flt = build_filter(filters)
     codec = OrderCodec(create_registry_client(settings), settings.orders_topic)
     # The group id is never used: a listing is assigned its partitions and commits nothing.
@@ -169,7 +170,7 @@ def replay(group: str | None, dry_run: bool, quiet: bool, **filters: Any) -> Non
     from orders.dlq.reader import plan_spans, read_batches
     from orders.dlq.replay import Replay
 
-    settings = start_process()
+    settings = start_process(Settings)
     group = group or f"{settings.consumer_group}-dlq-replay"
     timeout_ms = int(settings.dlq_delivery_timeout * 1000)
     producer = None if dry_run else create_producer(settings, **{"message.timeout.ms": timeout_ms})

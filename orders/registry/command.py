@@ -26,8 +26,9 @@ def registry(host: str, port: int, certfile: Path | None, keyfile: Path | None) 
     from orders.core.process import start_process
     from orders.registry.access import RegistryStartError
     from orders.registry.server import serve
+    from orders.registry.settings import RegistrySettings
 
     try:
-        serve(start_process(), host, port, certfile, keyfile)
+        serve(start_process(RegistrySettings), host, port, certfile, keyfile)
     except RegistryStartError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -23,11 +23,12 @@ import tornado.web
 from tornado import httputil
 from tornado.httpserver import HTTPServer
 
-from orders.core.settings import Settings, redact_url
+from orders.core.settings import redact_url
 from orders.registry import errors
 from orders.registry.access import BasicAuth, check_listen, server_tls
 from orders.registry.compat import AVRO, ParsedSchema, parse_level, parse_schema
 from orders.registry.service import RegistryService
+from orders.registry.settings import RegistrySettings
 from orders.registry.store import Deleted, RegistryStore, StoredSchema, SubjectVersion, check_apart
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,11 @@ def make_app(service: RegistryService, auth: BasicAuth | None = None) -> tornado
 
 
 def serve(
-    settings: Settings, host: str, port: int, certfile: Path | None = None, keyfile: Path | None = None
+    settings: RegistrySettings,
+    host: str,
+    port: int,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
 ) -> None:
     """Answer registry requests on ``host:port`` until SIGTERM or SIGINT, then return.
 

@@ -24,9 +24,10 @@ import redis
 from redis.client import Pipeline
 
 from orders.core.aggregate import COUNTERS_KEY, LATEST_KEY, TOTALS_KEY
-from orders.core.settings import Settings, redact_url, same_database
+from orders.core.settings import redact_url, same_database
 from orders.registry.access import RegistryStartError
 from orders.registry.compat import ParsedSchema
+from orders.registry.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
 PREFIX = "schema-registry:"
@@ -211,7 +212,7 @@ class RegistryStore:
             self.client.hdel(self.key("config", "subjects"), subject)
 
 
-def check_apart(settings: Settings, client: redis.Redis) -> None:
+def check_apart(settings: RegistrySettings, client: redis.Redis) -> None:
     """Refuse to keep schemas where the aggregate or the Celery queue lives.
 
     Clearing that database (a FLUSHDB to start the average afresh) would delete every schema, and from

@@ -47,9 +47,11 @@ def up(ctx: click.Context, no_producer: bool, no_flower: bool, no_dashboard: boo
     says so. A port given on the command line must be free (0 picks any free one).
     """
     from orders.core.process import start_process
-    from orders.stack.stack import StackError, StackOptions, run_stack
+    from orders.core.settings import Settings
+    from orders.stack.stack import StackError, StackOptions
+    from orders.stack.up import run_stack
 
-    settings = start_process()
+    settings = start_process(Settings)
     explicit = frozenset(
         name.removesuffix("_port")
         for name in options

@@ -1,4 +1,4 @@
-"""`orders up`: the whole pipeline on one machine without Docker, started and stopped in order.
+"""The stack `orders up` runs: the whole pipeline on one machine without Docker, started and stopped in order.
 
 Services first (Tansu, redis-server, the registry), then the Celery workers, the bridge, Flower, the
 web dashboard and the demo producer. Stopping goes the other way, the services last.
@@ -11,10 +11,7 @@ them, as Jupyter does; `orders env` exports what clients need.
 from __future__ import annotations
 
 import logging
-import signal
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +19,8 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from orders.core.settings import REGISTRY_DATABASE, Settings, with_database
+from orders.core.settings import Settings, with_database
+from orders.registry.settings import REGISTRY_DATABASE
 from orders.stack import services
 from orders.stack.options import RunSecrets, StackOptions, with_credentials
 from orders.stack.processes import (
@@ -70,6 +68,10 @@ class Stack:
 
     def dead_child(self) -> Service | None:
         return next((c for c in self.children if not c.running()), None)
+
+    def write_state(self) -> None:
+        """What `orders env` prints while this stack runs (orders/stack/state.py)."""
+        write_state(self.env, self.urls, self.log_dir, {child.name: child.pid for child in self.children})
 
     def stop(self, grace: float = 10.0) -> None:
         """Producer, dashboard, Flower, bridge, workers, then the services: the reverse of start order."""
@@ -225,47 +227,3 @@ def new_stack(settings: Settings, options: StackOptions) -> Stack:
         "PYTHONUNBUFFERED": "1",
     }
     return Stack(options, settings, run_dir, env=base_env)
-
-
-def wait_while_healthy(stack: Stack, tick: Callable[[], None], stop: Callable[[], bool]) -> Service | None:
-    """Run ``tick`` each second until ``stop()``; return the child that died, if one did."""
-    while not stop():
-        dead = stack.dead_child()
-        if dead is not None:
-            return dead
-        tick()
-        time.sleep(1.0)
-    return None
-
-
-def run_stack(settings: Settings, options: StackOptions) -> int:
-    """Start everything, show the summary and a live status line, stop in order. Returns the exit code."""
-    from orders.stack.view import StatusLine, print_death, print_summary
-
-    stop_requested = _stop_on_signals()
-    stack = new_stack(settings, options)
-    try:
-        start_services(stack)
-        start_pipeline(stack)
-        write_state(stack)
-        print_summary(stack)
-        with StatusLine(stack) as status:
-            dead = wait_while_healthy(stack, status.refresh, stop_requested.is_set)
-        if dead is not None:
-            print_death(dead)
-            return 1
-        return 0
-    finally:
-        stack.stop()
-
-
-def _stop_on_signals() -> threading.Event:
-    """Ctrl-C and SIGTERM end the status loop; the `finally` then stops the children in order."""
-    stop = threading.Event()
-
-    def handler(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from orders.stack.services import private_file
-
-if TYPE_CHECKING:
-    from orders.stack.stack import Stack
 
 STATE_FILE = Path.home() / ".cache" / "orders-pipeline" / "up.json"
 
 
-def write_state(stack: Stack) -> None:
-    """What `orders env` prints while this stack runs: what clients need (Redis, Kafka, the registry)."""
-    exported = {k: v for k, v in stack.env.items() if k not in {"PYTHONUNBUFFERED", "METRICS_HOST"}}
+def write_state(
+    env: Mapping[str, str], urls: Mapping[str, str], log_dir: Path, children: Mapping[str, int]
+) -> None:
+    """What `orders env` prints while this stack runs: what clients need (Redis, Kafka, the registry)
+    from the children's ``env``, the stack's ``urls``, and where its logs and ``children`` (pids) are."""
+    exported = {k: v for k, v in env.items() if k not in {"PYTHONUNBUFFERED", "METRICS_HOST"}}
     state = {
         "pid": os.getpid(),
         "env": exported,
-        "urls": stack.urls,
-        "logs": str(stack.log_dir),
-        "children": {child.name: child.pid for child in stack.children},
+        "urls": dict(urls),
+        "logs": str(log_dir),
+        "children": dict(children),
     }
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
     private_file(STATE_FILE, json.dumps(state, indent=2))  # it holds this run's secrets

@@ -30,6 +30,7 @@ from orders.core.settings import DAY_SECONDS, Settings
 from orders.stack.supervisor import free_port, wait_for
 from orders.stats import show_stats
 from worker.aggregate import SCRIPT, AggregateWriter, Claim, ClaimedForDeadLetter
+from worker.settings import WorkerSettings
 
 TTL = 3600
 CENT = Decimal("0.01")
@@ -167,7 +168,7 @@ def test_empty_aggregate_reads_as_zero(aggregate: AggregateWriter) -> None:
 
 
 def test_dedupe_ttl_is_set_on_the_order_key(client: redis.Redis, redis_url: str) -> None:
-    default_ttl = Settings.from_env({"REDIS_URL": redis_url}, env_file=None).dedupe_ttl_seconds
+    default_ttl = WorkerSettings.from_env({"REDIS_URL": redis_url}, env_file=None).dedupe_ttl_seconds
     assert default_ttl == DAY_SECONDS
     AggregateWriter(client, default_ttl).record_order("o-day", "widget", 100)
     AggregateWriter(client, 90).record_order("o-short", "widget", 100)

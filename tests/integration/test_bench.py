@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orders.bench.command import PHASES
+from orders.bench.options import PHASES
 from orders.bench.results import COSTS, FIGURES, RATIOS, SCHEMA, TARGETS
 from tests.conftest import unavailable
 from tests.harness.services import REPO_ROOT

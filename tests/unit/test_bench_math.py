@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 import pytest
 
-from orders.bench.command import PHASES, resolve_phases
+from orders.bench.command import resolve_phases
 from orders.bench.cost import RunCost, command_delta
+from orders.bench.options import PHASES
 from orders.bench.probe import Attempt, read_attempts
 from orders.bench.report import kept_limits_section, markdown, table, write_report
 from orders.bench.results import build_results

@@ -29,8 +29,12 @@ from dotenv import dotenv_values
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from bridge.settings import BridgeSettings
 from orders.cli import main as orders_cli
 from orders.core.settings import KAFKA_PREFIX, Settings
+from orders.dashboard.settings import DashboardSettings
+from orders.registry.settings import RegistrySettings
+from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -289,10 +293,18 @@ def test_celery_commands_are_valid(where: str, argv: list[str], celery_parent: c
             assert hasattr(celery_parent.obj.app.control.inspect(), ctx.params["command"])
 
 
+# The settings each project service's process reads (Flower loads the worker's app and its config).
+SERVICE_SETTINGS: dict[str, type[Settings]] = {
+    "worker": WorkerSettings, "bridge": BridgeSettings, "producer": Settings, "flower": WorkerSettings,
+    "dashboard": DashboardSettings,
+}  # fmt: skip
+
+
 def test_app_environment_is_valid_settings() -> None:
+    assert set(project_services()) == set(SERVICE_SETTINGS)
     for name, svc in project_services().items():
         env = {key: str(value) for key, value in svc["environment"].items()}
-        settings = Settings.from_env(env, env_file=None)
+        settings = SERVICE_SETTINGS[name].from_env(env, env_file=None)
         # Any other KAFKA_* variable would reach librdkafka as an option.
         assert settings.kafka_options == {}, name
         assert settings.kafka_bootstrap_servers == "kafka:9092"
@@ -411,13 +423,14 @@ def test_compose_demo_workers_inject_failures_and_the_dashboard_knows_its_url() 
     for name in ("bridge", "producer", "flower", "dashboard"):
         assert "FAILURE_INJECTION" not in found[name]["environment"], name
     dashboard = found["dashboard"]["environment"]
-    settings = Settings.from_env({k: str(v) for k, v in dashboard.items()}, env_file=None)
+    settings = DashboardSettings.from_env({k: str(v) for k, v in dashboard.items()}, env_file=None)
     assert settings.dashboard_public_urls == ("http://localhost:8050", "http://127.0.0.1:8050")
 
 
 def test_env_example_sets_no_pipeline_setting() -> None:
     # The processes read ./.env too: a pipeline setting here would change runs outside Docker and tests.
-    settings_names = {field.alias for field in Settings.model_fields.values() if field.alias}
+    every_process = (BridgeSettings, WorkerSettings, DashboardSettings, RegistrySettings)
+    settings_names = {f.alias for kind in every_process for f in kind.model_fields.values() if f.alias}
     for name in env_example():
         assert name not in settings_names and not name.startswith(KAFKA_PREFIX), name
 

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from orders.core.errors import PermanentError, TransientError
-from orders.core.settings import Settings
 from worker.faults import FailureInjector, announce, configured_injector, with_override
+from worker.settings import WorkerSettings
 
 
 def outcome(injector: FailureInjector, order_id: str, attempt: int) -> str:
@@ -47,8 +47,8 @@ def test_permanent_failures_hold_for_every_attempt() -> None:
 # --- injection is a demo feature: off unless FAILURE_INJECTION=true -------------------------------
 
 
-def settings(**env: str) -> Settings:
-    return Settings.from_env(env, env_file=None)
+def settings(**env: str) -> WorkerSettings:
+    return WorkerSettings.from_env(env, env_file=None)
 
 
 def test_a_worker_without_injection_ignores_every_rate() -> None:

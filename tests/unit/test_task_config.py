@@ -27,10 +27,10 @@ def test_late_acks_and_redelivery_on_worker_loss() -> None:
 
 def test_task_events_are_sent_while_someone_watches_unless_asked_for() -> None:
     """Off by default (Flower turns them on as it connects); TASK_EVENTS=true sends them from the start."""
-    from orders.core.settings import Settings
     from worker.celery import worker_config
+    from worker.settings import WorkerSettings
 
-    quiet = worker_config(Settings.from_env({}, env_file=None))
+    quiet = worker_config(WorkerSettings.from_env({}, env_file=None))
     assert (quiet["worker_send_task_events"], quiet["task_send_sent_event"]) == (False, False)
-    watched = worker_config(Settings.from_env({"TASK_EVENTS": "true"}, env_file=None))
+    watched = worker_config(WorkerSettings.from_env({"TASK_EVENTS": "true"}, env_file=None))
     assert (watched["worker_send_task_events"], watched["task_send_sent_event"]) == (True, True)

@@ -1,0 +1,18 @@
+"""What the bridge reads on top of the shared settings: its batch size, queue bound and rejoin timeout."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from orders.core.settings import Settings
+
+
+class BridgeSettings(Settings):
+    """The bridge's settings: the shared ones (Kafka, registry, Redis, Celery) and the bridge's own."""
+
+    # The bridge pauses its partitions above this Celery queue length and resumes below half.
+    max_queue_depth: int = Field(10_000, alias="MAX_QUEUE_DEPTH", ge=2)
+    bridge_batch_size: int = Field(500, alias="BRIDGE_BATCH_SIZE", ge=1, le=100_000)
+    # Seconds out of its consumer group (with a broker up) before the bridge replaces its consumer;
+    # above the 300 s a legitimate rebalance may take (bridge/group_watch.py).
+    bridge_rejoin_timeout: float = Field(360.0, alias="BRIDGE_REJOIN_TIMEOUT", gt=0)

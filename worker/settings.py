@@ -1,0 +1,28 @@
+"""What a worker reads on top of the shared settings: failure injection, retry jitter, aggregate bounds."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from orders.core.settings import DAY_SECONDS, Settings
+
+
+class WorkerSettings(Settings):
+    """A worker's settings: the shared ones (Kafka, Redis, Celery, retries) and the worker's own."""
+
+    # The demo's failure injector (worker/faults.py): without FAILURE_INJECTION=true a worker ignores
+    # FAILURE_RATE, PERMANENT_FAILURE_RATE and the dashboard's override, so production never fails on purpose.
+    failure_injection: bool = Field(False, alias="FAILURE_INJECTION")
+    failure_rate: float = Field(0.0, alias="FAILURE_RATE", ge=0.0, le=1.0)
+    permanent_failure_rate: float = Field(0.0, alias="PERMANENT_FAILURE_RATE", ge=0.0, le=1.0)
+    failure_seed: int | None = Field(None, alias="FAILURE_SEED")
+    # Celery's full jitter on the retry countdowns: only the task's retry policy reads it.
+    retry_jitter: bool = Field(False, alias="RETRY_JITTER")
+    # How long an orderId is remembered as counted (or claimed for the DLQ): Redis' memory grows with
+    # orders/s x this (README: Bounded Redis has the formula).
+    # Checked at worker start to cover every redelivery and re-read (orders/core/celery_config.py).
+    dedupe_ttl_seconds: int = Field(DAY_SECONDS, alias="DEDUPE_TTL_SECONDS", ge=1)
+    # Distinct product names kept apart in the aggregate; the rest are counted under "(other)".
+    max_products: int = Field(1000, alias="MAX_PRODUCTS", ge=1)
+    # Workers send Celery task events from the start; otherwise when Flower (or `control enable_events`) asks.
+    task_events: bool = Field(False, alias="TASK_EVENTS")
