@@ -25,6 +25,8 @@ from orders.stack.rabbitmq import queue_depth as rabbitmq_queue_depth
 from orders.stack.supervisor import Service, wait_for
 from tests.harness import services
 
+# Replicated Redis (Sentinel, Cluster) on the test network of namespaces: tests/harness/ha_fixtures.py
+pytest_plugins = ("tests.harness.ha_fixtures",)
 log = logging.getLogger("harness")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LANES = ["tansu", "apache"]

@@ -46,7 +46,10 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
 
 
 def _die_with_parent() -> None:
-    """Linux: SIGTERM the child if the process that started it dies without stopping it."""
+    """Linux: SIGTERM the child if the process that started it dies without stopping it.
+
+    Strictly, when the *thread* that started it ends: start services from a thread that outlives them
+    (a ThreadPoolExecutor's workers do not)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -130,12 +133,27 @@ class Service:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP the whole process group: a long GC pause or a stopped VM, as its peers see it."""
+        if self.running():
+            assert self.proc is not None
+            with contextlib.suppress(ProcessLookupError):  # it exited just now
+                os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the group after :meth:`pause` (harmless on a running one)."""
+        if self.running():
+            assert self.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self, grace: float = 15.0) -> int | None:
         """SIGTERM, wait up to ``grace`` seconds, then SIGKILL the group. Returns the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+            self.resume()  # a paused process would hold SIGTERM pending and sit out the grace period
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
