@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -22,6 +23,8 @@ REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 # RabbitMQ through py-amqp (kombu's "pyamqp" transport, Celery's default for amqp://).
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 BrokerKind = Literal["redis", "amqp"]
+# The stock lane's setting before it also turned off the lazy retry tracebacks.
+OLD_STOCK_NAME = "ORDERS_STOCK_TRANSPORT"
 
 
 class SettingsError(Exception):
@@ -95,8 +98,8 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     # Workers send Celery task events from the start; otherwise when Flower (or `control enable_events`) asks.
     task_events: bool = Field(False, alias="TASK_EVENTS")
-    # kombu's own Redis transport instead of worker/transport.py's (for comparisons).
-    stock_transport: bool = Field(False, alias="ORDERS_STOCK_TRANSPORT")
+    # Celery and kombu as shipped: neither override of worker/fast_path.py (the stock lane; README).
+    stock_celery: bool = Field(False, alias="ORDERS_STOCK_CELERY")
     # Prometheus /metrics of this process (bridge or worker); 0 = not served.
     metrics_port: int = Field(0, alias="METRICS_PORT", ge=0, le=65535)
     # The interface /metrics and /healthz listen on (127.0.0.1 keeps them on this machine).
@@ -171,6 +174,18 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value.upper()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """ORDERS_STOCK_TRANSPORT, the old name of ORDERS_STOCK_CELERY, still works, with a warning."""
+        if isinstance(data, dict) and OLD_STOCK_NAME in data:
+            warnings.warn(
+                f"{OLD_STOCK_NAME} is deprecated: set ORDERS_STOCK_CELERY, which now also turns off the lazy "
+                "retry tracebacks", FutureWarning, stacklevel=2,
+            )  # fmt: skip
+            data = {"ORDERS_STOCK_CELERY": data[OLD_STOCK_NAME], **data}
+        return data
 
     @model_validator(mode="after")
     def _default_broker(self) -> Self:
