@@ -38,3 +38,20 @@ def test_orders_stock_celery_leaves_celery_and_kombu_as_shipped() -> None:
     assert trace.ExceptionInfo is ExceptionInfo
     assert OrderTask.Request == CELERYS
     assert celery_config(settings)["broker_transport"] is None
+
+
+@pytest.mark.usefixtures("restored")
+@pytest.mark.parametrize(("env", "installed"), [({}, True), ({"ORDERS_STOCK_CELERY": "true"}, False)])
+def test_a_starting_worker_installs_it_from_its_settings(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], installed: bool
+) -> None:
+    """Celery sends worker_init before the consumer builds its strategies; worker/celery.py's receiver
+    installs the fast path from the worker's own settings."""
+    from celery.signals import worker_init
+
+    import worker.celery
+
+    monkeypatch.setattr(worker.celery, "settings", lambda: Settings.from_env(env, env_file=None))
+    worker_init.send(sender=None)
+    assert (trace.ExceptionInfo is exception_info) is installed
+    assert (OrderTask.Request == fast_path.REQUEST) is installed
