@@ -14,7 +14,8 @@ stock lane). The README says which guarantees differ there; docs/benchmarks.md m
 Every non-public name or behaviour the fast path relies on is below, with the id of its contract test in
 tests/contract/ (run first by ``make test``). Each test names what breaks without it and what to re-read
 upstream; ``make canary`` runs them on the newest kombu and Celery 5.x before a pin moves. All were
-checked against kombu 5.7.0, Celery 5.7.0 and billiard 4.3.2 (tests/contract/contract.py, CHECKED_AGAINST).
+checked against kombu 5.7.0, Celery 5.7.0, billiard 4.3.2 and py-amqp 5.4.2 (``CHECKED_AGAINST`` in
+tests/contract/contract.py).
 
 kombu, kombu/transport/redis.py (used by worker/transport.py and fetch.lua):
   K1  ``super(kombu_redis.QoS, self).append/ack`` skip the Redis QoS on purpose: the parent,
