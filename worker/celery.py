@@ -13,13 +13,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready
+from celery.signals import worker_ready
 
 from orders.core.celery_config import PREFETCH_MULTIPLIER, TASK_TIME_LIMIT, celery_config, check_dedupe_window
 from orders.core.metrics_server import serve_metrics
 from orders.core.order import PROCESS_ORDER_TASK
 from orders.core.settings import SettingsError
-from worker import fast_path
 from worker.faults import announce as announce_failure_injection
 from worker.settings import WorkerSettings
 
@@ -96,12 +95,6 @@ class _LazyConfig(Mapping[str, Any]):
 
 
 app.config_from_object(_LazyConfig())
-
-
-@worker_init.connect
-def _install_fast_path(**_: object) -> None:
-    """The lazy retry tracebacks (worker/fast_path.py), unless ORDERS_STOCK_CELERY; before any pool forks."""
-    fast_path.install(settings())
 
 
 @worker_ready.connect

@@ -80,6 +80,8 @@ from __future__ import annotations
 
 import logging
 
+from celery import Task
+
 from orders.core.settings import Settings
 from worker import retry_info
 
@@ -89,14 +91,12 @@ log = logging.getLogger(__name__)
 REQUEST = "worker.retry_info:RetryAwareRequest"
 
 
-def install(settings: Settings) -> None:
+def install(settings: Settings, task_class: type[Task]) -> None:
     """The worker's half of the fast path (the transport is chosen by the Celery settings), unless
     ``ORDERS_STOCK_CELERY`` asks for Celery as shipped. Call it before the consumer starts: at
-    ``worker_init``."""
+    ``worker_init`` (worker/tasks.py does), with the tasks' base class."""
     if settings.stock_celery:
         log.info("ORDERS_STOCK_CELERY: kombu's Redis transport and Celery's retry tracebacks, as shipped")
         return
-    from worker.hooks import OrderTask  # not at the top: worker.celery imports this module first
-
     retry_info.install()
-    OrderTask.Request = REQUEST
+    task_class.Request = REQUEST
