@@ -18,6 +18,7 @@ lint:
 	$(BIN)/ruff format --check orders bridge worker tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/deptry orders bridge worker
 	@# imports that no declared requirement brings in (the shared tool, where this checkout has it)
 	@if [ -x ../shared/tools/undeclared-imports ]; then $(BIN)/python ../shared/tools/undeclared-imports; fi
 
