@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import click
 
+from orders.core.process import show_library_logs
 from orders.core.settings import SettingsError
 
 OURS = frozenset({"orders", "bridge", "worker"})
@@ -91,8 +92,11 @@ class OrdersGroup(click.Group):
 
 
 @click.group(cls=OrdersGroup)
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the libraries' log lines too (HTTP requests, ...).")
+def main(verbose: bool) -> None:
     """Kafka -> Celery order pipeline."""
+    if verbose:
+        show_library_logs()
 
 
 @main.command()
