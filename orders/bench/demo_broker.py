@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,6 +113,7 @@ def main(broker: str, minutes: float, every: float, rate: float) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
+        shutil.rmtree(home, ignore_errors=True)  # its state file; the run's logs stay in orders up's run dir
 
 
 if __name__ == "__main__":
