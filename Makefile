@@ -26,8 +26,13 @@ lint:
 	$(BIN)/ruff format --check orders bridge worker tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/deptry orders bridge worker
 	@# imports that no declared requirement brings in (the shared tool, where this checkout has it)
 	@if [ -x ../shared/tools/undeclared-imports ]; then $(BIN)/python ../shared/tools/undeclared-imports; fi
 
-up: setup
-	$(BIN)/orders up
+# Installs only what `orders up` runs (not the tests' tools). BROKER=kafka: Apache Kafka instead of Tansu,
+# with Java and its jars.
+BROKER ?= tansu
+up:
+	bash .ci/setup up $(BROKER)
+	$(BIN)/orders up --broker $(BROKER)

