@@ -497,10 +497,12 @@ def test_the_image_dependencies_provide_every_import() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     image = _image_distributions(project["dependencies"])
     # Extras whose imports are lazy and explained when missing: Tansu for `orders up`, matplotlib for
-    # `orders bench --report`.
+    # `orders bench --report`, the OpenTelemetry SDK and exporters when tracing is configured.
     extras = project["optional-dependencies"]
     optional = {
-        canonicalize_name(Requirement(r).name) for name in ("embedded", "bench") for r in extras[name]
+        canonicalize_name(Requirement(r).name)
+        for name in ("embedded", "bench", "tracing")
+        for r in extras[name]
     }
     providers = metadata.packages_distributions()
     for module, where in _third_party_imports().items():
