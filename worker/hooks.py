@@ -27,6 +27,7 @@ from orders.core.dead_letter import DeadLetter, decode_origin_bytes
 from orders.core.dead_letter_publisher import DeadLetterNotDelivered
 from orders.core.errors import OrderError
 from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, origin_is_valid
+from orders.core.trace_context import trace_id_of
 from worker import metrics, tracing
 from worker.celery import settings
 from worker.dead_letter import Outcome, dead_letter_order
@@ -98,7 +99,8 @@ class OrderTask(Task):
             metrics.OUTCOMES.labels("dead_lettered").inc()
             metrics.ATTEMPTS.observe(letter.attempts)
             with _figures_only(task_id):
-                _note(args, "dlq", f"{type(exc).__name__}: {exc}", counts="dlq")
+                trace_id = trace_id_of(tracing.next_headers(self.request))
+                _note(args, "dlq", f"{type(exc).__name__}: {exc}", counts="dlq", trace_id=trace_id)
                 aggregate().count_event(
                     dead_letter_event(letter.stage)
                 )  # one more round trip, per dead letter
@@ -194,7 +196,7 @@ def _figures_only(task_id: str) -> Iterator[None]:
         logger.warning("order %s: figures not recorded (%s)", task_id, exc)
 
 
-def _note(args: Any, status: Status, detail: str, counts: Event) -> None:
+def _note(args: Any, status: Status, detail: str, counts: Event, trace_id: str | None = None) -> None:
     """Count the event and, for an order we can name, list it in the recent activity."""
     order, _ = split_args(args)
     order_id = _order_id(args)
@@ -202,7 +204,9 @@ def _note(args: Any, status: Status, detail: str, counts: Event) -> None:
         aggregate().count_event(counts)
         return
     price = Decimal(order["price"]) if _is_decimal(order.get("price")) else Decimal(0)
-    aggregate().note_status(order_id, str(order.get("product"))[:256], price, status, detail, counts)
+    aggregate().note_status(
+        order_id, str(order.get("product"))[:256], price, status, detail, counts, trace_id
+    )
 
 
 def _is_decimal(value: Any) -> bool:

@@ -81,6 +81,6 @@ def trace_id_of(headers: Mapping[str, str] | None) -> str | None:
     return f"{span_context.trace_id:032x}" if span_context is not None else None
 
 
-def as_kafka_headers(headers: Mapping[str, str] | None) -> list[tuple[str, bytes]]:
+def as_kafka_headers(headers: Mapping[str, str] | None) -> list[tuple[str, str | bytes | None]]:
     """Trace headers as Kafka record headers (UTF-8 bytes, like the dead-letter headers)."""
     return [(name, value.encode("ascii")) for name, value in (headers or {}).items()]
