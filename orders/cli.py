@@ -15,6 +15,7 @@ from orders.registry.command import registry
 from orders.reset import reset
 from orders.stack.command import env_command, up
 from orders.stats import stats
+from orders.trace.command import trace_command
 
 
 class OrdersGroup(click.Group):
@@ -42,7 +43,7 @@ def bridge() -> None:
     run_bridge(start_process(BridgeSettings))
 
 
-for command in (registry, produce, stats, reset, up, env_command, dlq, bench, dashboard, top):
+for command in (registry, produce, stats, reset, up, env_command, dlq, bench, dashboard, top, trace_command):
     main.add_command(command)
 
 

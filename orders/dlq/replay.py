@@ -19,7 +19,14 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 from orders.core.codec import OrderCodec
-from orders.core.trace_context import TraceHeaders, as_kafka_headers, carried, headers_for, link_to
+from orders.core.trace_context import (
+    TraceHeaders,
+    as_kafka_headers,
+    carried,
+    headers_for,
+    link_to,
+    trace_id_of,
+)
 from orders.core.tracing import OFF, Tracing
 from orders.dlq.reader import DeadLetterFilter, DeadLetterView, DlqError, view_of
 
@@ -162,6 +169,8 @@ class Replay:
                 "messaging.system": "kafka", "messaging.operation.type": "send",
                 "messaging.destination.name": self._orders_topic, "orderId": view.order_id,
                 "orders.replayed.from": source,
+                # Zipkin keeps no links (its exporter drops them): the linked trace's id as a tag too.
+                **({"orders.link.trace_id": linked} if (linked := trace_id_of(letter)) else {}),
             },
         ) as span:  # fmt: skip
             yield headers_for(span)
