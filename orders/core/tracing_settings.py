@@ -103,6 +103,15 @@ class TracingSettings(BaseModel):
             return endpoint.removesuffix(ZIPKIN_SPANS_PATH)
         return None
 
+    @property
+    def traces_api(self) -> str | None:
+        """Where this process reaches the backend's API (`orders trace`): the Zipkin endpoint's server
+        first (inside compose, ``zipkin:9411``, while TRACES_URL is what a browser on the host opens)."""
+        endpoint = self.otel_exporter_zipkin_endpoint
+        if endpoint and endpoint.endswith(ZIPKIN_SPANS_PATH):
+            return endpoint.removesuffix(ZIPKIN_SPANS_PATH)
+        return self.traces_ui
+
     def resource_attributes(self) -> dict[str, str]:
         """OTEL_RESOURCE_ATTRIBUTES (``k=v,k2=v2``, values percent-decoded) and the service name."""
         from urllib.parse import unquote
