@@ -13,7 +13,7 @@ from orders.core.process import start_process
 @click.command("trace")
 @click.argument("order_id")
 @click.option(
-    "--url", help="The trace backend's root URL [default: TRACES_URL, or the Zipkin endpoint's server]."
+    "--url", help="The trace backend's root URL [default: the Zipkin endpoint's server, or TRACES_URL]."
 )
 @click.option("--json", "as_json", is_flag=True, help="The rows of each trace as JSON.")
 def trace_command(order_id: str, url: str | None, as_json: bool) -> None:
@@ -30,7 +30,7 @@ def trace_command(order_id: str, url: str | None, as_json: bool) -> None:
     from orders.trace.view import render_trace
 
     settings = start_process(TraceSettings)
-    base = (url or settings.traces_ui or "").rstrip("/")
+    base = (url or settings.traces_api or "").rstrip("/")
     if not base:
         raise click.ClickException(
             "no trace backend known: set TRACES_URL (or OTEL_EXPORTER_ZIPKIN_ENDPOINT) or pass --url"
