@@ -18,7 +18,7 @@ from typing import Any
 import amqp
 from kombu.exceptions import OperationalError
 
-from bridge.handoff import Handoff
+from bridge.handoff import Handoff, TraceHeadersList, message_headers
 from orders.core.order import OrderPayload, RecordOrigin
 
 # How long a batch may wait for its confirms before the hand-off counts as failed (and is retried).
@@ -85,14 +85,17 @@ class AmqpHandoff(Handoff):
         self._confirms: BatchConfirms | None = None
         self._depth_channel: Any = None
 
-    def hand_off(self, orders: Sequence[tuple[OrderPayload, RecordOrigin]]) -> None:
+    def hand_off(
+        self, orders: Sequence[tuple[OrderPayload, RecordOrigin]], trace_headers: TraceHeadersList = None
+    ) -> None:
         """Publish every order, then wait for RabbitMQ's confirms; raises OperationalError otherwise."""
         with self._failing_closes_all("hand-off"):
             producer = self._producer or self._open_producer()
             assert self._confirms is not None
-            for payload, origin in orders:
+            for i, (payload, origin) in enumerate(orders):
                 # mandatory: a message no queue takes comes back (and fails the batch), not dropped.
-                self._publish(producer, payload, origin, mandatory=True)
+                headers = message_headers(trace_headers, i)
+                self._publish(producer, payload, origin, headers, mandatory=True)
                 self._confirms.published()
             self._confirms.wait(self._confirm_timeout)
         self._declare = []

@@ -21,6 +21,7 @@ from orders.core.kafka import create_consumer, create_registry_client
 from orders.core.metrics_server import serve_metrics
 from orders.core.process import start_process, stop_on_signals
 from orders.core.settings import Settings, SettingsError
+from orders.core.tracing import start_tracing
 
 log = logging.getLogger("bridge")
 
@@ -42,6 +43,7 @@ def run_bridge(settings: BridgeSettings) -> None:
     dead_letters = create_dead_letter_publisher(settings, settings.dlq_delivery_timeout)
     aggregate = Aggregate(redis.Redis.from_url(settings.redis_url))
     handoff = create_handoff(settings)
+    tracing = start_tracing(settings, "bridge")
     loop = Bridge(
         settings,
         lambda on_stats: create_consumer(settings, **_stats_options(settings, on_stats)),
@@ -49,6 +51,7 @@ def run_bridge(settings: BridgeSettings) -> None:
         handoff,
         dead_letters,
         aggregate.count_events,
+        tracing,
     )
     serve_metrics(
         settings.metrics_port,
@@ -60,6 +63,7 @@ def run_bridge(settings: BridgeSettings) -> None:
     stop_on_signals(loop.stop)
     loop.run()
     handoff.close()
+    tracing.shutdown()  # the last batch's spans, within a bound
 
 
 def create_handoff(settings: Settings) -> Handoff:

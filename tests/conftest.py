@@ -171,6 +171,18 @@ def celery_broker(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def zipkin(service_logs: Path) -> Iterator[services.Running]:
+    """Zipkin in memory (orders/stack/zipkin.py), the trace backend `orders up --tracing` runs."""
+    try:
+        running = services.start_zipkin(service_logs)
+    except services.Unavailable as exc:
+        unavailable(str(exc))
+    record_startup("zipkin", running.service.startup_seconds)
+    yield running
+    running.service.stop()
+
+
+@pytest.fixture(scope="session")
 def registry(service_logs: Path, redis_server: services.Running) -> Iterator[services.Running]:
     running = services.start_registry(service_logs, f"{redis_server.url}/0")
     record_startup("registry", running.service.startup_seconds)
