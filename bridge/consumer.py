@@ -18,7 +18,7 @@ from kombu.exceptions import BatchPublishError, OperationalError
 from opentelemetry.trace import Span
 
 from bridge import metrics
-from bridge.backpressure import QueueDepth
+from bridge.backpressure import DepthEstimate
 from bridge.counters import CounterBuffer
 from bridge.group_watch import GroupWatch
 from bridge.handoff import Handoff
@@ -30,6 +30,7 @@ from orders.core.dead_letter import DeadLetter, origin_of
 from orders.core.dead_letter_publisher import DeadLetterNotDelivered, DeadLetterPublisher
 from orders.core.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
 from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, order_from_record
+from orders.core.queue_depth import QueueDepthReader, QueueDepthUnavailable
 from orders.core.trace_context import TraceHeaders
 from orders.core.tracing import OFF, Tracing
 
@@ -55,6 +56,7 @@ class Bridge:
         new_consumer: ConsumerFactory,
         codec: OrderCodec,
         handoff: Handoff,
+        depth: QueueDepthReader,
         dead_letters: DeadLetterPublisher,
         count_events: Callable[[Mapping[Event, int]], None],
         tracing: Tracing = OFF,
@@ -68,7 +70,7 @@ class Bridge:
         self._handoff = handoff
         self._dead_letters = dead_letters
         self._counts = CounterBuffer(count_events)
-        self._queue = QueueDepth(handoff.queue_depth, settings.max_queue_depth)
+        self._queue = DepthEstimate(depth, settings.max_queue_depth)
         self._stop = threading.Event()
         self._paused = False
         # Ready once the current consumer has joined its group (an assignment, even an empty one).
@@ -235,7 +237,7 @@ class Bridge:
         bound = self._settings.max_queue_depth
         try:
             depth = self._queue.current(paused=self._paused)
-        except BROKER_ERRORS as exc:
+        except QueueDepthUnavailable as exc:
             log.warning("cannot read the Celery queue depth: %s", exc)
             return 0 if self._paused else self._settings.bridge_batch_size
         if depth >= bound or (self._paused and depth > bound // 2):

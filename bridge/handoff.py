@@ -6,7 +6,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import redis
 from celery import Celery
 from celery.utils.nodenames import anon_nodename
 
@@ -31,13 +30,13 @@ def create_sender(settings: Settings) -> Celery:
 class Handoff:
     """Hands batches of orders to the Celery broker; returns only once the broker accepted them.
 
-    This one is for Redis; bridge/amqp_handoff.py has RabbitMQ's (:func:`create_handoff` picks).
+    This one is for Redis; bridge/amqp_handoff.py has RabbitMQ's (:func:`create_handoff` picks). Neither
+    reads the queue's depth: ``orders.core.queue_depth`` does, on a connection of its own.
     """
 
-    def __init__(self, app: Celery, queue: str, broker: redis.Redis | None) -> None:
+    def __init__(self, app: Celery, queue: str) -> None:
         self._app = app
         self._queue = queue
-        self._broker = broker
         # Celery declares the queue with every message it sends; a profile of the bridge found ~16%
         # of its time there. Declaring it with the first batch is enough (None = Celery's default).
         self._declare: list[Any] | None = None
@@ -106,11 +105,6 @@ class Handoff:
             producer, PROCESS_ORDER_TASK, message, queue=self._queue, retry=False, declare=self._declare,
             headers=headers, **options,
         )  # fmt: skip
-
-    def queue_depth(self) -> int:
-        """Messages waiting in the Celery queue (the Redis list kombu keeps for it)."""
-        assert self._broker is not None
-        return int(self._broker.llen(self._queue))  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Give the kept producer back (the process is about to exit)."""

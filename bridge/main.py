@@ -20,6 +20,7 @@ from orders.core.dead_letter_publisher import create_dead_letter_publisher
 from orders.core.kafka import create_consumer, create_registry_client
 from orders.core.metrics_server import serve_metrics
 from orders.core.process import start_process, stop_on_signals
+from orders.core.queue_depth import depth_reader
 from orders.core.settings import Settings, SettingsError
 from orders.core.tracing import start_tracing
 
@@ -44,11 +45,14 @@ def run_bridge(settings: BridgeSettings) -> None:
     aggregate = Aggregate(redis.Redis.from_url(settings.redis_url))
     handoff = create_handoff(settings)
     tracing = start_tracing(settings, "bridge")
+    # One reader for the loop's backpressure and the scrape thread's figure, on a connection of its own.
+    depth = depth_reader(settings.broker_url, settings.celery_queue)
     loop = Bridge(
         settings,
         lambda on_stats: create_consumer(settings, **_stats_options(settings, on_stats)),
         OrderCodec(create_registry_client(settings), settings.orders_topic),
         handoff,
+        depth,
         dead_letters,
         aggregate.count_events,
         tracing,
@@ -56,7 +60,7 @@ def run_bridge(settings: BridgeSettings) -> None:
     serve_metrics(
         settings.metrics_port,
         AggregateCollector(aggregate),
-        QueueCollector(handoff.queue_depth, settings.max_queue_depth),
+        QueueCollector(depth, settings.max_queue_depth),
         readiness=loop.readiness,
         host=settings.metrics_host,
     )
@@ -64,6 +68,7 @@ def run_bridge(settings: BridgeSettings) -> None:
     loop.run()
     handoff.close()
     tracing.shutdown()  # the last batch's spans, within a bound
+    depth.close()
 
 
 def create_handoff(settings: Settings) -> Handoff:
@@ -71,7 +76,7 @@ def create_handoff(settings: Settings) -> Handoff:
     app = create_sender(settings)
     if settings.broker_kind == "amqp":
         return AmqpHandoff(app, settings.celery_queue)
-    return Handoff(app, settings.celery_queue, redis.Redis.from_url(settings.broker_url))
+    return Handoff(app, settings.celery_queue)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import closing
 
 import redis
 
@@ -20,6 +21,7 @@ from orders.core.aggregate import COUNTERS_KEY, TOTALS_KEY, Aggregate
 from orders.core.celery_config import countdowns
 from orders.core.codec import OrderCodec
 from orders.core.kafka import create_consumer, create_registry_client
+from orders.core.queue_depth import QueueDepthReader, depth_reader
 from orders.stack.zipkin import spans_endpoint
 from worker.aggregate import AggregateWriter
 from worker.faults import FailureInjector
@@ -158,19 +160,16 @@ def measure_bridge(rig: Rig, n: int) -> Measured:
         rig.wait_ready(run, interval=POLL_SECONDS)
         window = CostWindow(_pids(rig, run), redis.Redis.from_url(rig.settings.redis_url))
         window.start()
-        rate = _time_fill(run.redis(), run, n, time.perf_counter())
+        with closing(depth_reader(run.settings.broker_url, run.queue)) as reader:
+            rate = _time_fill(reader, run, n, time.perf_counter())
         return Measured(rate, window.stop(n))
     finally:
         rig.end_run(run)
 
 
-def _time_fill(client: redis.Redis, run: Run, n: int, ready: float) -> float:
+def _time_fill(reader: QueueDepthReader, run: Run, n: int, ready: float) -> float:
     return rate_until(
-        n,
-        lambda: int(client.llen(run.queue)),  # type: ignore[arg-type]
-        ready,
-        run,
-        lambda depth: f"the bridge handed off {depth} of {n} orders",
+        n, reader.depth, ready, run, lambda depth: f"the bridge handed off {depth} of {n} orders"
     )
 
 
