@@ -99,20 +99,25 @@ class AmqpHandoff(Handoff):
             self._confirms.wait(self._confirm_timeout)
         self._declare = []
 
-    def close(self) -> None:
-        """Close the connection (unconfirmed messages were never counted as handed off)."""
+    def close(self, abandon: bool = False) -> None:
+        """Close the connection (unconfirmed messages were never counted as handed off).
+
+        ``abandon``: after an error, drop the socket without AMQP's closing handshake, which would wait
+        (up to the socket timeout) for a node that may have gone silent.
+        """
         connection, self._connection = self._connection, None
         self._producer = self._confirms = None
         self._declare = None  # a new connection declares the queue again, in case it went away
         if connection is not None:
             with contextlib.suppress(*AMQP_ERRORS, OperationalError):
-                connection.release()
+                connection.collect() if abandon else connection.release()
 
     def _ensure_connection(self) -> Any:
         if self._connection is None:
             # Confirms per batch here, not kombu's per message (the workers' setting).
             connection = self._app.connection_for_write(transport_options={"confirm_publish": False})
-            connection.ensure_connection(max_retries=1)
+            # Every node of a ';'-separated CELERY_BROKER_URL once, in order, without sleeping between.
+            connection.ensure_connection(max_retries=len(connection.alt) - 1 if connection.alt else 1)
             self._connection = connection
         return self._connection
 
@@ -129,8 +134,8 @@ class AmqpHandoff(Handoff):
         try:
             yield
         except OperationalError:
-            self.close()
+            self.close(abandon=True)
             raise
         except AMQP_ERRORS as exc:
-            self.close()
+            self.close(abandon=True)
             raise OperationalError(f"RabbitMQ {what} failed: {exc!r}") from exc

@@ -75,7 +75,8 @@ def create_handoff(settings: Settings) -> Handoff:
     """The hand-off for the Celery broker CELERY_BROKER_URL names: Redis or RabbitMQ."""
     app = create_sender(settings)
     if settings.broker_kind == "amqp":
-        return AmqpHandoff(app, settings.celery_queue)
+        # a batch unconfirmed for CELERY_BROKER_TIMEOUT is handed off again (through the next node)
+        return AmqpHandoff(app, settings.celery_queue, confirm_timeout=settings.celery_broker_timeout)
     return Handoff(app, settings.celery_queue)
 
 

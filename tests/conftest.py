@@ -23,16 +23,24 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from orders.core.queue_depth import depth_reader
 from orders.stack.processes import bridge_argv, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
+from orders.stack.rabbitmq_cluster import RabbitCluster
 from orders.stack.supervisor import Service, wait_for
 from tests.harness import services
 
-# Replicated Redis (Sentinel, Cluster) on the test network of namespaces: tests/harness/ha_fixtures.py
-pytest_plugins = ("tests.harness.ha_fixtures",)
+# Replicated Redis (Sentinel, Cluster) and the RabbitMQ cluster on the test network of namespaces:
+# tests/harness/ha_fixtures.py, rabbit_fixtures.py
+pytest_plugins = ("tests.harness.ha_fixtures", "tests.harness.rabbit_fixtures")
 log = logging.getLogger("harness")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LANES = ["tansu", "apache"]
 # Celery brokers a test taking `celery_broker` runs on; RabbitMQ's lane runs with Apache Kafka only.
 CELERY_BROKERS = ["redis", "rabbitmq"]
+
+
+# The cluster lane's failure detection: a worker notices a silent node within ~2 heartbeats (10 s),
+# any socket gives up after 10 s (production: README's "Clustered RabbitMQ").
+CLUSTER_HEARTBEAT = "5"
+CLUSTER_TIMEOUT = "10"
 
 
 STARTUPS: dict[str, list[float]] = {}  # in the process that runs the session
@@ -256,6 +264,17 @@ class Pipeline:
     def use_rabbitmq(self, node: RabbitMQ) -> None:
         """Celery's broker becomes ``node`` for the processes started from now on."""
         self.env["CELERY_BROKER_URL"] = node.url
+
+    def use_rabbitmq_cluster(self, cluster: RabbitCluster, **env: str) -> None:
+        """Celery's broker becomes the three-node cluster, its queue a quorum queue, for the processes
+        started from now on; failure detection tuned for tests (README: Clustered RabbitMQ)."""
+        self.env.update(
+            CELERY_BROKER_URL=cluster.url,
+            CELERY_QUEUE_TYPE="quorum",
+            CELERY_BROKER_HEARTBEAT=CLUSTER_HEARTBEAT,
+            CELERY_BROKER_TIMEOUT=CLUSTER_TIMEOUT,
+            **env,
+        )
 
     def celery_queue_depth(self) -> int:
         """Messages waiting in the Celery queue, on whichever broker it is."""

@@ -7,6 +7,7 @@ or refusing writes hands the order back, since that is no fault of the order.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
@@ -14,6 +15,7 @@ from celery.signals import worker_init
 from celery.utils.log import get_task_logger
 from opentelemetry.trace import SpanKind
 
+from orders.core.celery_config import parked_queue_name
 from orders.core.errors import InvalidOrder, PermanentError, TransientError
 from orders.core.order import (
     NOOP_TASK,
@@ -57,6 +59,12 @@ AGGREGATE_SPAN = {
 def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool:
     """Record one order in the running average; True if counted, False if it was a duplicate."""
     with metrics.PROCESSING.time():
+        if _past_delivery_limit(self.request.delivery_info):
+            # A poison message, or an order handed back for days: never run it again, dead-letter it.
+            limit = settings().celery_delivery_limit
+            raise PermanentError(
+                f"delivered more than CELERY_DELIVERY_LIMIT ({limit}) times; RabbitMQ parked it"
+            )
         parsed = _parse(order, origin)
         try:
             current_injector().check(parsed.order_id, self.request.retries)
@@ -85,6 +93,14 @@ def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool
     if not counted:
         logger.info("order %s already counted; duplicate delivery ignored", parsed.order_id)
     return counted
+
+
+def _past_delivery_limit(delivery_info: dict[str, Any] | None) -> bool:
+    """Whether the message came from ``<queue>.parked``, where a quorum queue's messages go once they
+    reach the delivery limit (orders/core/celery_config.py), directly or through a delayed requeue."""
+    routing_key = str((delivery_info or {}).get("routing_key") or "")
+    parked = parked_queue_name(settings().celery_queue)
+    return routing_key == parked or routing_key.endswith("." + parked)
 
 
 def _parse(order: OrderPayload, origin: RecordOrigin) -> Order:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kombu import Exchange, Queue
+
 from orders.core.order import OrderPayload, RecordOrigin
 from orders.core.settings import Settings, SettingsError
 
@@ -121,19 +123,89 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
     }
     if settings.broker_kind == "amqp":
-        config.update(amqp_transport())
+        config.update(amqp_transport(settings))
+        if settings.celery_queue_type == "quorum":
+            config.update(quorum_queues(settings))
     return config
 
 
-def amqp_transport() -> dict[str, Any]:
+def amqp_transport(settings: Settings) -> dict[str, Any]:
     """RabbitMQ through kombu's py-amqp transport, in place of the Redis-only options above.
 
     No visibility timeout: an unacknowledged message returns as soon as its consumer's connection
     closes. Publisher confirms on every publish a worker makes (a retry, a requeue), so the message
     it replaces is acknowledged only once RabbitMQ has taken the new one. The bridge confirms per
     batch instead (bridge/handoff.py).
+
+    Failure detection: a worker's consumer connection uses heartbeats (``broker_heartbeat``); every
+    socket gives up after ``CELERY_BROKER_TIMEOUT`` (py-amqp would wait for ever on a silent peer: a
+    publisher confirm, a close), and a connection error moves on to the next node of a
+    ``;``-separated ``CELERY_BROKER_URL`` (round robin).
     """
-    return {"broker_transport_options": {"confirm_publish": True}, "broker_transport": None}
+    timeout = settings.celery_broker_timeout
+    return {
+        "broker_transport_options": {
+            "confirm_publish": True,
+            "read_timeout": timeout,
+            "write_timeout": timeout,
+        },
+        "broker_transport": None,
+        "broker_heartbeat": settings.celery_broker_heartbeat,
+        "broker_connection_timeout": min(timeout, 4.0),  # Celery's default 4 s, per node tried
+        "broker_failover_strategy": "round-robin",
+    }
+
+
+# A quorum queue's messages that reached their delivery limit go to this queue (``<queue>.parked``).
+PARKED_SUFFIX = ".parked"
+
+
+def parked_queue_name(queue: str) -> str:
+    return queue + PARKED_SUFFIX
+
+
+def quorum_queues(settings: Settings) -> dict[str, Any]:
+    """Celery's queue as a RabbitMQ quorum queue (replicated on a cluster's nodes, Raft), declared the
+    same way by the bridge (with its first batch) and the workers: RabbitMQ refuses a second declaration
+    with other arguments.
+
+    - **A topic exchange.** Celery 5.5+ sends a retry's countdown through RabbitMQ ("native delayed
+      delivery": 28 quorum queues with message TTLs, ``celery_delayed_*``) when its queue is a quorum
+      queue, which needs a topic exchange; on a direct one it warns and the worker holds the retry
+      itself, in a prefetch slot that quorum queues make static (no global QoS).
+    - **The delivery limit.** Each return of a message (a hand-back while Redis is away: the task
+      rejects with requeue, at most once a second; a worker lost with it unacknowledged) counts as a
+      delivery. 1,000,000 is over eleven days of hand-backs at that pace (RabbitMQ 4 would drop the
+      order after 20; 3.10 has no default, no limit). At the limit RabbitMQ dead-letters the message,
+      at least once, to ``<queue>.parked``, which the workers also consume: a message from there is
+      never run again, it goes to the DLQ topic (worker/tasks.py), where ``orders dlq replay`` can
+      send it round again.
+    """
+    queue, parked = settings.celery_queue, parked_queue_name(settings.celery_queue)
+    arguments = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": settings.celery_delivery_limit,
+        "x-dead-letter-exchange": "",  # the default exchange: routed by queue name
+        "x-dead-letter-routing-key": parked,
+        # at-least-once dead-lettering (RabbitMQ 3.10+) needs reject-publish overflow; no length limit
+        # is set, so nothing is ever rejected for it
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    return {
+        "task_queues": [
+            Queue(queue, Exchange(queue, type="topic"), routing_key=queue, queue_arguments=arguments),
+            Queue(
+                parked,
+                Exchange(parked, type="topic"),
+                routing_key=parked,
+                queue_arguments={"x-queue-type": "quorum"},
+            ),
+        ],
+        "task_default_exchange_type": "topic",
+        # the delayed retries' own queues are quorum queues too (Celery's default): replicated
+        "broker_native_delayed_delivery_queue_type": "quorum",
+    }
 
 
 def task_reprs(payload: OrderPayload, origin: RecordOrigin) -> dict[str, str]:

@@ -148,7 +148,8 @@ class AmqpDepthReader:
             options = {"read_timeout": self._timeout, "write_timeout": self._timeout,
                        "client_properties": {"connection_name": name}}  # fmt: skip
             connection = Connection(self._url, connect_timeout=self._timeout, transport_options=options)
-            self._connection = connection.ensure_connection(max_retries=0)  # one attempt, no sleeps
+            # One attempt per node of a ';'-separated URL (a cluster's), in order, no sleeps.
+            self._connection = connection.ensure_connection(max_retries=max(len(connection.alt), 1) - 1)
         self._channel = self._connection.channel()
         return self._channel
 

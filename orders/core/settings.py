@@ -25,6 +25,7 @@ REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 # RabbitMQ through py-amqp (kombu's "pyamqp" transport, Celery's default for amqp://).
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 BrokerKind = Literal["redis", "amqp"]
+QueueType = Literal["classic", "quorum"]
 # The stock lane's setting before it also turned off the lazy retry tracebacks.
 OLD_STOCK_NAME = "ORDERS_STOCK_TRANSPORT"
 
@@ -62,6 +63,16 @@ class Settings(BaseSettings):
     celery_broker_url: str | None = Field(None, alias="CELERY_BROKER_URL", repr=False)
     celery_result_backend: str | None = Field(None, alias="CELERY_RESULT_BACKEND", repr=False)
     celery_queue: str = Field("orders", alias="CELERY_QUEUE", min_length=1)
+    # RabbitMQ only: the queue's type, and for a quorum queue how often a message may be delivered
+    # before RabbitMQ dead-letters it (orders/core/celery_config.py says why this many and where to).
+    # The bridge and the workers declare the queue, so both must read the same values.
+    celery_queue_type: QueueType = Field("classic", alias="CELERY_QUEUE_TYPE")
+    celery_delivery_limit: int = Field(1_000_000, alias="CELERY_DELIVERY_LIMIT", ge=1)
+    # RabbitMQ only: how soon a silent broker is noticed. A worker's consumer connection sends and
+    # expects heartbeats every CELERY_BROKER_HEARTBEAT seconds (it gives up after two missed); every
+    # AMQP socket (connect, reads, writes, publisher confirms) gives up after CELERY_BROKER_TIMEOUT.
+    celery_broker_heartbeat: float = Field(120.0, alias="CELERY_BROKER_HEARTBEAT", ge=0)
+    celery_broker_timeout: float = Field(30.0, alias="CELERY_BROKER_TIMEOUT", gt=0)
 
     # The pipeline's names: the bridge's, and those of every tool that looks at the pipeline.
     orders_topic: str = Field("orders", alias="ORDERS_TOPIC", min_length=1)
@@ -98,9 +109,7 @@ class Settings(BaseSettings):
     @field_validator("celery_broker_url")
     @classmethod
     def _broker_scheme(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
-            raise ValueError("must be a Redis (redis://, rediss://, unix://) or RabbitMQ (amqp://) URL")
-        return value
+        return None if value is None else check_broker_urls(value)
 
     @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
     @classmethod
@@ -137,6 +146,8 @@ class Settings(BaseSettings):
     def _default_broker(self) -> Self:
         if self.celery_broker_url is None:
             object.__setattr__(self, "celery_broker_url", self.redis_url)
+        if self.celery_queue_type == "quorum" and self.broker_kind != "amqp":
+            raise ValueError("CELERY_QUEUE_TYPE=quorum needs RabbitMQ (an amqp:// CELERY_BROKER_URL)")
         return self
 
     @property
@@ -212,6 +223,27 @@ def check_redis_url(value: str) -> str:
     """A field validator's check: ``value`` is a redis://, rediss:// or unix:// URL."""
     if urlsplit(value).scheme not in REDIS_SCHEMES:
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def check_broker_urls(value: str) -> str:
+    """A field validator's check: one Redis or RabbitMQ URL, or several RabbitMQ ones (a cluster's
+    nodes) separated by ``;``, which Celery, the bridge and the depth reader fail over between."""
+    urls = value.split(";")
+    schemes = [urlsplit(url.strip()).scheme for url in urls]
+    if len(urls) == 1:
+        if schemes[0] not in REDIS_SCHEMES | AMQP_SCHEMES:
+            raise ValueError("must be a Redis (redis://, rediss://, unix://) or RabbitMQ (amqp://) URL")
+        return value
+    if any(not url.strip() for url in urls):
+        raise ValueError("an empty URL in the ';'-separated list (a stray ';'?)")
+    if any(url != url.strip() for url in urls):
+        raise ValueError("spaces around a ';' in the list of broker URLs")
+    if not all(scheme in AMQP_SCHEMES for scheme in schemes):
+        raise ValueError(
+            "several ';'-separated URLs must all be RabbitMQ (amqp://, amqps://) nodes of one cluster "
+            f"(got schemes {', '.join(s or 'none' for s in schemes)}); Redis fails over with Sentinel"
+        )
     return value
 
 
@@ -298,7 +330,9 @@ def same_database(first: str, second: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``redis://:pw@host:6379/0`` -> ``redis://:****@host:6379/0``."""
+    """``redis://:pw@host:6379/0`` -> ``redis://:****@host:6379/0``; each URL of a ``;``-separated list."""
+    if ";" in url:
+        return ";".join(redact_url(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.password is None:
         return url

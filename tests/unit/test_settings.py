@@ -216,7 +216,9 @@ def test_the_broker_url_picks_celerys_transport(url: str, kind: str) -> None:
     if kind == "amqp":
         # kombu's py-amqp transport, none of the Redis-only options, and every worker publish confirmed
         assert config["broker_transport"] is None
-        assert options == {"confirm_publish": True}
+        # and no socket waits for ever on a silent node (CELERY_BROKER_TIMEOUT)
+        assert options == {"confirm_publish": True, "read_timeout": 30.0, "write_timeout": 30.0}
+        assert "task_queues" not in config  # a classic queue: Celery declares it as before
     else:
         assert config["broker_transport"] == "worker.transport:Transport"
         assert options["visibility_timeout"] == visibility_timeout(s)
@@ -287,3 +289,38 @@ def test_rediss_urls_must_say_how_the_certificate_is_checked() -> None:
 )
 def test_same_database_compares_server_and_database(first: str, second: str, same: bool) -> None:
     assert same_database(first, second) is same
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("amqp://u:p@a//;redis://b:6379/0", "must all be RabbitMQ"),
+        ("amqp://u:p@a//;", "an empty URL"),
+        ("amqp://u:p@a//; amqp://u:p@b//", "spaces around"),
+        ("kafka://a:9092", "must be a Redis"),
+    ],
+)
+def test_a_list_of_broker_urls_is_checked(url: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        build(CELERY_BROKER_URL=url)
+
+
+def test_a_cluster_s_urls_fail_over_and_stay_redacted() -> None:
+    """Several RabbitMQ nodes: Celery gets the list as it is (kombu fails over in order), every
+    password is masked in the logged settings, and the queue may be a quorum queue."""
+    url = "amqp://u:secret1@a:5672//;amqp://u:secret2@b:5672//;amqp://u:secret3@c:5672//"
+    s = build(CELERY_BROKER_URL=url, CELERY_QUEUE_TYPE="quorum", CELERY_QUEUE="q")
+    config = celery_config(s)
+    assert config["broker_url"] == url and s.broker_kind == "amqp"
+    assert config["broker_failover_strategy"] == "round-robin"
+    assert "secret" not in str(s.redacted())
+    main, parked = config["task_queues"]
+    assert (main.name, main.exchange.type, parked.name) == ("q", "topic", "q.parked")
+    assert main.queue_arguments["x-queue-type"] == "quorum"
+    assert main.queue_arguments["x-delivery-limit"] == 1_000_000
+    assert main.queue_arguments["x-dead-letter-routing-key"] == "q.parked"
+
+
+def test_a_quorum_queue_needs_rabbitmq() -> None:
+    with pytest.raises(SettingsError, match="quorum needs RabbitMQ"):
+        build(CELERY_BROKER_URL="redis://r:6379/0", CELERY_QUEUE_TYPE="quorum")
