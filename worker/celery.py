@@ -61,6 +61,9 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
         # `celery events`; TASK_EVENTS=true sends them from the start.
         "worker_send_task_events": settings.task_events,
         "task_send_sent_event": settings.task_events,
+        # On quorum queues, retries wait in RabbitMQ (native delayed delivery), set up through the node
+        # the worker reached rather than through every node of its broker URLs (worker/delayed_delivery.py).
+        "worker_consumer": "worker.delayed_delivery:Consumer",
         # Celery's own exponential backoff: countdown = base * 2**retries (2, 4, 8 s by default).
         # Annotations are applied before autoretry reads them, when the task is created.
         "task_annotations": {PROCESS_ORDER_TASK: retry_policy(settings)},

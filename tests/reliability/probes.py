@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from orders.core.aggregate import Aggregate
+from orders.core.aggregate import Aggregate, seen_key
 from orders.stack.supervisor import wait_for
 
 
@@ -38,12 +39,14 @@ class Recovery:
         metric: Callable[[], int],
         timeout: float,
         done: Callable[[], bool],
+        margin: int = 0,
     ) -> float:
-        """Call once the disrupted service is back: waits for ``metric`` to pass its current value.
+        """Call once the disrupted service is back: waits for ``metric`` to pass its current value
+        (by more than ``margin``: work already in hand when the fault struck is not "moving again").
 
         ``done`` ends the wait early when no work is left (nothing could move any more).
         """
-        baseline = metric()
+        baseline = metric() + margin
         wait_for(lambda: metric() > baseline or done(), timeout, f"progress after {what}", interval=0.1)
         elapsed = time.monotonic() - disrupted_at
         self.seconds.append(elapsed)
@@ -53,6 +56,26 @@ class Recovery:
     @property
     def worst(self) -> float | None:
         return max(self.seconds) if self.seconds else None
+
+
+def counted_latencies(client: redis.Redis, produced_at_ms: dict[str, int], dedupe_ttl: int) -> list[float]:
+    """Seconds from each order's Kafka timestamp to the moment it was counted, for the orders counted.
+
+    When it was counted comes from its dedupe marker, which the counting script sets with an expiry of
+    ``dedupe_ttl`` seconds in the same step (Redis keeps expiries to the millisecond): independent of
+    the workers' own figures.
+    """
+    ids = list(produced_at_ms)
+    pipe = client.pipeline(transaction=False)
+    for order_id in ids:
+        pipe.pttl(seen_key(order_id))
+    now_ms = time.time() * 1000
+    latencies = []
+    for order_id, remaining in zip(ids, pipe.execute(), strict=True):
+        if remaining > 0:
+            counted_ms = now_ms + remaining - dedupe_ttl * 1000
+            latencies.append((counted_ms - produced_at_ms[order_id]) / 1000)
+    return latencies
 
 
 def rss_kib(pid: int) -> int:

@@ -23,6 +23,9 @@ class Profile:
     fuzz_records: int  # scenario 6
     soak_seconds: int  # scenario 7, at soak_rate orders per second
     soak_rate: int
+    rabbit_orders: int  # scenarios Q1, Q2 (the RabbitMQ cluster), produced at rabbit_rate per second
+    rabbit_rate: int
+    rabbit_faults: int  # leader faults per run
 
 
 SHORT = Profile(
@@ -34,6 +37,7 @@ SHORT = Profile(
     registry_orders=500, registry_outage=30.0,
     fuzz_records=300,
     soak_seconds=15, soak_rate=50,
+    rabbit_orders=1200, rabbit_rate=60, rabbit_faults=1,
 )  # fmt: skip
 
 LONG = Profile(
@@ -45,6 +49,7 @@ LONG = Profile(
     registry_orders=2000, registry_outage=30.0,
     fuzz_records=2000,
     soak_seconds=180, soak_rate=60,
+    rabbit_orders=6000, rabbit_rate=60, rabbit_faults=3,
 )  # fmt: skip
 
 PROFILES = {p.name: p for p in (SHORT, LONG)}

@@ -29,6 +29,8 @@ SCENARIOS = {
     "10": "DLQ unreachable while orders use up their retries",
     "11": "aggregate Redis fails over (READONLY)",
     "12": "aggregate Redis full (maxmemory, noeviction)",
+    "Q1": "RabbitMQ cluster: the quorum queue's leader SIGKILLed, restarted",
+    "Q2": "RabbitMQ cluster: the quorum queue's leader partitioned, healed",
 }
 
 
