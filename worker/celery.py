@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 
 from celery import Celery
 from celery.app.defaults import DEFAULT_PROCESS_LOG_FMT, DEFAULT_TASK_LOG_FMT
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 
 from orders.core.celery_config import PREFETCH_MULTIPLIER, TASK_TIME_LIMIT, celery_config, check_dedupe_window
 from orders.core.metrics_server import serve_metrics
 from orders.core.order import PROCESS_ORDER_TASK
 from orders.core.settings import SettingsError
 from orders.core.tracing import LOG_SUFFIX, log_trace_ids
+from worker.delayed_delivery import quiet_direct_exchange_warning
 from worker.faults import announce as announce_failure_injection
 from worker.settings import WorkerSettings
 
@@ -61,14 +62,19 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
         # `celery events`; TASK_EVENTS=true sends them from the start.
         "worker_send_task_events": settings.task_events,
         "task_send_sent_event": settings.task_events,
-        # On quorum queues, retries wait in RabbitMQ (native delayed delivery), set up through the node
-        # the worker reached rather than through every node of its broker URLs (worker/delayed_delivery.py).
-        "worker_consumer": "worker.delayed_delivery:Consumer",
+        **delayed_delivery(settings),
         # Celery's own exponential backoff: countdown = base * 2**retries (2, 4, 8 s by default).
         # Annotations are applied before autoretry reads them, when the task is created.
         "task_annotations": {PROCESS_ORDER_TASK: retry_policy(settings)},
         **traced_log_formats(settings),
     }
+
+
+def delayed_delivery(settings: WorkerSettings) -> dict[str, str]:
+    """On quorum queues retries wait in RabbitMQ (native delayed delivery), set up through the node the
+    worker reached rather than through every node of its broker URLs (worker/delayed_delivery.py, on
+    the fast path: contract C5)."""
+    return {} if settings.stock_celery else {"worker_consumer": "worker.delayed_delivery:Consumer"}
 
 
 def traced_log_formats(settings: WorkerSettings) -> dict[str, str]:
@@ -125,6 +131,13 @@ def _serve_metrics(**_: object) -> None:
     Served once the worker consumes, so /healthz answering is the worker's readiness signal.
     """
     serve_metrics(settings().metrics_port, host=settings().metrics_host)
+
+
+@worker_init.connect
+def _quiet_held_retries(**_: object) -> None:
+    """A retry held by the worker on a quorum queue is our choice, not news: a warning per retry is noise."""
+    if settings().celery_queue_type == "quorum" and not settings().celery_native_delayed_delivery:
+        quiet_direct_exchange_warning()
 
 
 @worker_ready.connect

@@ -33,7 +33,11 @@ OUR_STEP = "worker.delayed_delivery:DelayedDelivery"
 
 
 class DelayedDelivery(CeleryDelayedDelivery):
-    """Included when Celery's is (a quorum queue is configured); starts without waiting on dead nodes."""
+    """Included when Celery's is (a quorum queue is configured) and its exchange can route delayed
+    retries (CELERY_NATIVE_DELAYED_DELIVERY); starts without waiting on dead nodes."""
+
+    def include_if(self, c: Any) -> bool:
+        return c.app.conf.task_default_exchange_type != "direct" and bool(super().include_if(c))
 
     def start(self, c: Any) -> None:
         app = c.app
@@ -51,6 +55,20 @@ class DelayedDelivery(CeleryDelayedDelivery):
                 # Retries then fail to publish and their orders are handed back (worker/hooks.py);
                 # the next (re)connection declares it all again.
                 log.warning("native delayed delivery not set up (%r); retries wait until it is", exc)
+
+
+class DirectExchangeWarning(logging.Filter):
+    """Drops Celery's warning that a retry on a quorum queue's direct exchange is held by the worker: that
+    is our default (orders/core/celery_config.py), and Celery says it for every retry."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(
+            "Direct exchanges are not supported with native delayed delivery"
+        )
+
+
+def quiet_direct_exchange_warning() -> None:
+    logging.getLogger("celery.app.base").addFilter(DirectExchangeWarning())
 
 
 class Consumer(CeleryConsumer):

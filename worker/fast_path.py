@@ -7,9 +7,12 @@
   ``broker_transport`` setting (orders/core/celery_config.py), in the workers and the bridge's sender.
 - **Lazy retry tracebacks** (worker/retry_info.py): a Retry's traceback is formatted only if read.
   :func:`install` puts it in place when a worker starts, before any pool forks.
+- **Delayed delivery through one node** (worker/delayed_delivery.py): on a RabbitMQ cluster with a node
+  down, Celery's own setup waits on that node at every connection (a fix, not a speed-up).
 
-``ORDERS_STOCK_CELERY=true`` turns off both: kombu's Redis transport and Celery's tracer as shipped (the
-stock lane). The README says which guarantees differ there; docs/benchmarks.md measures both paths.
+``ORDERS_STOCK_CELERY=true`` turns off all three: kombu's Redis transport, Celery's tracer and its
+consumer as shipped (the stock lane). The README says which guarantees differ there;
+docs/benchmarks.md measures both paths.
 
 Every non-public name or behaviour the fast path relies on is below, with the id of its contract test in
 tests/contract/ (run first by ``make test``). Each test names what breaks without it and what to re-read
@@ -59,6 +62,10 @@ Celery (used by worker/retry_info.py and this module):
       ``EventDispatcher.send`` drops a group missing from a non-empty ``groups``.
   C4  ``Task.Request`` is read when the worker's consumer builds its strategies, after ``worker_init``
       (public, but :func:`install` depends on the order).
+  C5  ``Consumer.Blueprint.default_steps`` names ``celery.worker.consumer.delayed_delivery:DelayedDelivery``
+      (included when a quorum queue is configured, after ``Tasks``): worker/delayed_delivery.py swaps it
+      for a step that sets native delayed delivery up through one node that answers (Celery's public
+      ``worker_consumer`` setting selects that consumer).
 
 billiard, billiard/einfo.py (used by worker/retry_info.py):
   B1  ``ExceptionInfo.__init__`` sets ``type``, ``exception``, ``tb``, ``traceback`` and ``internal``,

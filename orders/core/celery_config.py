@@ -169,10 +169,16 @@ def quorum_queues(settings: Settings) -> dict[str, Any]:
     same way by the bridge (with its first batch) and the workers: RabbitMQ refuses a second declaration
     with other arguments.
 
-    - **A topic exchange.** Celery 5.5+ sends a retry's countdown through RabbitMQ ("native delayed
-      delivery": 28 quorum queues with message TTLs, ``celery_delayed_*``) when its queue is a quorum
-      queue, which needs a topic exchange; on a direct one it warns and the worker holds the retry
-      itself, in a prefetch slot that quorum queues make static (no global QoS).
+    - **Where a retry waits.** Celery 5.5+ sends a retry's countdown through RabbitMQ when its queue is a
+      quorum queue on a topic exchange ("native delayed delivery": 28 quorum queues with message TTLs,
+      ``celery_delayed_*``, dead-lettering at least once into the next). On RabbitMQ 3.10.8 a delay
+      queue whose leader is SIGKILLed stops dead-lettering for good: its messages stay in it, counted
+      but never delivered, and every later retry through it too (tests/reliability/
+      test_rabbitmq_cluster.py, docs/reliability.md). So by default the exchange is direct, and Celery
+      leaves the retry with the worker, unacknowledged in the quorum queue as on a classic one (it warns
+      that this "may block the worker": a held retry takes a prefetch slot, which quorum queues make
+      static; worker/celery.py raises the prefetch for it). ``CELERY_NATIVE_DELAYED_DELIVERY=true``
+      turns the topic exchange on, for a RabbitMQ without that fault.
     - **The delivery limit.** Each return of a message (a hand-back while Redis is away: the task
       rejects with requeue, at most once a second; a worker lost with it unacknowledged) counts as a
       delivery. 1,000,000 is over eleven days of hand-backs at that pace (RabbitMQ 4 would drop the
@@ -182,6 +188,7 @@ def quorum_queues(settings: Settings) -> dict[str, Any]:
       send it round again.
     """
     queue, parked = settings.celery_queue, parked_queue_name(settings.celery_queue)
+    exchange_type = "topic" if settings.celery_native_delayed_delivery else "direct"
     arguments = {
         "x-queue-type": "quorum",
         "x-delivery-limit": settings.celery_delivery_limit,
@@ -194,15 +201,15 @@ def quorum_queues(settings: Settings) -> dict[str, Any]:
     }
     return {
         "task_queues": [
-            Queue(queue, Exchange(queue, type="topic"), routing_key=queue, queue_arguments=arguments),
+            Queue(queue, Exchange(queue, type=exchange_type), routing_key=queue, queue_arguments=arguments),
             Queue(
                 parked,
-                Exchange(parked, type="topic"),
+                Exchange(parked, type=exchange_type),
                 routing_key=parked,
                 queue_arguments={"x-queue-type": "quorum"},
             ),
         ],
-        "task_default_exchange_type": "topic",
+        "task_default_exchange_type": exchange_type,
         # the delayed retries' own queues are quorum queues too (Celery's default): replicated
         "broker_native_delayed_delivery_queue_type": "quorum",
     }

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # The bridge and the workers declare the queue, so both must read the same values.
     celery_queue_type: QueueType = Field("classic", alias="CELERY_QUEUE_TYPE")
     celery_delivery_limit: int = Field(1_000_000, alias="CELERY_DELIVERY_LIMIT", ge=1)
+    # Quorum queues only: retries wait their countdown in RabbitMQ (Celery's native delayed delivery,
+    # a topic exchange) instead of in the worker. Off: RabbitMQ 3.10.8 strands them when a delay queue's
+    # leader crashes (orders/core/celery_config.py).
+    celery_native_delayed_delivery: bool = Field(False, alias="CELERY_NATIVE_DELAYED_DELIVERY")
     # RabbitMQ only: how soon a silent broker is noticed. A worker's consumer connection sends and
     # expects heartbeats every CELERY_BROKER_HEARTBEAT seconds (it gives up after two missed); every
     # AMQP socket (connect, reads, writes, publisher confirms) gives up after CELERY_BROKER_TIMEOUT.

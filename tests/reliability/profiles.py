@@ -26,6 +26,7 @@ class Profile:
     rabbit_orders: int  # scenarios Q1, Q2 (the RabbitMQ cluster), produced at rabbit_rate per second
     rabbit_rate: int
     rabbit_faults: int  # leader faults per run
+    rabbit_partition: float  # seconds a partition lasts (clients notice in ~10-20 s: README)
 
 
 SHORT = Profile(
@@ -37,7 +38,7 @@ SHORT = Profile(
     registry_orders=500, registry_outage=30.0,
     fuzz_records=300,
     soak_seconds=15, soak_rate=50,
-    rabbit_orders=1200, rabbit_rate=60, rabbit_faults=1,
+    rabbit_orders=900, rabbit_rate=60, rabbit_faults=1, rabbit_partition=15.0,
 )  # fmt: skip
 
 LONG = Profile(
@@ -49,7 +50,7 @@ LONG = Profile(
     registry_orders=2000, registry_outage=30.0,
     fuzz_records=2000,
     soak_seconds=180, soak_rate=60,
-    rabbit_orders=6000, rabbit_rate=60, rabbit_faults=3,
+    rabbit_orders=6000, rabbit_rate=60, rabbit_faults=3, rabbit_partition=40.0,
 )  # fmt: skip
 
 PROFILES = {p.name: p for p in (SHORT, LONG)}

@@ -21,11 +21,12 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime
+from decimal import Decimal
 
 import pytest
 import redis
 
-from orders.core.dead_letter import HEADER_ATTEMPTS, HEADER_FAILED_AT, HEADER_TIMESTAMP
+from orders.core.dead_letter import HEADER_ATTEMPTS, HEADER_EXC_MESSAGE, HEADER_FAILED_AT, HEADER_TIMESTAMP
 from orders.core.queue_depth import depth_reader
 from orders.stack.rabbitmq import RabbitMQ
 from orders.stack.rabbitmq_cluster import RabbitCluster
@@ -41,8 +42,6 @@ from tests.reliability.scenario import Scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.lanes("apache")]
 POOLS = ["solo", pytest.param("prefork", marks=pytest.mark.long)]  # both pools in the long profile
-# Long enough for every side to notice: net_ticktime 6 s (up to 7.5 s), two missed 5 s heartbeats.
-PARTITION_SECONDS = 15.0
 # Orders finished after a fault before it counts as "moving again" (not the ones already in hand).
 MOVING = 20
 DEDUPE_TTL = 86400  # the workers' default DEDUPE_TTL_SECONDS: when an order was counted, from its marker
@@ -77,14 +76,17 @@ def describe(values: list[float]) -> str:
 
 
 @pytest.mark.parametrize("pool", POOLS)
-def test_retries_wait_their_countdown_in_rabbitmq_not_in_the_worker(
-    pipeline: Pipeline, profile: Profile, rabbitmq_cluster: RabbitCluster, pool: str
+@pytest.mark.parametrize("native", [False, True])
+@pytest.mark.long  # the countdowns on quorum queues; Q1 and Q2 run retries on them in every profile
+def test_retries_wait_their_countdown(
+    pipeline: Pipeline, profile: Profile, rabbitmq_cluster: RabbitCluster, pool: str, native: bool
 ) -> None:
-    """Celery's native delayed delivery on RabbitMQ 3.10.8: a retry's countdown is spent in RabbitMQ's
-    delay queues (replicated quorum queues), so a worker holds no retry while it waits, and each retry
-    runs after its countdown (2, 4, 8 s: 14 s in all for an order that uses every retry)."""
+    """Each retry runs after its countdown (2, 4, 8 s: 14 s for an order that uses every retry), on a
+    quorum queue. By default the worker holds a retry while it waits (unacknowledged in the quorum queue:
+    a lost worker's retries come back); with CELERY_NATIVE_DELAYED_DELIVERY it waits in RabbitMQ's delay
+    queues and the worker holds none (orders/core/celery_config.py says why that is not the default)."""
     count = 40
-    pipeline.use_rabbitmq_cluster(rabbitmq_cluster)
+    pipeline.use_rabbitmq_cluster(rabbitmq_cluster, CELERY_NATIVE_DELAYED_DELIVERY=str(native).lower())
     s = Scenario("retries", pipeline, profile, ScenarioRows([]), seed=11,
                  FAILURE_RATE="0.5", PERMANENT_FAILURE_RATE="0", RETRY_BACKOFF_BASE="2")  # fmt: skip
     worker = s.worker(pool=pool)
@@ -94,11 +96,13 @@ def test_retries_wait_their_countdown_in_rabbitmq_not_in_the_worker(
     assert dead, "the seed should send some orders through every retry"
 
     # RabbitMQ's figures for quorum queues lag by up to its 5 s statistics interval: read until they show
-    # the retries (the last ones wait 8 s), then look at what the worker holds at that moment.
+    # the retries waiting (the last ones wait 8 s).
     readings: list[dict[str, tuple[int, int]]] = []
-    wait_for(lambda: _delayed(readings, rabbitmq_cluster) > 0, 20, "retries counted in the delay queues", 1)
-    delayed, held = _delayed(readings[-1:], None), readings[-1][pipeline.env["CELERY_QUEUE"]][1]
-    assert held <= 4, readings[-1]  # at most its prefetch of new orders, none of the waiting retries
+    queue = pipeline.env["CELERY_QUEUE"]
+    waiting = (lambda: _delayed(readings, rabbitmq_cluster)) if native else (
+        lambda: _held(readings, rabbitmq_cluster, queue))  # fmt: skip
+    wait_for(lambda: waiting() > 0, 20, "retries waiting their countdown", 1)
+    delayed, held = _delayed(readings[-1:], None), readings[-1][queue][1]
     figures = s.settle(produced, timeout=90)
     figures.assert_exact()
 
@@ -109,10 +113,16 @@ def test_retries_wait_their_countdown_in_rabbitmq_not_in_the_worker(
         failed_at = datetime.fromisoformat(headers[HEADER_FAILED_AT]).timestamp()
         spans.append(failed_at - int(headers[HEADER_TIMESTAMP]) / 1000)
     assert min(spans) >= 14 - 0.5, spans  # no retry ran before its countdown
-    assert "Direct exchanges are not supported" not in worker.tail(5000)
+    assert "Direct exchanges are not supported" not in worker.tail(5000)  # said per retry, kept quiet
     took = f"{min(spans):.1f}-{max(spans):.1f}s"
-    print(f"{pool}: {len(spans)} orders through 3 retries took {took} (14 s of countdowns); "
-          f"{delayed} retries waiting in RabbitMQ, {held} messages held by the worker")  # fmt: skip
+    print(f"{pool}, native delayed delivery {native}: {len(spans)} orders through 3 retries took {took} "
+          f"(14 s of countdowns); {delayed} waiting in RabbitMQ, {held} held by the worker")  # fmt: skip
+
+
+def _held(readings: list[dict[str, tuple[int, int]]], cluster: RabbitCluster, queue: str) -> int:
+    """Messages of ``queue`` delivered to a worker and not yet acknowledged, in a new reading."""
+    readings.append(queue_counts(cluster))
+    return readings[-1].get(queue, (0, 0))[1]
 
 
 def _delayed(readings: list[dict[str, tuple[int, int]]], cluster: RabbitCluster | None) -> int:
@@ -128,6 +138,39 @@ def test_the_depth_reader_fails_over_to_the_next_node(rabbitmq_cluster: RabbitCl
     rabbitmq_cluster.nodes[0].kill()
     with closing(depth_reader(rabbitmq_cluster.url, "no-such-queue", timeout=2)) as reader:
         assert reader.depth() == 0
+
+
+def test_an_order_past_the_delivery_limit_is_dead_lettered_not_dropped(
+    pipeline: Pipeline, rabbitmq_cluster: RabbitCluster
+) -> None:
+    """At CELERY_DELIVERY_LIMIT (2 here) RabbitMQ dead-letters the message to ``<queue>.parked``; a worker
+    takes it from there and dead-letters the order to the DLQ topic instead of running it again. While
+    the aggregate's Redis is away it cannot (the claim needs Redis) and requeues it; once Redis is
+    back the order is in the DLQ, never lost."""
+    from orders.core.order import Order
+    from orders.stack.supervisor import free_port
+    from tests.harness.kafka_io import produce_raw
+    from tests.integration.test_pipeline import codec_for
+    from tests.reliability.accounting import settle
+
+    pipeline.use_rabbitmq_cluster(rabbitmq_cluster, CELERY_DELIVERY_LIMIT="2")
+    pipeline.start_bridge()
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"  # the aggregate's Redis is away: hand-backs
+    broken = pipeline.start_worker(REDIS_URL=unreachable)
+    produce_raw(pipeline.broker.bootstrap, pipeline.orders_topic,
+                [(b"o", codec_for(pipeline).encode(Order("limit-1", "Mouse", 700)))])  # fmt: skip
+    wait_for(lambda: "CELERY_DELIVERY_LIMIT (2)" in broken.tail(400), 60, "the order to pass its limit")
+    handed_back = broken.tail(400).count("handing it back")
+    broken.stop()
+    pipeline.start_worker()
+    figures = settle(
+        pipeline.env["REDIS_URL"], {"limit-1": Decimal("7.00")}, {"limit-1"},
+        lambda: read_to_end(pipeline.broker.bootstrap, pipeline.dlq_topic), 60,
+    )  # fmt: skip
+    assert (figures.lost, figures.dlq, figures.succeeded) == (0, 1, 0), figures
+    (letter,) = read_to_end(pipeline.broker.bootstrap, pipeline.dlq_topic)
+    assert "CELERY_DELIVERY_LIMIT (2)" in headers_of(letter)[HEADER_EXC_MESSAGE]
+    assert handed_back == 3, broken.tail(60)  # delivered 3 times: the first and 2 more, then parked
 
 
 @pytest.mark.parametrize("pool", POOLS)
@@ -182,13 +225,13 @@ def test_quorum_leader_partitioned_under_load(
         test_network.isolate(node)
         cut_at = time.monotonic()
         after_fault = _moving(s, rabbitmq_cluster, f"partition {fault}", cut_at)
-        paused_after = _paused_within(leader, cut_at + PARTITION_SECONDS)
-        time.sleep(max(0.0, cut_at + PARTITION_SECONDS - time.monotonic()))
+        paused_after = _paused_within(leader, cut_at, cut_at + profile.rabbit_partition)
+        time.sleep(max(0.0, cut_at + profile.rabbit_partition - time.monotonic()))
         test_network.heal(node)
         after_heal = _moving(s, rabbitmq_cluster, f"heal {fault}", time.monotonic())
         wait_for(lambda: rabbitmq_cluster.unhealthy() is None, 90, "the cluster whole again", interval=1)
         assert paused_after is not None, f"{leader.name} kept serving alone (pause_minority)"
-        events.append(f"{leader.name} cut off {PARTITION_SECONDS:.0f}s, paused itself after "
+        events.append(f"{leader.name} cut off {profile.rabbit_partition:.0f}s, paused itself after "
                       f"{paused_after:.1f}s; moving {after_fault:.1f}s after the cut, {after_heal:.1f}s "
                       "after the heal")  # fmt: skip
     produced = s.produced(producer, n)
@@ -207,13 +250,13 @@ def _moving(s: Scenario, cluster: RabbitCluster, what: str, since: float) -> flo
         raise TimeoutError(f"{exc}; {settled(aggregate)} of {n} settled; RabbitMQ holds {held}") from None
 
 
-def _paused_within(node: RabbitMQ, deadline: float) -> float | None:
-    """Seconds until the cut-off node stopped serving (pause_minority), asked inside its namespace."""
-    started = time.monotonic()
+def _paused_within(node: RabbitMQ, cut_at: float, deadline: float) -> float | None:
+    """Seconds from the cut until the cut-off node stopped serving (pause_minority), asked inside its
+    namespace (None if it still served at ``deadline``)."""
     while time.monotonic() < deadline:
         try:
             if "false" in node.ctl("eval", "rabbit:is_running().", timeout=10):
-                return time.monotonic() - started
+                return time.monotonic() - cut_at
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             pass  # the CLI fails while the node is busy pausing: ask again
         time.sleep(0.5)
