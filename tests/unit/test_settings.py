@@ -315,7 +315,12 @@ def test_a_cluster_s_urls_fail_over_and_stay_redacted() -> None:
     assert config["broker_failover_strategy"] == "round-robin"
     assert "secret" not in str(s.redacted())
     main, parked = config["task_queues"]
-    assert (main.name, main.exchange.type, parked.name) == ("q", "topic", "q.parked")
+    # a direct exchange: retries wait in the worker (native delayed delivery off: celery_config.py)
+    assert (main.name, main.exchange.type, parked.name) == ("q", "direct", "q.parked")
+    native = celery_config(
+        build(CELERY_BROKER_URL=url, CELERY_QUEUE_TYPE="quorum", CELERY_NATIVE_DELAYED_DELIVERY="true")
+    )
+    assert native["task_queues"][0].exchange.type == "topic"
     assert main.queue_arguments["x-queue-type"] == "quorum"
     assert main.queue_arguments["x-delivery-limit"] == 1_000_000
     assert main.queue_arguments["x-dead-letter-routing-key"] == "q.parked"
