@@ -23,7 +23,7 @@ class Lane:
     """Which Kafka broker and which Celery broker a run uses."""
 
     kafka: str = "tansu"  # "tansu" (embedded) or "apache" (Apache Kafka from the cached jars)
-    celery: str = "redis"  # "redis" or "rabbitmq"
+    celery: str = "redis"  # "redis", "rabbitmq" (one node, a classic queue) or "rabbitmq_cluster"
 
     @property
     def suffix(self) -> str:
@@ -32,10 +32,20 @@ class Lane:
 
     def describe(self) -> str:
         kafka = {"tansu": "Tansu", "apache": "Apache Kafka"}[self.kafka]
-        return f"{kafka}, Celery on {'RabbitMQ' if self.celery == 'rabbitmq' else 'Redis'}"
+        return f"{kafka}, Celery on {CELERY_BROKERS[self.celery]}"
+
+    @property
+    def on_rabbitmq(self) -> bool:
+        return self.celery.startswith("rabbitmq")
 
 
+CELERY_BROKERS = {
+    "redis": "Redis",
+    "rabbitmq": "RabbitMQ",
+    "rabbitmq_cluster": "a three-node RabbitMQ cluster, quorum queue",
+}
 TANSU, APACHE, RABBITMQ = Lane(), Lane("apache"), Lane("apache", "rabbitmq")
+RABBITMQ_CLUSTER = Lane("apache", "rabbitmq_cluster")
 
 
 class KafkaLane:
@@ -93,7 +103,7 @@ def with_env(settings: S, env: dict[str, str]) -> S:
     fields = {"KAFKA_BOOTSTRAP_SERVERS": "kafka_bootstrap_servers", "REDIS_URL": "redis_url",
               "CELERY_BROKER_URL": "celery_broker_url", "SCHEMA_REGISTRY_URL": "schema_registry_url",
               "ORDERS_TOPIC": "orders_topic", "DLQ_TOPIC": "dlq_topic", "CONSUMER_GROUP": "consumer_group",
-              "CELERY_QUEUE": "celery_queue"}  # fmt: skip
+              "CELERY_QUEUE": "celery_queue", "CELERY_QUEUE_TYPE": "celery_queue_type"}  # fmt: skip
     update: dict[str, object] = {fields[k]: v for k, v in env.items() if k in fields}
     if "REDIS_URL" in env and "CELERY_BROKER_URL" not in env:
         update["celery_broker_url"] = env["REDIS_URL"]

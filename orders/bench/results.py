@@ -45,6 +45,11 @@ FIGURES: dict[str, tuple[str, str]] = {
     **_latencies("half_apache", "latency at half the drain rate, Apache Kafka"),
     "drain_rabbitmq": ("drain on Apache Kafka, RabbitMQ as Celery's broker", RATE),
     **_latencies("half_rabbitmq", "latency at half the drain rate, RabbitMQ as Celery's broker"),
+    "drain_rabbitmq_cluster": (
+        "drain, a three-node RabbitMQ cluster (quorum queue) as Celery's broker",
+        RATE,
+    ),
+    **_latencies("half_rabbitmq_cluster", "latency at half the drain rate, three-node RabbitMQ cluster"),
     **{f"scaling_{k}": (f"drain, {k} worker process{'es' if k > 1 else ''}", RATE) for k in SCALING},
 }
 # figure key -> label of its cost row
@@ -67,6 +72,8 @@ COSTS: dict[str, str] = {
     "half_apache": "paced, Apache Kafka",
     "drain_rabbitmq": "drain, RabbitMQ as Celery's broker",
     "half_rabbitmq": "paced, RabbitMQ as Celery's broker",
+    "drain_rabbitmq_cluster": "drain, three-node RabbitMQ cluster, quorum queue",
+    "half_rabbitmq_cluster": "paced, three-node RabbitMQ cluster, quorum queue",
 }
 COST_COLUMNS = (*COMPONENTS, "total", "redis_server", "other_cores")
 COST_LABELS = {

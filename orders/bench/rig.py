@@ -38,6 +38,8 @@ from orders.registry.settings import REGISTRY_DATABASE
 from orders.stack import services
 from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
+from orders.stack.rabbitmq_cluster import RabbitCluster
+from orders.stack.redis_ha import LOOPBACK
 from orders.stack.stack import Stack, StackOptions, new_stack, start_services
 from orders.stack.supervisor import Service
 
@@ -120,6 +122,7 @@ class Rig:
         }
         self._apache: services.ApacheKafka | None = None
         self._rabbitmq: RabbitMQ | None = None
+        self._rabbit_cluster: RabbitCluster | None = None
         self._database_count = _database_count(redis.Redis.from_url(self.settings.redis_url))
         # Never the dev registry's database: a run's database is flushed when the run ends.
         usable = [db for db in range(1, self._database_count) if db != REGISTRY_DATABASE]
@@ -153,6 +156,8 @@ class Rig:
             lane.close()
         if self._rabbitmq is not None:
             self._rabbitmq.stop()
+        if self._rabbit_cluster is not None:
+            self._rabbit_cluster.stop()
         if self._apache is not None:
             self._apache.stop()
         if self.stack is not None:
@@ -186,6 +191,25 @@ class Rig:
             self._rabbitmq = RabbitMQ(self.log_dir, name="bench_rabbitmq").start()
         return self._rabbitmq
 
+    def rabbit_cluster(self) -> RabbitCluster:
+        """Three RabbitMQ nodes clustered on loopback (one epmd, free ports), for quorum queues."""
+        if self._rabbit_cluster is None:
+            self._rabbit_cluster = RabbitCluster(self.log_dir, [LOOPBACK] * 3)
+            try:
+                self._rabbit_cluster.start()
+            except BaseException:
+                self._rabbit_cluster.stop()
+                raise
+        return self._rabbit_cluster
+
+    def celery_broker(self, lane: Lane, redis_url: str) -> dict[str, str]:
+        """The Celery broker variables of a run on ``lane``."""
+        if lane.celery == "rabbitmq":
+            return {"CELERY_BROKER_URL": self.rabbitmq().url}
+        if lane.celery == "rabbitmq_cluster":
+            return {"CELERY_BROKER_URL": self.rabbit_cluster().url, "CELERY_QUEUE_TYPE": "quorum"}
+        return {"CELERY_BROKER_URL": redis_url}
+
     def service_pids(self, lane: Lane) -> dict[str, list[int]]:
         """The shared services a run on ``lane`` uses, by cost component (empty: given as endpoints)."""
         pids: dict[str, list[int]] = {}
@@ -197,6 +221,8 @@ class Rig:
             pids["broker"] = [broker]
         if lane.celery == "rabbitmq" and self.rabbitmq().service is not None:
             pids["celery_broker"] = [self.rabbitmq().service.pid]  # type: ignore[union-attr]
+        if lane.celery == "rabbitmq_cluster":  # the three nodes' CPU, as one broker's
+            pids["celery_broker"] = [node.service.pid for node in self.rabbit_cluster().nodes if node.service]
         return pids
 
     def _tansu_pid(self) -> int | None:
@@ -212,9 +238,8 @@ class Rig:
         url = with_db(self.settings.redis_url, self._empty_database())
         kafka = self.kafka(lane)
         env = {**self.env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "REDIS_URL": url,
-               "CELERY_BROKER_URL": self.rabbitmq().url if lane.celery == "rabbitmq" else url,
-               "ORDERS_TOPIC": name, "DLQ_TOPIC": f"{name}-dlq", "CONSUMER_GROUP": name,
-               "CELERY_QUEUE": name}  # fmt: skip
+               **self.celery_broker(lane, url), "ORDERS_TOPIC": name, "DLQ_TOPIC": f"{name}-dlq",
+               "CONSUMER_GROUP": name, "CELERY_QUEUE": name}  # fmt: skip
         if lane.kafka == "apache":
             env.pop("KAFKA_FETCH_WAIT_MAX_MS", None)  # a Tansu quirk; Apache Kafka answers as data arrives
         run_dir = self.log_dir / name
@@ -241,7 +266,7 @@ class Rig:
                 service.stop(grace=10)
             run.redis().flushdb()
             self.kafka(run.lane).delete_topics([run.settings.orders_topic, run.settings.dlq_topic])
-            if run.lane.celery == "rabbitmq":
+            if run.lane.on_rabbitmq:
                 delete_queue(run.settings.broker_url, run.queue)
         self._ended.clear()
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from orders.bench.ceilings import Ceiling, Measured, measure_ceiling
-from orders.bench.lanes import APACHE, RABBITMQ, TANSU, Lane
+from orders.bench.lanes import APACHE, RABBITMQ, RABBITMQ_CLUSTER, TANSU, Lane
 from orders.bench.machine import machine_facts
 from orders.bench.options import PHASES, BenchOptions
 from orders.bench.phases import (
@@ -190,6 +190,9 @@ class Bench:
 
     def _rabbitmq(self) -> None:
         self._lane(RABBITMQ, "rabbitmq")
+
+    def _rabbitmq_cluster(self) -> None:
+        self._lane(RABBITMQ_CLUSTER, "rabbitmq_cluster")
 
     def _scaling(self) -> None:
         o = self.options

@@ -62,6 +62,7 @@ class RabbitMQ:
         password: str = GUEST,
         conf: Sequence[str] = (),
         advanced: str = "[]",
+        epmd_port: int | None = None,
     ) -> None:
         self.binary = rabbitmq_binary()
         self.host = host
@@ -75,7 +76,11 @@ class RabbitMQ:
             else f"{name or 'orders_' + secrets.token_hex(3)}@localhost"
         )
         # The default dist port (node port + 20000) is past 65535 for an ephemeral port: always set it.
-        self.dist_port, self.epmd_port, self.ctl_port = host.port(25672), host.port(4369), host.port(35672)
+        self.dist_port, self.ctl_port = host.port(25672), host.port(35672)
+        # Nodes of a cluster on loopback find each other through one epmd (``epmd_port``, the cluster's);
+        # a node with an address of its own runs its own on the standard port.
+        self.epmd_port = epmd_port or host.port(4369)
+        self._own_epmd = epmd_port is None
         self.user, self.password = user, password
         self.url = f"amqp://{user}:{password}@{host.address}:{self.port}//"
         self.log_dir = log_dir
@@ -149,7 +154,8 @@ class RabbitMQ:
         try:
             self.service.start(self.accepts_login if wait else lambda: True, timeout=timeout)
         except BaseException:
-            self.epmd.stop()  # type: ignore[union-attr]
+            if self.epmd is not None:
+                self.epmd.stop()
             raise
         return self
 
@@ -158,12 +164,14 @@ class RabbitMQ:
         rejoins its cluster. Its epmd keeps running."""
         assert self.service is not None
         self.service.stop(grace=30)
-        if self.epmd is None or not self.epmd.running():
+        if self._own_epmd and (self.epmd is None or not self.epmd.running()):
             self._start_epmd()
         self.service.start(self.accepts_login, timeout=timeout)
         return self
 
     def _start_epmd(self) -> None:
+        if not self._own_epmd:
+            return
         address = self.host.address if self.host.dedicated else "127.0.0.1"
         epmd = [
             *self.host.prefix,

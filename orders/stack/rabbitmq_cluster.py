@@ -2,6 +2,7 @@
 
 Each node is an :class:`~orders.stack.rabbitmq.RabbitMQ` on a :class:`~orders.stack.redis_ha.Host` of its
 own (a namespace of the test network, so every node has the standard ports and is ``rabbit@ADDRESS``),
+or all three on loopback (``rabbitN@localhost`` on free ports, one epmd for the three: the bench),
 sharing one Erlang cookie and one random user. ``cluster_partition_handling = pause_minority``: a node
 that finds itself in a minority stops serving until it rejoins the majority, so a partition never
 leaves two halves taking writes.
@@ -21,6 +22,7 @@ import contextlib
 import json
 import logging
 import secrets
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
@@ -31,7 +33,7 @@ import amqp
 
 from orders.stack.rabbitmq import RabbitMQ
 from orders.stack.redis_ha import Host, wait_until
-from orders.stack.supervisor import wait_for
+from orders.stack.supervisor import Service, free_port, port_open, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,12 @@ class RabbitCluster:
 
     def __init__(self, log_dir: Path, hosts: Sequence[Host], net_ticktime: int = TEST_NET_TICKTIME) -> None:
         cookie, password = secrets.token_hex(16).upper(), secrets.token_hex(12)
-        seed = f"rabbit@{hosts[0].address}"
+        self.epmd: Service | None = None
+        shared_epmd = None if all(host.dedicated for host in hosts) else free_port()
+        if shared_epmd is not None:
+            epmd = [shutil.which("epmd") or "epmd", "-port", str(shared_epmd), "-address", "127.0.0.1"]
+            self.epmd = Service(f"epmd-cluster-{shared_epmd}", epmd, log_dir)
+        seed = f"rabbit@{hosts[0].address}" if hosts[0].dedicated else "rabbit0@localhost"
         base = ["cluster_partition_handling = pause_minority"]
         join = [
             "cluster_formation.peer_discovery_backend = classic_config",
@@ -59,7 +66,7 @@ class RabbitCluster:
         advanced = f"[{{kernel, [{{net_ticktime, {net_ticktime}}}]}}]"
         self.nodes = [
             RabbitMQ(log_dir, f"rabbit{i}", host, cookie=cookie, user=USER, password=password,
-                     conf=base + (join if i else []), advanced=advanced)
+                     conf=base + (join if i else []), advanced=advanced, epmd_port=shared_epmd)
             for i, host in enumerate(hosts)
         ]  # fmt: skip
         self.startup_seconds = 0.0
@@ -76,6 +83,9 @@ class RabbitCluster:
     def start(self, timeout: float = 90.0) -> RabbitCluster:
         """Boot every node at once; return once all accept logins and run as one cluster."""
         started = time.monotonic()
+        if self.epmd is not None:
+            port = self.nodes[0].epmd_port
+            self.epmd.start(lambda: port_open(port), timeout=20)
         for node in self.nodes:
             node.start(timeout=timeout, wait=False)
         wait_for(self._all_answer, timeout, "every RabbitMQ node to accept logins", interval=0.1)
@@ -164,3 +174,5 @@ class RabbitCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+        if self.epmd is not None:
+            self.epmd.stop(grace=5)

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime
 from decimal import Decimal
@@ -224,8 +225,10 @@ def test_quorum_leader_partitioned_under_load(
         node = test_network.node_at(leader.host.address)
         test_network.isolate(node)
         cut_at = time.monotonic()
-        after_fault = _moving(s, rabbitmq_cluster, f"partition {fault}", cut_at)
-        paused_after = _paused_within(leader, cut_at, cut_at + profile.rabbit_partition)
+        with ThreadPoolExecutor(1) as asking:  # the CLI's answers, while the orders are watched
+            paused = asking.submit(_paused_within, leader, cut_at, cut_at + profile.rabbit_partition)
+            after_fault = _moving(s, rabbitmq_cluster, f"partition {fault}", cut_at)
+            paused_after = paused.result()
         time.sleep(max(0.0, cut_at + profile.rabbit_partition - time.monotonic()))
         test_network.heal(node)
         after_heal = _moving(s, rabbitmq_cluster, f"heal {fault}", time.monotonic())
