@@ -61,6 +61,11 @@ Celery (used by worker/retry_info.py and this module):
   C4  ``Task.Request`` is read when the worker's consumer builds its strategies, after ``worker_init``
       (public, but :func:`install` depends on the order).
 
+Celery's per-task log lines (used by worker/task_log.py, TASK_SUCCESS_LOG; not part of the fast path):
+  C5  "Task ... received" is logged on ``celery.worker.strategy`` (its only INFO line, gated by one
+      ``isEnabledFor(INFO)`` when the consumer builds its strategies); "Task ... succeeded" on
+      ``celery.app.trace`` with ``LOG_SUCCESS`` as the record's msg, beside the retry and failure lines.
+
 billiard, billiard/einfo.py (used by worker/retry_info.py):
   B1  ``ExceptionInfo.__init__`` sets ``type``, ``exception``, ``tb``, ``traceback`` and ``internal``,
       nothing else: RetryInfo skips it and computes each when read.

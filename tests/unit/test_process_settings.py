@@ -33,6 +33,7 @@ PROCESSES: list[type[Settings]] = [
         ("FAILURE_RATE", "1.5", {WorkerSettings, BenchSettings}),
         ("DEDUPE_TTL_SECONDS", "0", {WorkerSettings, BenchSettings}),
         ("TASK_EVENTS", "maybe", {WorkerSettings, BenchSettings}),
+        ("TASK_SUCCESS_LOG", "maybe", {WorkerSettings, BenchSettings}),
         ("MAX_QUEUE_DEPTH", "1", {BridgeSettings}),
         ("BRIDGE_BATCH_SIZE", "0", {BridgeSettings}),
         ("BRIDGE_REJOIN_TIMEOUT", "-1", {BridgeSettings}),
