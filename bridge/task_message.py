@@ -64,7 +64,11 @@ def celery_task_message(
 
 
 def placeholder_message(app: Celery, sender: str) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """Celery's headers, properties and body for an order whose fields are all slots."""
+    """Celery's headers, properties and body for an order whose fields are all slots.
+
+    Its reply-to is the oid of the thread that builds the template: the bridge builds it and hands off
+    in the same thread, as send_task would answer there.
+    """
     headers, properties, body, _ = celery_task_message(
         app, sender, slot(ID), (slot(ORDER), slot(ORIGIN)), slot(ARGSREPR), slot(KWARGSREPR)
     )
