@@ -18,8 +18,8 @@ from bridge.amqp_handoff import AmqpHandoff
 from bridge.consumer import BROKER_ERRORS
 from bridge.handoff import create_sender
 from bridge.metrics import QueueCollector
-from orders.core.celery_config import task_reprs
-from orders.core.order import PROCESS_ORDER_TASK
+from orders.core.celery_config import task_id_for, task_reprs
+from orders.core.order import MAX_ID_LENGTH, PROCESS_ORDER_TASK
 from orders.core.queue_depth import QueueDepthReader, QueueDepthUnavailable, depth_reader
 from orders.core.settings import Settings
 from orders.dashboard.sampler import RedisFigures
@@ -223,3 +223,25 @@ def test_the_dashboard_reads_a_rabbitmq_queue_depth(rabbitmq: RabbitMQ, redis_ur
     read = figures.read()
     assert (read.queued, read.in_flight) == (7, None)
     assert read.snapshot.count == 0  # the aggregate still comes from REDIS_URL
+
+
+@pytest.mark.parametrize("template", [True, False], ids=["template", "celery"])
+def test_an_order_id_longer_than_an_amqp_short_string_is_handed_off(
+    rabbitmq: RabbitMQ, template: bool
+) -> None:
+    """A valid orderId may take up to 1,024 bytes of UTF-8; AMQP's correlation_id holds 255. The task id
+    (Celery puts it there) is then derived from the orderId, the same for every copy of the order."""
+    queue = f"q-long-id-{template}"
+    long_id = "é" * MAX_ID_LENGTH  # 256 characters, 512 bytes
+    handoff = AmqpHandoff(_sender(rabbitmq, queue), queue, template=template)
+    handoff.hand_off([({**ORDER, "orderId": long_id}, ORIGIN)])
+    [message] = _take_all(rabbitmq.url, queue)
+    handoff.close()
+
+    assert json.loads(message.body)[0][0]["orderId"] == long_id
+    assert (
+        message.headers["id"]
+        == message.properties["correlation_id"]
+        == task_id_for({**ORDER, "orderId": long_id})
+    )
+    assert len(message.properties["correlation_id"].encode()) <= 255
