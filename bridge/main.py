@@ -71,13 +71,16 @@ def run_bridge(settings: BridgeSettings) -> None:
     depth.close()
 
 
-def create_handoff(settings: Settings) -> Handoff:
-    """The hand-off for the Celery broker CELERY_BROKER_URL names: Redis or RabbitMQ."""
+def create_handoff(settings: BridgeSettings) -> Handoff:
+    """The hand-off for the Celery broker CELERY_BROKER_URL names: Redis or RabbitMQ; its messages from
+    a template unless BRIDGE_HANDOFF=celery or ORDERS_STOCK_CELERY (Celery and kombu as shipped)."""
     app = create_sender(settings)
+    template = settings.bridge_handoff == "template" and not settings.stock_celery
     if settings.broker_kind == "amqp":
         # a batch unconfirmed for CELERY_BROKER_TIMEOUT is handed off again (through the next node)
-        return AmqpHandoff(app, settings.celery_queue, confirm_timeout=settings.celery_broker_timeout)
-    return Handoff(app, settings.celery_queue)
+        timeout = settings.celery_broker_timeout
+        return AmqpHandoff(app, settings.celery_queue, confirm_timeout=timeout, template=template)
+    return Handoff(app, settings.celery_queue, template=template)
 
 
 def main() -> None:

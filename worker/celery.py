@@ -73,7 +73,7 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
 def delayed_delivery(settings: WorkerSettings) -> dict[str, str]:
     """On quorum queues retries wait in RabbitMQ (native delayed delivery), set up through the node the
     worker reached rather than through every node of its broker URLs (worker/delayed_delivery.py, on
-    the fast path: contract C5)."""
+    the fast path: contract C6)."""
     return {} if settings.stock_celery else {"worker_consumer": "worker.delayed_delivery:Consumer"}
 
 

@@ -10,7 +10,7 @@ until the node came back (scenario Q1, tests/reliability/test_rabbitmq_cluster.p
 exchanges and queues are the cluster's: declaring them through one node that answers is enough.
 
 Selected by Celery's public ``worker_consumer`` setting (worker/celery.py). The step list it edits is
-Celery's (contract C5 in worker/fast_path.py); the declarations are kombu's public functions.
+Celery's (contract C6 in worker/fast_path.py); the declarations are kombu's public functions.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ def _wait_settled(run: Run, n: int) -> float:
 def measure_drain(
     rig: Rig, n: int, workers: int, lane: Lane = TANSU, stock: bool = False,
     bridge_env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None,
+    worker_loglevel: str = "WARNING",
 ) -> Measured:  # fmt: skip
     """A topic pre-filled with ``n`` orders; workers started, then the bridge; timed from the bridge
     joining its group to the last aggregate write. No producer in the clock or in the cost.
@@ -69,7 +70,7 @@ def measure_drain(
     run = rig.new_run("drain", lane)
     try:
         _producer(rig, run, n, 0.0, "drain").run()
-        rig.start_workers(run, workers, {**(worker_env or {}), **path})
+        rig.start_workers(run, workers, {**(worker_env or {}), **path}, loglevel=worker_loglevel)
         rig.wait_ready(run)
         rig.start_bridge(run, **{**(bridge_env or {}), **path})
         rig.wait_ready(run, interval=POLL_SECONDS)  # the bridge fetches as soon as it joined

@@ -271,10 +271,11 @@ class Rig:
         self._ended.clear()
 
     def start_workers(
-        self, run: Run, count: int, env: Mapping[str, str] | None = None, probe: bool = False
-    ) -> list[Service]:
-        """Start ``count`` solo workers (with the bench probe loaded if ``probe``); :meth:`wait_ready`
-        waits until each one's /healthz answers.
+        self, run: Run, count: int, env: Mapping[str, str] | None = None, probe: bool = False,
+        loglevel: str = "WARNING",
+    ) -> list[Service]:  # fmt: skip
+        """Start ``count`` solo workers (with the bench probe loaded if ``probe``), logging from
+        ``loglevel`` up; :meth:`wait_ready` waits until each one's /healthz answers.
 
         Started from this thread: a child dies with the thread that forked it (PR_SET_PDEATHSIG).
         """
@@ -282,7 +283,7 @@ class Rig:
         for n in range(1, count + 1):
             # A node name per run: on RabbitMQ a worker's pidbox queue is exclusive to its connection, and
             # a new worker of the same name starting while the last run's still closes is refused.
-            argv = worker_argv(f"{run.settings.orders_topic}-{n}", *extra, loglevel="WARNING")
+            argv = worker_argv(f"{run.settings.orders_topic}-{n}", *extra, loglevel=loglevel)
             worker_env = {**run.env, "FAILURE_RATE": "0", "PERMANENT_FAILURE_RATE": "0",
                           STOCK: "false", **(env or {})}  # fmt: skip
             service, port = pipeline_service(

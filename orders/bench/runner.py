@@ -14,10 +14,11 @@ import redis
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from orders.bench.ab import AB_TESTS, SIDES, Switch, side_key
 from orders.bench.ceilings import Ceiling, Measured, measure_ceiling
 from orders.bench.lanes import APACHE, RABBITMQ, RABBITMQ_CLUSTER, TANSU, Lane
 from orders.bench.machine import machine_facts
-from orders.bench.options import PHASES, BenchOptions
+from orders.bench.options import INTERLEAVED, PHASES, BenchOptions
 from orders.bench.phases import (
     FAILURE_RATE,
     measure_baseline,
@@ -53,16 +54,32 @@ class Bench:
         self.commands: dict[str, dict[str, float]] = {}  # figure key -> Redis command -> calls per order
         self.half_rate: float | None = None
         self.warm_up: dict[str, list[float]] = {}  # JVM broker -> its JIT's share of a core in each round
+        # Figure keys measured in rounds, one run of each per round: their runs pair up by position.
+        self.interleaved: list[list[str]] = []
         self._tasks = {
             p: display.add_task(PHASES[p], status="waiting", start=False, total=1) for p in options.phases
         }
 
     def run(self) -> None:
+        """Every phase in order; the ratio phases that run are measured together, in rounds."""
+        rounds = [p for p in INTERLEAVED if p in self.options.phases]
+        done: set[str] = set()
         for phase in self.options.phases:
-            self.display.start_task(self._tasks[phase])
-            getattr(self, f"_{phase}")()
-            self.display.update(self._tasks[phase], completed=1)
-            self.display.stop_task(self._tasks[phase])
+            if phase in done:
+                continue
+            group = rounds if phase in rounds and len(rounds) > 1 else [phase]
+            for p in group:
+                self.display.start_task(self._tasks[p])
+            if len(group) > 1:
+                self._ratio_rounds(group)
+            elif phase in AB_TESTS:
+                self._ab(phase)
+            else:
+                getattr(self, f"_{phase}")()
+            for p in group:
+                self.display.update(self._tasks[p], completed=1)
+                self.display.stop_task(self._tasks[p])
+            done.update(group)
 
     def _status(self, phase: str, text: str) -> None:
         self.display.update(self._tasks[phase], status=text)
@@ -75,6 +92,24 @@ class Bench:
             last = f"; last {runs[-1].rate:,.0f}/s" if runs else ""
             self._status(phase, f"{note}run {i + 1}/{self.options.repeat}{last}")
             runs.append(measure())
+        return self._record(phase, key, runs)
+
+    def _rounds(self, measures: dict[str, tuple[str, Callable[[], Measured]]]) -> dict[str, list[Measured]]:
+        """``repeat`` rounds of one run per key (key -> its phase's progress line, its measurement), in
+        turn; the keys' runs pair up by round. Each key's figures are recorded as :meth:`_measure`'s."""
+        runs: dict[str, list[Measured]] = {key: [] for key in measures}
+        for i in range(self.options.repeat):
+            for key, (phase, measure) in measures.items():
+                last = f"; last {runs[key][-1].rate:,.0f}/s" if runs[key] else ""
+                self._status(phase, f"round {i + 1}/{self.options.repeat}: {key}{last}")
+                runs[key].append(measure())
+        for key, (phase, _) in measures.items():
+            self._record(phase, key, runs[key])
+        self.interleaved.append(list(measures))
+        return runs
+
+    def _record(self, phase: str, key: str, runs: list[Measured]) -> Summary:
+        """Summaries of ``runs`` under ``key``: its rate, its other figures, its CPU per order."""
         self.figures[key] = summary = Summary.of(r.rate for r in runs)
         for name in runs[0].figures:
             self.figures[f"{key}_{name}"] = Summary.of(r.figures[name] for r in runs)
@@ -112,9 +147,41 @@ class Bench:
         summary = self._measure(
             phase, f"drain{lane.suffix}", lambda: measure_drain(self.rig, o.orders, o.workers, lane)
         )
-        if lane == TANSU and o.workers in SCALING and "scaling" in o.phases:
-            self.figures[f"scaling_{o.workers}"] = summary
+        if lane == TANSU:
+            self._count_as_scaling(summary)
         return summary
+
+    def _count_as_scaling(self, drain: Summary) -> None:
+        """The drain is also the scaling phase's figure at the layout's worker count."""
+        if self.options.workers in SCALING and "scaling" in self.options.phases:
+            self.figures[f"scaling_{self.options.workers}"] = drain
+
+    def _ratio_rounds(self, phases: list[str]) -> None:
+        """The ratio phases (INTERLEAVED) that run, in rounds: ceiling, plain, drain, ceiling, ..."""
+        o = self.options
+        measures = {
+            "ceiling": lambda: measure_ceiling(self.rig, o.orders, o.workers, "project"),
+            "plain": lambda: measure_ceiling(self.rig, o.orders, o.workers, "plain"),
+            "drain": lambda: measure_drain(self.rig, o.orders, o.workers),
+        }
+        self._rounds({phase: (phase, measures[phase]) for phase in phases})
+        if "drain" in phases:
+            self._count_as_scaling(self.figures["drain"])
+
+    def _ab(self, key: str) -> None:
+        """One change off and on (orders/bench/ab.py): the drain with each side's switch, in turns."""
+        test, o = AB_TESTS[key], self.options
+
+        def drain(switch: Switch) -> Callable[[], Measured]:
+            return functools.partial(
+                measure_drain, self.rig, o.orders, o.workers, bridge_env=dict(switch.bridge),
+                worker_env=dict(switch.workers), worker_loglevel=test.worker_loglevel,
+            )  # fmt: skip
+
+        runs = self._rounds({side_key(key, side): (key, drain(getattr(test, side))) for side in SIDES})
+        off, on = (self.costs[side_key(key, side)][test.component].median for side in SIDES)
+        self._status(key, f"{test.component} CPU per order: off {off:,.0f} µs, on {on:,.0f} µs "
+                          f"({len(runs[side_key(key, 'on')])} pairs)")  # fmt: skip
 
     def _drain_stock(self) -> None:
         o = self.options
@@ -223,7 +290,7 @@ def run_bench(options: BenchOptions, endpoints: Endpoints | None, command: str) 
     finally:
         rig.close(keep_logs=failed)
     parameters = {**asdict(options), "phases": list(options.phases), "half_load_rate": bench.half_rate,
-                  "broker_warm_up_jit_cores": bench.warm_up}  # fmt: skip
+                  "broker_warm_up_jit_cores": bench.warm_up, "interleaved": bench.interleaved}  # fmt: skip
     return build_results(
         parameters, bench.figures, machine, command, started, _now(), bench.costs, bench.commands
     )

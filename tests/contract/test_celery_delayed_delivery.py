@@ -6,8 +6,8 @@ import inspect
 
 from tests.contract.contract import Contract
 
-C5 = Contract(
-    "C5", "celery", "Consumer.Blueprint.default_steps naming celery.worker.consumer.delayed_delivery:"
+C6 = Contract(
+    "C6", "celery", "Consumer.Blueprint.default_steps naming celery.worker.consumer.delayed_delivery:"
     "DelayedDelivery, a StartStopStep after Tasks whose include_if(c) decides and start(c) sets up",
     "worker/delayed_delivery.py", "setting native delayed delivery up through one node that answers: "
     "if the name moves, the worker runs Celery's step again, which waits on every dead node of a "
@@ -16,8 +16,8 @@ C5 = Contract(
 )  # fmt: skip
 
 
-def test_c5_our_consumer_replaces_celerys_delayed_delivery_step_and_only_it() -> None:
-    with C5.holds():
+def test_c6_our_consumer_replaces_celerys_delayed_delivery_step_and_only_it() -> None:
+    with C6.holds():
         from celery import bootsteps
         from celery.worker.consumer import Consumer as CeleryConsumer
         from celery.worker.consumer.delayed_delivery import DelayedDelivery as CeleryStep
