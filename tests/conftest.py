@@ -38,9 +38,9 @@ CELERY_BROKERS = ["redis", "rabbitmq"]
 
 
 # The cluster lane's failure detection: a worker notices a silent node within ~2 heartbeats (10 s),
-# any socket gives up after 10 s (production: README's "Clustered RabbitMQ").
+# any socket gives up after 5 s (production: README's "Clustered RabbitMQ").
 CLUSTER_HEARTBEAT = "5"
-CLUSTER_TIMEOUT = "10"
+CLUSTER_TIMEOUT = "5"
 
 
 STARTUPS: dict[str, list[float]] = {}  # in the process that runs the session

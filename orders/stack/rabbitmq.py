@@ -147,7 +147,8 @@ class RabbitMQ:
         ``wait=False`` returns once the process runs (the cluster boots its nodes side by side and
         waits for all of them itself, :meth:`accepts_login`)."""
         self._write_files()
-        self._start_epmd()
+        if self.epmd is None or not self.epmd.running():
+            self._start_epmd()
         self.service = Service(
             self.name, [*self.host.prefix, str(self.binary)], self.log_dir, env=self.env(), cwd=self.base
         )

@@ -70,6 +70,7 @@ class RabbitCluster:
             for i, host in enumerate(hosts)
         ]  # fmt: skip
         self.startup_seconds = 0.0
+        self._boots: dict[str, int] = {}
 
     @property
     def urls(self) -> list[str]:
@@ -97,9 +98,25 @@ class RabbitCluster:
     def _all_answer(self) -> bool:
         for node in self.nodes:
             if not node.running():
-                assert node.service is not None
-                raise RuntimeError(f"{node.name} exited; log:\n{node.service.tail()}")
+                self._boot_again(node)
         return all(node.accepts_login() for node in self.nodes)
+
+    def _boot_again(self, node: RabbitMQ) -> None:
+        """Start a joining node afresh once the first one is up: a joiner that reaches the first node
+        while that one still upgrades its own schema (feature flags) stops with
+        ``schema_integrity_check_failed`` (seen once in ~15 starts). Any other exit is an error."""
+        assert node.service is not None
+        log_tail = node.service.tail()
+        self._boots[node.name] = self._boots.get(node.name, 0) + 1
+        if (
+            node is self.nodes[0]
+            or "schema_integrity_check_failed" not in log_tail
+            or self._boots[node.name] > 2
+        ):
+            raise RuntimeError(f"{node.name} exited; log:\n{log_tail}")
+        log.warning("%s raced the first node's boot; starting it again once that one is up", node.name)
+        wait_for(self.nodes[0].accepts_login, 60, f"{self.nodes[0].name} to accept logins", interval=0.1)
+        node.start(wait=False)
 
     def status(self, via: RabbitMQ | None = None) -> dict[str, Any] | None:
         """``rabbitmqctl cluster_status`` as JSON from ``via`` (the first node by default); None if it
@@ -152,7 +169,16 @@ class RabbitCluster:
             if not node.running():
                 log.info("restarting %s", node.name)
                 node.restart(timeout=timeout)
-        wait_until(self.unhealthy, timeout, "the RabbitMQ cluster to be whole again")
+        try:
+            wait_until(self.unhealthy, timeout / 2, "the RabbitMQ cluster to be whole again")
+        except TimeoutError as exc:
+            # A node paused in a minority should resume once it sees the majority again; if one has not
+            # by now, restart it, so one test's fault does not spill into the next.
+            log.warning("%s; restarting the nodes that refuse logins", exc)
+            for node in self.nodes:
+                if not node.accepts_login():
+                    node.restart(timeout=timeout)
+            wait_until(self.unhealthy, timeout / 2, "the RabbitMQ cluster to be whole again")
         self.delete_queues()
 
     def delete_queues(self) -> None:

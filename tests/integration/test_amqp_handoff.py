@@ -245,3 +245,17 @@ def test_an_order_id_longer_than_an_amqp_short_string_is_handed_off(
         == task_id_for({**ORDER, "orderId": long_id})
     )
     assert len(message.properties["correlation_id"].encode()) <= 255
+
+
+def test_a_list_of_nodes_is_tried_in_order_by_the_hand_off_and_the_depth_reader(rabbitmq: RabbitMQ) -> None:
+    """With the first two nodes of a ';'-separated CELERY_BROKER_URL down, both reach the third. Before,
+    the depth reader tried only the first node and the hand-off the first two (each new connection
+    starts from the first), so neither ever reached it."""
+    dead = [rabbitmq.url.replace(f":{rabbitmq.port}/", f":{free_port()}/") for _ in range(2)]
+    cluster_url = ";".join([*dead, rabbitmq.url])
+    env = {"CELERY_BROKER_URL": cluster_url, "REDIS_URL": "redis://127.0.0.1:1/0", "CELERY_QUEUE": "q-list"}
+    handoff = AmqpHandoff(create_sender(Settings.from_env(env, env_file=None)), "q-list")
+    handoff.hand_off(_orders(3))
+    with closing(depth_reader(cluster_url, "q-list", timeout=2)) as reader:
+        assert reader.depth() == 3
+    handoff.close()

@@ -141,8 +141,9 @@ def test_the_depth_reader_fails_over_to_the_next_node(rabbitmq_cluster: RabbitCl
         assert reader.depth() == 0
 
 
+@pytest.mark.long  # ~22 s: the short profile's RabbitMQ budget goes to Q1 and Q2
 def test_an_order_past_the_delivery_limit_is_dead_lettered_not_dropped(
-    pipeline: Pipeline, rabbitmq_cluster: RabbitCluster
+    pipeline: Pipeline, profile: Profile, rabbitmq_cluster: RabbitCluster
 ) -> None:
     """At CELERY_DELIVERY_LIMIT (2 here) RabbitMQ dead-letters the message to ``<queue>.parked``; a worker
     takes it from there and dead-letters the order to the DLQ topic instead of running it again. While
@@ -232,11 +233,19 @@ def test_quorum_leader_partitioned_under_load(
         time.sleep(max(0.0, cut_at + profile.rabbit_partition - time.monotonic()))
         test_network.heal(node)
         after_heal = _moving(s, rabbitmq_cluster, f"heal {fault}", time.monotonic())
-        wait_for(lambda: rabbitmq_cluster.unhealthy() is None, 90, "the cluster whole again", interval=1)
+        healed_at = time.monotonic()
+        try:
+            wait_for(lambda: rabbitmq_cluster.unhealthy() is None, 90, "the cluster whole again", interval=1)
+        except TimeoutError:  # seen once in ~8 runs: the paused node stayed paused; keep what it said
+            raise AssertionError(
+                f"{leader.name} did not rejoin within 90 s of the heal: "
+                f"{rabbitmq_cluster.unhealthy()}; its view: {_view(leader)}"
+            ) from None
+        rejoined = time.monotonic() - healed_at
         assert paused_after is not None, f"{leader.name} kept serving alone (pause_minority)"
         events.append(f"{leader.name} cut off {profile.rabbit_partition:.0f}s, paused itself after "
                       f"{paused_after:.1f}s; moving {after_fault:.1f}s after the cut, {after_heal:.1f}s "
-                      "after the heal")  # fmt: skip
+                      f"after the heal; it rejoined {rejoined:.0f}s after the heal")  # fmt: skip
     produced = s.produced(producer, n)
     figures = s.settle(produced)
     s.finish(figures, f"{pool} pool; {'; '.join(events)}; {describe(latencies(s))}")
@@ -251,6 +260,14 @@ def _moving(s: Scenario, cluster: RabbitCluster, what: str, since: float) -> flo
     except TimeoutError as exc:  # what RabbitMQ holds says where the orders stopped
         held = {name: c for name, c in queue_counts(cluster).items() if any(c)}
         raise TimeoutError(f"{exc}; {settled(aggregate)} of {n} settled; RabbitMQ holds {held}") from None
+
+
+def _view(node: RabbitMQ) -> str:
+    """What the node says of the cluster, asked inside its namespace (for a failure's message)."""
+    try:
+        return node.ctl("cluster_status", "--formatter", "json", timeout=20)[:2000]
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        return f"no answer ({exc!r:.300})"
 
 
 def _paused_within(node: RabbitMQ, cut_at: float, deadline: float) -> float | None:
