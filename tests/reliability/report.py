@@ -278,7 +278,11 @@ next run removes those whose pid is dead. `ip netns list` shows them.
   heartbeats, was disconnected again before it consumed (no order moved for 120 s after the kill; now
   within 1 s: `worker/delayed_delivery.py`); and retries routed through RabbitMQ's delay queues were
   stranded when a delay queue's leader died (92 and 29 orders never settled in two runs of Q1): they
-  wait in the worker now (README, "Clustered RabbitMQ").
+  wait in the worker now (README, "Clustered RabbitMQ"). A cut-off node paused itself each time, and
+  rejoined within seconds of the heal except twice in ~13 partitions (both after earlier faults to the
+  same cluster), when it stayed paused with its Erlang distribution down (`{notalive, ...}` in its log);
+  Q2 restarts such a node after 60 s and says so in its row (rabbitmq-server#2175 reports a node that
+  does not recover when a partition comes during recovery).
 - **Failover and full Redis (11, 12).** `READONLY`, `OOM`, `LOADING` and cluster errors are
   `ResponseError`s, so they dead-lettered orders on their first attempt; they hand the order back now.
   One remembered order costs Redis ~133-139 bytes with 22-character orderIds
