@@ -20,6 +20,7 @@ from orders.core.dead_letter_publisher import create_dead_letter_publisher
 from orders.core.kafka import create_consumer, create_registry_client
 from orders.core.metrics_server import serve_metrics
 from orders.core.process import start_process, stop_on_signals
+from orders.core.redis_client import connect
 from orders.core.settings import Settings, SettingsError
 
 log = logging.getLogger("bridge")
@@ -40,7 +41,7 @@ def run_bridge(settings: BridgeSettings) -> None:
     """Consume ORDERS_TOPIC until SIGTERM/SIGINT, then commit what was handed off and return."""
     log.info("bridge starting: %s", settings.redacted())
     dead_letters = create_dead_letter_publisher(settings, settings.dlq_delivery_timeout)
-    aggregate = Aggregate(redis.Redis.from_url(settings.redis_url))
+    aggregate = Aggregate(connect(settings.redis))  # counters and /metrics' figures, every wait bounded
     handoff = create_handoff(settings)
     loop = Bridge(
         settings,

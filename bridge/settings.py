@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from orders.core.replication import handoff_replicas
 from orders.core.settings import Settings
 
 
@@ -16,3 +17,11 @@ class BridgeSettings(Settings):
     # Seconds out of its consumer group (with a broker up) before the bridge replaces its consumer;
     # above the 300 s a legitimate rebalance may take (bridge/group_watch.py).
     bridge_rejoin_timeout: float = Field(360.0, alias="BRIDGE_REJOIN_TIMEOUT", gt=0)
+    # Replicas each hand-off batch must reach before its Kafka offsets are stored
+    # (orders/core/replication.py has the default per layout; 0 = no wait).
+    celery_broker_wait_replicas: int | None = Field(None, alias="CELERY_BROKER_WAIT_REPLICAS", ge=0, le=16)
+
+    @property
+    def handoff_wait_replicas(self) -> int:
+        """CELERY_BROKER_WAIT_REPLICAS, or the layout's default."""
+        return handoff_replicas(self, self.celery_broker_wait_replicas)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from orders.core.replication import aggregate_replicas
 from orders.core.settings import DAY_SECONDS, Settings
 
 
@@ -26,3 +27,11 @@ class WorkerSettings(Settings):
     max_products: int = Field(1000, alias="MAX_PRODUCTS", ge=1)
     # Workers send Celery task events from the start; otherwise when Flower (or `control enable_events`) asks.
     task_events: bool = Field(False, alias="TASK_EVENTS")
+    # Replicas each aggregate write and dead-letter claim must reach before the task is acknowledged
+    # (orders/core/replication.py has the default per layout; 0 = no wait).
+    redis_wait_replicas: int | None = Field(None, alias="REDIS_WAIT_REPLICAS", ge=0, le=16)
+
+    @property
+    def aggregate_wait_replicas(self) -> int:
+        """REDIS_WAIT_REPLICAS, or the layout's default."""
+        return aggregate_replicas(self, self.redis_wait_replicas)
