@@ -11,10 +11,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 --user-group app
 WORKDIR /app
 
-# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
+# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change. The
+# product's (worker, bridge) and the extras of what else compose runs from this image: the demo producer
+# (tools), Flower and the dashboard; not the dev registry or `orders up` (compose runs Confluent's registry).
+ARG EXTRAS=tools,flower,dashboard
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
-        > /tmp/requirements.txt \
+RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print(*p['dependencies'], *(r for e in sys.argv[1].split(',') for r in p['optional-dependencies'][e]), sep='\n')" \
+        "$EXTRAS" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -24,7 +28,8 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
 COPY . .
 RUN pip install --no-deps -e . \
     && test -f schemas/order.avsc \
-    && python -c "import orders.core.codec, bridge.main, orders.cli, worker.tasks" \
+    && python -c "import orders.core.codec, bridge.main, orders.cli, worker.tasks, orders.produce, flower" \
+    && python -c "import orders.dashboard.server" \
     && orders --help > /dev/null
 
 # Read-only code owned by root; the services run unprivileged.

@@ -70,12 +70,12 @@ class Handoff:
             producer.release()
 
     def _publish(self, producer: Any, payload: OrderPayload, origin: RecordOrigin, **options: Any) -> None:
-        """What ``send_task`` sends, built with the two calls it makes itself.
+        """What ``send_task`` sends, built with the two calls it makes itself (Celery's message builder:
+        contract H1 in worker/fast_path.py's list, whose test compares both messages).
 
         send_task also routes by name, looks for a parent task (twice), registers the id with the
         result backend and returns an AsyncResult. None of it applies to a process that is not a
-        task and never reads results, and skipping it cut the hand-off's CPU from ~231 to ~131 µs
-        per order (20,000 orders in batches of 500, same process, medians of 5).
+        task and never reads results; docs/benchmarks.md has what skipping it saved.
         """
         amqp = self._app.amqp
         message = amqp.create_task_message(

@@ -89,7 +89,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The RabbitMQ lane pairs with Apache Kafka, the production broker, not with Tansu; a scenario
-    marked ``celery_brokers(...)`` runs on the brokers it names only."""
+    marked ``celery_brokers(...)`` or ``kafka_lanes(...)`` runs on the brokers it names only."""
     drop = [item for item in items if _off_lane(item)]
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -97,6 +97,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _off_lane(item: pytest.Item) -> bool:
+    kafka = item.get_closest_marker("kafka_lanes")
+    if kafka is not None and _params(item).get("kafka_broker") not in kafka.args:
+        return True
     broker = _params(item).get("celery_broker")
     if broker is None:
         return False

@@ -13,14 +13,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready
+from celery.signals import worker_ready
 
 from orders.core.celery_config import PREFETCH_MULTIPLIER, TASK_TIME_LIMIT, celery_config, check_dedupe_window
 from orders.core.metrics_server import serve_metrics
 from orders.core.order import PROCESS_ORDER_TASK
 from orders.core.redis_health import pipeline_redis
 from orders.core.settings import SettingsError
-from worker import retry_info
 from worker.faults import announce as announce_failure_injection
 from worker.settings import WorkerSettings
 
@@ -55,9 +54,9 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
         # would acknowledge it by default, and the order would be neither counted nor dead-lettered).
         "task_acks_on_timeout": False,
         "worker_prefetch_multiplier": PREFETCH_MULTIPLIER,
-        # Task events cost the workers ~125 µs of CPU per order (a fifth of it: 3 events per task,
-        # measured in worker-only drains), so they are sent while someone watches: Flower turns them
-        # on as it connects (and every 5 s), `celery -A worker control enable_events` does the same for
+        # Task events cost the workers a fifth of their CPU per order (3 events per task;
+        # docs/benchmarks.md), so they are sent while someone watches: Flower turns them on as it
+        # connects (and every 5 s), `celery -A worker control enable_events` does the same for
         # `celery events`; TASK_EVENTS=true sends them from the start.
         "worker_send_task_events": settings.task_events,
         "task_send_sent_event": settings.task_events,
@@ -97,12 +96,6 @@ class _LazyConfig(Mapping[str, Any]):
 
 
 app.config_from_object(_LazyConfig())
-
-
-@worker_init.connect
-def _lazy_retry_info(**_: object) -> None:
-    """A Retry's traceback formatted only if read (worker/retry_info.py); before any pool forks."""
-    retry_info.install()
 
 
 @worker_ready.connect

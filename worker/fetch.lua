@@ -8,7 +8,8 @@
 -- costing a round trip of their own (worker/transport.py says when that is safe).
 --
 -- KEYS[1]  the queue (a list; kombu pushes on the left and pops on the right)
--- KEYS[2]  kombu's unacked hash: delivery tag -> JSON [message, exchange, routing key]
+-- KEYS[2]  kombu's unacked hash: delivery tag -> JSON [message, exchange, routing key] (kombu's own
+--          private format: contract K3 in worker/fast_path.py; kombu's restore reads it back, K4)
 -- KEYS[3]  kombu's unacked index: delivery tag scored by delivery time (seconds)
 -- ARGV[1]  how many messages to take at most
 -- ARGV[2]  "1" to record them as unacknowledged; "0" for a no-ack consumer (replies to control

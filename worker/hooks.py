@@ -52,10 +52,10 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
 
 
 class OrderTask(Task):
-    """Hooks: count each scheduled retry; dead-letter an order that failed for good."""
+    """Hooks: count each scheduled retry; dead-letter an order that failed for good.
 
-    # A retry's traceback is formatted only for a task-retried event that is sent (worker/retry_info.py).
-    Request = "worker.retry_info:RetryAwareRequest"
+    Its requests are Celery's, or RetryAwareRequest once worker/fast_path.py installs the fast path.
+    """
 
     def retry(self, *args: Any, **kwargs: Any) -> Any:
         """Celery's retry, except that a retry the broker did not take hands the order back.

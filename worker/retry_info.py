@@ -1,14 +1,16 @@
 """A retry's exception info, formatted only if someone reads it.
 
 Celery wraps every Retry in billiard's ExceptionInfo, which at once copies the traceback frame by frame
-(on Python 3.11+ with every instruction position of each code object: ~330 µs for Celery's own
-trace_task alone) and formats it (3.11's caret anchors parse source lines with ``ast``). Profiled
-with py-spy in a bench run at 10% transient failures, that was 22% of the workers' busy time: ~2 ms per
-failed attempt, for a text our hooks never read and that only a ``task-retried`` event sends (while
-Flower watches, or with TASK_EVENTS=true). Here the same fields are computed on first use, from the
-same traceback, so whoever reads them gets what Celery would have given; nobody reading costs nothing.
-Celery's Request.on_retry formats the text for that event even when no event is sent, so the tasks'
-Request (``Task.Request``, Celery's extension point) asks for it only when the event goes out.
+(on Python 3.11+ with every instruction position of each code object) and formats it (3.11's caret
+anchors parse source lines with ``ast``): a large share of the workers' time at 10% transient failures
+(docs/benchmarks.md), for a text our hooks never read and that only a ``task-retried`` event sends
+(while Flower watches, or with TASK_EVENTS=true). Here the same fields are computed on first use, from
+the same traceback, so whoever reads them gets what Celery would have given; nobody reading costs
+nothing. Celery's Request.on_retry formats the text for that event even when no event is sent, so the
+tasks' Request (``Task.Request``, Celery's extension point) asks for it only when the event goes out.
+
+Part of the fast path: worker/fast_path.py installs it (unless ORDERS_STOCK_CELERY) and lists the Celery
+and billiard internals it relies on (C1-C3, B1-B2) with their contract tests.
 
 Failures keep billiard's eager ExceptionInfo: the dead letter's stack trace is read every time.
 """
@@ -33,7 +35,7 @@ class _LazyExceptionWithTraceback(ExceptionWithTraceback):
     """billiard's wrapper of the exception, whose traceback text is asked of ``info`` when read."""
 
     def __init__(self, exc: BaseException, info: RetryInfo) -> None:
-        Exception.__init__(self)  # not billiard's __init__, which formats the text at once
+        Exception.__init__(self)  # not billiard's __init__, which formats the text at once (B2)
         self.exc = exc
         self._info = info
 
@@ -80,7 +82,7 @@ class RetryAwareRequest(Request):  # type: ignore[misc]
         """What send_event and the dispatcher check: with task events off the worker's dispatcher is
         still enabled (for heartbeats) but keeps only the "worker" group; enable_events (Flower) adds
         "task" to it while the worker runs."""
-        eventer = self._eventer
+        eventer = self._eventer  # C3
         if not (eventer and eventer.enabled and self.task.send_events):
             return False
         return not eventer.groups or "task" in eventer.groups
@@ -105,5 +107,5 @@ def exception_info(exc_info: ExcInfo | None = None, internal: bool = False) -> E
 
 
 def install() -> None:
-    """Have Celery's tracer build :func:`exception_info` (it names ``ExceptionInfo`` only to call it)."""
+    """Have Celery's tracer build :func:`exception_info` (it names ``ExceptionInfo`` only to call it: C1)."""
     trace.ExceptionInfo = exception_info  # type: ignore[attr-defined,assignment]

@@ -10,6 +10,7 @@ import time
 
 from celery import Task
 from celery.exceptions import Reject
+from celery.signals import worker_init
 from celery.utils.log import get_task_logger
 
 from orders.core.errors import InvalidOrder, PermanentError, TransientError
@@ -22,9 +23,9 @@ from orders.core.order import (
     order_from_payload,
     origin_is_valid,
 )
-from worker import metrics
+from worker import fast_path, metrics
 from worker.aggregate import ClaimedForDeadLetter
-from worker.celery import app
+from worker.celery import app, settings
 from worker.hooks import REDIS_UNAVAILABLE, OrderTask
 from worker.runtime import aggregate, current_injector
 
@@ -80,6 +81,16 @@ def _parse(order: OrderPayload, origin: RecordOrigin) -> Order:
     if not origin_is_valid(origin):
         raise InvalidOrder(f"malformed task payload: the origin is not a record origin: {origin!r:.200}")
     return order_from_payload(order)
+
+
+@worker_init.connect
+def _install_fast_path(**_: object) -> None:
+    """The lazy retry tracebacks (worker/fast_path.py), unless ORDERS_STOCK_CELERY; before any pool forks.
+
+    Here, not in worker/celery.py: Celery imports this module (the app's ``include``) before it sends
+    ``worker_init``, and the fast path needs the tasks' base class.
+    """
+    fast_path.install(settings(), OrderTask)
 
 
 @app.task(name=NOOP_TASK, acks_late=True)

@@ -1,18 +1,20 @@
 """kombu's Redis transport, minus one redis client object built per publish, fetch and ack, and
 minus the window in which a SIGKILLed worker loses the message it was fetching.
 
+Part of the fast path: worker/fast_path.py lists every kombu internal this module relies on (K1-K13)
+and the contract test of each; docs/benchmarks.md has what it measured.
+
 The stock channel's ``conn_or_acquire`` makes a new ``redis.Redis`` around the channel's pool for
-every operation; a worker profile showed ~16% of its time there. A client object only borrows
-connections from its pool per command, so one per channel does the same work. It is rebuilt when
-the channel replaces its pool (after a connection error), so recovery behaves as before.
+every operation. A client object only borrows connections from its pool per command, so one per
+channel does the same work. It is rebuilt when the channel replaces its pool (after a connection
+error), so recovery behaves as before.
 
 kombu fetches with BRPOP, then records the message as unacknowledged with a second command: a
-worker killed between the two loses it (celery/kombu#305; the reliability suite's worker-kill
-scenario lost about one order in three runs). Here a message is taken off the queue and recorded
-as unacknowledged by one Lua script (fetch.lua); the worker still blocks in Redis while the queue is
-empty, with a ``BLMOVE q q RIGHT RIGHT`` that waits for a message without taking it. That needs one
-list per queue, so priority steps are off (``celery_config`` sets ``priority_steps`` to ``[0]``);
-with several queues or a key prefix the stock BRPOP path is used.
+worker killed between the two loses it (celery/kombu#305). Here a message is taken off the queue and
+recorded as unacknowledged by one Lua script (fetch.lua); the worker still blocks in Redis while the
+queue is empty, with a ``BLMOVE q q RIGHT RIGHT`` that waits for a message without taking it. That
+needs one list per queue, so priority steps are off (``celery_config`` sets ``priority_steps`` to
+``[0]``); with several queues or a key prefix the stock BRPOP path is used.
 
 Round trips are most of a worker's cost on Redis, so the fetch does more per trip: it takes up to
 the prefetch budget in one go (``FETCH_BATCH`` at most), kombu's own unacked bookkeeping is not
@@ -30,7 +32,7 @@ soon a dead worker's messages come back. Messages of no-ack consumers (control r
 recorded as unacknowledged at all, as kombu does not record them.
 
 Selected with Celery's ``broker_transport`` setting ("worker.transport:Transport"), the way kombu
-resolves any transport class by path; ``ORDERS_STOCK_TRANSPORT=1`` goes back to kombu's own.
+resolves any transport class by path; ``ORDERS_STOCK_CELERY=true`` goes back to kombu's own.
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from orders.core.celery_config import LEASE_RENEW_SECONDS
+from orders.core.celery_config import FAST_TRANSPORT, LEASE_RENEW_SECONDS
 
 log = logging.getLogger(__name__)
 
-TRANSPORT_PATH = "worker.transport:Transport"
+TRANSPORT_PATH = FAST_TRANSPORT
 FETCH_SCRIPT = Path(__file__).with_name("fetch.lua").read_text(encoding="utf-8")
 Empty = kombu_redis.Empty
 FETCH_SHA = hashlib.sha1(FETCH_SCRIPT.encode()).hexdigest()
@@ -71,14 +73,14 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
 
     def append(self, message: Any, delivery_tag: str) -> None:
         if self.channel._fetched_by_script:
-            # fetch.lua recorded it in Redis; keep kombu's in-memory bookkeeping only.
+            # fetch.lua recorded it in Redis; keep kombu's in-memory bookkeeping only (K1).
             super(kombu_redis.QoS, self).append(message, delivery_tag)
         else:
             super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
         if self.channel.connection.cycle.in_event_loop:
-            # Sent with the fetch this loop tick issues, or on their own at the end of the tick.
+            # Sent with the fetch this loop tick issues, or on their own at the end of the tick (K1).
             self.channel._pending_acks.append(delivery_tag)
             super(kombu_redis.QoS, self).ack(delivery_tag)
         else:
@@ -146,7 +148,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             self._no_ack_queues.discard(queue)
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
-    def _brpop_start(self, timeout: float | None = None) -> None:
+    def _brpop_start(self, timeout: float | None = None) -> None:  # K5: how kombu's poller fetches
         key = self._single_key()
         if key is None:
             self._send_pending_acks()
@@ -264,7 +266,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         if now - self._renewed_at < LEASE_RENEW_SECONDS:
             return
         self._renewed_at = now
-        held = [tag for tag in self.qos._delivered if tag not in self.qos._dirty]
+        held = [tag for tag in self.qos._delivered if tag not in self.qos._dirty]  # K2
         if held:
             with self.conn_or_acquire() as client:
                 client.zadd(self.unacked_index_key, dict.fromkeys(held, time()), xx=True)
@@ -303,4 +305,4 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.cycle = MultiChannelPoller()  # type: ignore[assignment]  # as kombu's own __init__ does
+        self.cycle = MultiChannelPoller()  # type: ignore[assignment]  # as kombu's own __init__ does (K10)

@@ -17,7 +17,7 @@ import redis
 from bridge.handoff import create_sender
 from orders.bench import plain
 from orders.bench.cost import CostWindow, RunCost
-from orders.bench.rig import BenchError, Rig, Run
+from orders.bench.rig import STOCK, BenchError, Rig, Run
 from orders.core.order import NOOP_TASK
 from orders.core.settings import Settings
 
@@ -58,7 +58,7 @@ def measure_ceiling(rig: Rig, n: int, workers: int, kind: Ceiling = "project") -
         if kind.startswith("plain"):
             rig.start_plain_workers(run, workers, events=kind == "plain_events")
         else:
-            rig.start_workers(run, workers, {"ORDERS_STOCK_TRANSPORT": "1" if kind == "stock" else "0"})
+            rig.start_workers(run, workers, {STOCK: "true" if kind == "stock" else "false"})
         rig.wait_ready(run)
         pids = {"workers": [w.pid for w in run.workers], "redis": rig.service_pids(run.lane).get("redis", [])}
         window = CostWindow(pids, client)

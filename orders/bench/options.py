@@ -14,6 +14,7 @@ PHASES: dict[str, str] = {
     "plain": "ceiling: plain Celery app, events off",
     "plain_events": "ceiling: plain Celery app, events on",
     "drain": "drain: pre-filled topic",
+    "drain_stock": "drain, Celery and kombu as shipped",
     "drain_events": "drain, task events on",
     "e2e": "e2e: live, producer in the clock",
     "latency_half": "latency at half the drain rate",

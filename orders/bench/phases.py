@@ -14,7 +14,7 @@ from orders.bench.cost import CostWindow
 from orders.bench.lanes import TANSU, Lane
 from orders.bench.probe import Attempt, read_attempts
 from orders.bench.producer import ProducerProcess
-from orders.bench.rig import BenchError, Rig, Run, wait_until
+from orders.bench.rig import STOCK, BenchError, Rig, Run, wait_until
 from orders.bench.timeline import Timeline, quantiles_ms
 from orders.core.aggregate import COUNTERS_KEY, TOTALS_KEY, Aggregate
 from orders.core.celery_config import countdowns
@@ -53,15 +53,21 @@ def _wait_settled(run: Run, n: int) -> float:
     return max(float(entry["at"]) for entry in Aggregate(client).recent(50))
 
 
-def measure_drain(rig: Rig, n: int, workers: int, lane: Lane = TANSU, **worker_env: str) -> Measured:
+def measure_drain(
+    rig: Rig, n: int, workers: int, lane: Lane = TANSU, stock: bool = False, **worker_env: str
+) -> Measured:
     """A topic pre-filled with ``n`` orders; workers started, then the bridge; timed from the bridge
-    joining its group to the last aggregate write. No producer in the clock or in the cost."""
+    joining its group to the last aggregate write. No producer in the clock or in the cost.
+
+    ``stock``: the workers and the bridge on Celery and kombu as shipped (no fast path).
+    """
+    path = {STOCK: "true"} if stock else {}
     run = rig.new_run("drain", lane)
     try:
         _producer(rig, run, n, 0.0, "drain").run()
-        rig.start_workers(run, workers, worker_env)
+        rig.start_workers(run, workers, {**worker_env, **path})
         rig.wait_ready(run)
-        rig.start_bridge(run)
+        rig.start_bridge(run, **path)
         rig.wait_ready(run, interval=POLL_SECONDS)  # the bridge fetches as soon as it joined
         window = CostWindow(_pids(rig, run), redis.Redis.from_url(rig.settings.redis_url))
         window.start()

@@ -20,11 +20,13 @@ METHODS = (
     "Completed = N - queue length - kombu's unacked hash, polled every 5 ms; the rate runs from the first "
     "completion seen to the queue and the unacked hash being empty. *Project configuration*: the "
     "workers' own Celery settings (late acks, task events, ...) on our Redis transport, or on kombu's "
-    "(`ORDERS_STOCK_TRANSPORT=1`). *Plain Celery app*: `orders/bench/plain.py`, every setting at its "
+    "(`ORDERS_STOCK_CELERY=true`). *Plain Celery app*: `orders/bench/plain.py`, every setting at its "
     "default (early acks, prefetch 4, kombu's transport), with `-E` for events on.",
     "**drain**: N orders are produced into a fresh topic (3 partitions) first; then the workers start, "
     "then `orders bridge`. The clock runs from the bridge joining its consumer group to the last "
-    "aggregate write. No producer in the clock.",
+    "aggregate write. No producer in the clock. *As shipped*: the same drain in the same bench run, "
+    "with `ORDERS_STOCK_CELERY=true` on the workers and the bridge (kombu's Redis transport and "
+    "Celery's retry tracebacks instead of the fast path, `worker/fast_path.py`).",
     "**e2e live**: workers and bridge running; the bench's producer (its own process) sends N orders "
     "as fast as it can; rate = N / (last aggregate write - first send): producer, broker and pipeline "
     "share the two cores. *Intake*: N / (last order's first attempt - first send). The *backlog wait* "

@@ -25,6 +25,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "plain": ("no-op ceiling: plain default Celery app, events off", RATE),
     "plain_events": ("no-op ceiling: plain default Celery app, events on (-E)", RATE),
     "drain": ("drain: pre-filled topic, bridge and workers started after it", RATE),
+    "drain_stock": ("drain on Celery and kombu as shipped (ORDERS_STOCK_CELERY=true: no fast path)", RATE),
     "drain_events": ("drain with task events on (TASK_EVENTS=true: as while Flower watches)", RATE),
     "e2e": ("e2e live: the producer inside the clock", RATE),
     "e2e_intake": ("e2e live: intake (orders first processed per second)", RATE),
@@ -50,6 +51,7 @@ COSTS: dict[str, str] = {
     "plain": "no-op ceiling, plain Celery app, events off",
     "plain_events": "no-op ceiling, plain Celery app, events on",
     "drain": "drain",
+    "drain_stock": "drain, Celery and kombu as shipped",
     "drain_events": "drain, task events on",
     "e2e": "e2e live (producer included)",
     "half": "paced at half the drain rate",
@@ -72,6 +74,7 @@ RATIOS: dict[str, tuple[str, str, str]] = {
     "drain_over_plain": ("drain / plain Celery ceiling (events off)", "drain", "plain"),
     "e2e_over_plain": ("e2e live / plain Celery ceiling (events off)", "e2e", "plain"),
     "drain_over_ceiling": ("drain / project ceiling", "drain", "ceiling"),
+    "drain_over_drain_stock": ("drain / drain on Celery and kombu as shipped", "drain", "drain_stock"),
     "cpu_drain_over_ceiling": ("CPU per order: drain / project ceiling (no-op)", "cpu:drain", "cpu:ceiling"),
     "fail10_intake_over_e2e_intake": ("intake at 10% failures / intake at 0%", "fail10_intake", "e2e_intake"),
     "fail10_result_over_baseline": (

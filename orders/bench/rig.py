@@ -44,6 +44,9 @@ from orders.stack.supervisor import Service
 log = logging.getLogger(__name__)
 PARTITIONS = 3
 DEFAULT_DATABASES = 16  # redis-server's default; the stack's registry keeps its schemas in db 2
+# "true": Celery and kombu as shipped, without the fast path (worker/fast_path.py); workers and bridges
+# get "false" unless a phase says otherwise, whatever the bench's own environment holds.
+STOCK = "ORDERS_STOCK_CELERY"
 
 
 class BenchError(Exception):
@@ -256,7 +259,7 @@ class Rig:
             # a new worker of the same name starting while the last run's still closes is refused.
             argv = worker_argv(f"{run.settings.orders_topic}-{n}", *extra, loglevel="WARNING")
             worker_env = {**run.env, "FAILURE_RATE": "0", "PERMANENT_FAILURE_RATE": "0",
-                          "ORDERS_STOCK_TRANSPORT": "0", **(env or {})}  # fmt: skip
+                          STOCK: "false", **(env or {})}  # fmt: skip
             service, port = pipeline_service(
                 f"{run.settings.orders_topic}-worker{n}", argv, self.log_dir, worker_env, cwd=run.dir
             )
@@ -278,7 +281,7 @@ class Rig:
 
     def start_bridge(self, run: Run, **env: str) -> Service:
         """Start `orders bridge` on the run's topic; ready once its /healthz says it joined the group."""
-        bridge_env = {**run.env, "LOG_LEVEL": "INFO", **env}
+        bridge_env = {**run.env, "LOG_LEVEL": "INFO", STOCK: "false", **env}
         service, port = pipeline_service(
             f"{run.settings.orders_topic}-bridge", bridge_argv(), self.log_dir, bridge_env
         )

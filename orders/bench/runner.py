@@ -100,6 +100,11 @@ class Bench:
             self.figures[f"scaling_{o.workers}"] = summary
         return summary
 
+    def _drain_stock(self) -> None:
+        o = self.options
+        measure = lambda: measure_drain(self.rig, o.orders, o.workers, stock=True)  # noqa: E731
+        self._measure("drain_stock", "drain_stock", measure)
+
     def _drain_events(self) -> None:
         o = self.options
         measure = lambda: measure_drain(self.rig, o.orders, o.workers, TASK_EVENTS="true")  # noqa: E731

@@ -18,7 +18,7 @@ TASK_TIME_LIMIT = 15
 WORKER_DLQ_WAIT = 5
 # worker/transport.py renews the visibility of every message a live worker holds this often.
 LEASE_RENEW_SECONDS = 5
-# Celery's default; named because the stock transport's arithmetic depends on it.
+# Celery's default; named because the stock lane's arithmetic depends on it.
 PREFETCH_MULTIPLIER = 4
 VISIBILITY_MARGIN = 30
 # How often a worker looks for unacknowledged messages past the visibility timeout.
@@ -26,6 +26,8 @@ RESTORE_SWEEP_SECONDS = 10
 # Records read again after a bridge crash, or the unacknowledged tail of a replay that crashed, arrive
 # within minutes; the dedupe window keeps this much more than the longest redelivery.
 REREAD_MARGIN = 3600
+# The fast path's Redis transport, by the path kombu resolves (worker/transport.py; core imports no worker).
+FAST_TRANSPORT = "worker.transport:Transport"
 
 
 def countdowns(settings: Settings) -> list[int]:
@@ -45,10 +47,10 @@ def visibility_floor(settings: Settings) -> int:
 
     Our transport renews the lease of every message a worker holds (waiting retries and prefetched
     messages included), so only a task blocking the worker's loop (solo pool) can delay a renewal,
-    by at most the task time limit. kombu's stock transport never renews: a message must outlast its
-    wait behind the other prefetched ones, its own run and its retry countdown.
+    by at most the task time limit. kombu's stock transport (``ORDERS_STOCK_CELERY``) never renews: a
+    message must outlast its wait behind the other prefetched ones, its own run and its retry countdown.
     """
-    if settings.stock_transport:
+    if settings.stock_celery:
         return longest_countdown(settings) + PREFETCH_MULTIPLIER * TASK_TIME_LIMIT
     return TASK_TIME_LIMIT + LEASE_RENEW_SECONDS
 
@@ -114,8 +116,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "priority_steps": [0],
         },
         "broker_connection_retry_on_startup": True,
-        # Our Redis transport reuses one client per channel (worker/transport.py).
-        "broker_transport": None if settings.stock_transport else "worker.transport:Transport",
+        # The fast path's Redis transport (worker/fast_path.py lists what it overrides), or kombu's own.
+        "broker_transport": None if settings.stock_celery else FAST_TRANSPORT,
         "enable_utc": True,
     }
     if settings.broker_kind == "amqp":

