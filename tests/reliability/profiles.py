@@ -23,6 +23,8 @@ class Profile:
     fuzz_records: int  # scenario 6
     soak_seconds: int  # scenario 7, at soak_rate orders per second
     soak_rate: int
+    ha_orders: int  # scenarios 22a-22e (replicated Redis), produced at ha_rate per second
+    ha_rate: int
 
 
 SHORT = Profile(
@@ -34,6 +36,7 @@ SHORT = Profile(
     registry_orders=500, registry_outage=30.0,
     fuzz_records=300,
     soak_seconds=15, soak_rate=50,
+    ha_orders=900, ha_rate=150,
 )  # fmt: skip
 
 LONG = Profile(
@@ -45,6 +48,7 @@ LONG = Profile(
     registry_orders=2000, registry_outage=30.0,
     fuzz_records=2000,
     soak_seconds=180, soak_rate=60,
+    ha_orders=3000, ha_rate=300,
 )  # fmt: skip
 
 PROFILES = {p.name: p for p in (SHORT, LONG)}

@@ -29,6 +29,11 @@ SCENARIOS = {
     "10": "DLQ unreachable while orders use up their retries",
     "11": "aggregate Redis fails over (READONLY)",
     "12": "aggregate Redis full (maxmemory, noeviction)",
+    "22a": "aggregate's Sentinel primary SIGKILLed, replicas behind",
+    "22b": "broker's Sentinel primary SIGKILLed, replicas behind",
+    "22c": "primary cut off from its replicas, not its clients",
+    "22d": "separate broker Redis restarted during hand-backs",
+    "22e": "silent partition from the primary, never healed",
 }
 
 
