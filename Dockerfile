@@ -14,7 +14,7 @@ WORKDIR /app
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change. The
 # product's (worker, bridge) and the extras of what else compose runs from this image: the demo producer
 # (tools), Flower and the dashboard; not the dev registry or `orders up` (compose runs Confluent's registry).
-ARG EXTRAS=tools,flower,dashboard
+ARG EXTRAS=tools,flower,dashboard,tracing
 COPY pyproject.toml ./
 RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print(*p['dependencies'], *(r for e in sys.argv[1].split(',') for r in p['optional-dependencies'][e]), sep='\n')" \

@@ -4,8 +4,8 @@ kombu's ``confirm_publish`` waits for each message's confirm in turn (~870 messa
 bridge instead publishes the whole batch, then waits once for the confirms of all of it (~2,900/s,
 measured with 10,000 task messages in batches of 500). A message RabbitMQ refuses (nack) or cannot
 route (returned: the queue is gone) fails the batch, and the bridge hands the same records off
-again; the workers' dedupe absorbs what had gone through. The queue's depth, for backpressure, is a
-passive ``queue.declare`` on a channel kept for it.
+again; the workers' dedupe absorbs what had gone through. The queue's depth is read elsewhere
+(``orders.core.queue_depth``), on a connection of its own: this one is the publisher's alone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import amqp
 from kombu.exceptions import OperationalError
 
-from bridge.handoff import Handoff
+from bridge.handoff import Handoff, TraceHeadersList, message_headers
 from orders.core.order import OrderPayload, RecordOrigin
 
 # How long a batch may wait for its confirms before the hand-off counts as failed (and is retried).
@@ -79,38 +79,30 @@ class AmqpHandoff(Handoff):
     """Hands batches to RabbitMQ on a connection of its own; returns once RabbitMQ confirmed them."""
 
     def __init__(self, app: Any, queue: str, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
-        super().__init__(app, queue, None)
+        super().__init__(app, queue)
         self._confirm_timeout = confirm_timeout
         self._connection: Any = None
         self._confirms: BatchConfirms | None = None
-        self._depth_channel: Any = None
 
-    def hand_off(self, orders: Sequence[tuple[OrderPayload, RecordOrigin]]) -> None:
+    def hand_off(
+        self, orders: Sequence[tuple[OrderPayload, RecordOrigin]], trace_headers: TraceHeadersList = None
+    ) -> None:
         """Publish every order, then wait for RabbitMQ's confirms; raises OperationalError otherwise."""
         with self._failing_closes_all("hand-off"):
             producer = self._producer or self._open_producer()
             assert self._confirms is not None
-            for payload, origin in orders:
+            for i, (payload, origin) in enumerate(orders):
                 # mandatory: a message no queue takes comes back (and fails the batch), not dropped.
-                self._publish(producer, payload, origin, mandatory=True)
+                headers = message_headers(trace_headers, i)
+                self._publish(producer, payload, origin, headers, mandatory=True)
                 self._confirms.published()
             self._confirms.wait(self._confirm_timeout)
         self._declare = []
 
-    def queue_depth(self) -> int:
-        """Messages ready in the queue (RabbitMQ's message_count); 0 before anything declared it."""
-        with self._failing_closes_all("queue depth"):
-            channel = self._depth_channel or self._open_depth_channel()
-            try:
-                return int(channel.queue_declare(queue=self._queue, passive=True).message_count)
-            except amqp.exceptions.NotFound:
-                self._depth_channel = None  # RabbitMQ closed this channel with the error
-                return 0
-
     def close(self) -> None:
         """Close the connection (unconfirmed messages were never counted as handed off)."""
         connection, self._connection = self._connection, None
-        self._producer = self._confirms = self._depth_channel = None
+        self._producer = self._confirms = None
         self._declare = None  # a new connection declares the queue again, in case it went away
         if connection is not None:
             with contextlib.suppress(*AMQP_ERRORS, OperationalError):
@@ -129,10 +121,6 @@ class AmqpHandoff(Handoff):
         self._confirms = BatchConfirms(channel)
         self._producer = self._app.amqp.Producer(channel, auto_declare=False)
         return self._producer
-
-    def _open_depth_channel(self) -> Any:
-        self._depth_channel = self._ensure_connection().channel()
-        return self._depth_channel
 
     @contextlib.contextmanager
     def _failing_closes_all(self, what: str) -> Iterator[None]:

@@ -5,29 +5,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from orders.core.queue_depth import QueueDepthReader
+
 # Longest an estimate is trusted; other bridges' pushes and worker retries show up by then.
 MAX_AGE_SECONDS = 0.1
 
 
-class QueueDepth:
+class DepthEstimate:
     """The last reading of the queue's length plus what this bridge pushed since.
 
-    Reading it (LLEN) is a round trip. At moderate rates the bridge hands off batches of one or
-    two orders, and the reading was a third of its round trips (paced runs, Redis commandstats).
-    Workers only shrink the queue, so for a lone bridge the estimate is never below the truth and
-    the bound holds as before. Others' pushes (more bridges, retries) count from the next reading,
-    which comes after ``max_age`` seconds, once this bridge has pushed half the room the last
-    reading left, and every time while paused: resuming needs the real figure.
+    Reading it (LLEN on Redis, a passive queue.declare on RabbitMQ) is a round trip. At moderate
+    rates the bridge hands off batches of one or two orders, and the reading was a third of its
+    round trips (paced runs, Redis commandstats). Workers only shrink the queue, so for a lone
+    bridge the estimate is never below the truth and the bound holds as before. Others' pushes
+    (more bridges, retries) count from the next reading, which comes after ``max_age`` seconds,
+    once this bridge has pushed half the room the last reading left, and every time while paused:
+    resuming needs the real figure.
     """
 
     def __init__(
         self,
-        read: Callable[[], int],
+        reader: QueueDepthReader,
         bound: int,
         max_age: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._read = read
+        self._reader = reader
         self._bound = bound
         self._max_age = max_age
         self._clock = clock
@@ -36,9 +39,12 @@ class QueueDepth:
         self._pushed = 0
 
     def current(self, paused: bool = False) -> int:
-        """The depth to decide on; reads the broker (raising its errors) when the estimate will not do."""
+        """The depth to decide on; reads the broker when the estimate will not do.
+
+        Raises :class:`~orders.core.queue_depth.QueueDepthUnavailable` when that reading fails.
+        """
         if paused or self._stale():
-            self._reading = self._read()
+            self._reading = self._reader.depth()
             self._read_at = self._clock()
             self._pushed = 0
         return self._reading + self._pushed

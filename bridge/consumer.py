@@ -15,19 +15,24 @@ from typing import Any, TypeVar
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from kombu.exceptions import BatchPublishError, OperationalError
+from opentelemetry.trace import Span
 
 from bridge import metrics
-from bridge.backpressure import QueueDepth
+from bridge.backpressure import DepthEstimate
 from bridge.counters import CounterBuffer
 from bridge.group_watch import GroupWatch
 from bridge.handoff import Handoff
 from bridge.settings import BridgeSettings
+from bridge.tracing import RecordSpans
 from orders.core.aggregate import Event, dead_letter_event
 from orders.core.codec import OrderCodec
 from orders.core.dead_letter import DeadLetter, origin_of
 from orders.core.dead_letter_publisher import DeadLetterNotDelivered, DeadLetterPublisher
 from orders.core.errors import InvalidOrder, RegistryUnavailable, UndecodableRecord
 from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, order_from_record
+from orders.core.queue_depth import QueueDepthReader, QueueDepthUnavailable
+from orders.core.trace_context import TraceHeaders
+from orders.core.tracing import OFF, Tracing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,10 +56,13 @@ class Bridge:
         new_consumer: ConsumerFactory,
         codec: OrderCodec,
         handoff: Handoff,
+        depth: QueueDepthReader,
         dead_letters: DeadLetterPublisher,
         count_events: Callable[[Mapping[Event, int]], None],
+        tracing: Tracing = OFF,
     ) -> None:
         self._settings = settings
+        self._spans = RecordSpans(tracing, settings.consumer_group)
         self._new_consumer = new_consumer
         self._watch = GroupWatch(settings.bridge_rejoin_timeout)
         self._consumer = new_consumer(self._watch.observe)
@@ -62,7 +70,7 @@ class Bridge:
         self._handoff = handoff
         self._dead_letters = dead_letters
         self._counts = CounterBuffer(count_events)
-        self._queue = QueueDepth(handoff.queue_depth, settings.max_queue_depth)
+        self._queue = DepthEstimate(depth, settings.max_queue_depth)
         self._stop = threading.Event()
         self._paused = False
         # Ready once the current consumer has joined its group (an assignment, even an empty one).
@@ -112,12 +120,24 @@ class Bridge:
     def _process(self, messages: Sequence[Message]) -> None:
         records = [m for m in messages if not self._is_error(m)]
         hand_offs: list[HandOff] = []
+        trace_headers: list[TraceHeaders | None] = []
         letters: list[DeadLetter] = []
+        spans = []
         for message in records:
-            outcome = self._classify(message)
-            (letters if isinstance(outcome, DeadLetter) else hand_offs).append(outcome)  # type: ignore[arg-type]
+            span, headers = self._spans.begin(message)
+            spans.append(span)
+            outcome = self._classify(message, span, headers)
+            if isinstance(outcome, DeadLetter):
+                letters.append(outcome)
+            else:
+                hand_offs.append(outcome)
+                trace_headers.append(headers)
         if hand_offs:
-            self._until_done(lambda: self._handoff.hand_off(hand_offs), "hand-off to Celery", BROKER_ERRORS)
+            # Untraced and without incoming contexts, no headers at all: the hand-off costs what it did.
+            carried = trace_headers if any(trace_headers) else None
+            self._until_done(
+                lambda: self._handoff.hand_off(hand_offs, carried), "hand-off to Celery", BROKER_ERRORS
+            )
             self._queue.pushed(len(hand_offs))
             metrics.HANDED_OFF.inc(len(hand_offs))
         if letters:
@@ -125,20 +145,26 @@ class Bridge:
             for letter in letters:
                 metrics.DEAD_LETTERS.labels(letter.stage).inc()
                 self._counts.add(dead_letter_event(letter.stage), 1)
+        self._spans.end(spans)
         self._store_offsets(records)
         self._counts.add("consumed", len(records))
         self._counts.add("dlq", len(letters))
         metrics.CONSUMED.inc(len(records))
 
-    def _classify(self, message: Message) -> HandOff | DeadLetter:
+    def _classify(
+        self, message: Message, span: Span | None, headers: TraceHeaders | None
+    ) -> HandOff | DeadLetter:
         origin = origin_of(message, self._settings.consumer_group)
         record = None
         try:
             record = self._until_done(
                 lambda: self._codec.decode(message.value()), "decode", (RegistryUnavailable,)
             )
-            return order_from_record(record).to_payload(), origin
+            payload = order_from_record(record).to_payload()
+            RecordSpans.handed_off(span, payload["orderId"])
+            return payload, origin
         except (UndecodableRecord, InvalidOrder) as exc:
+            RecordSpans.dead_lettered(span, exc.stage, exc)
             order_id = record.get("orderId") if isinstance(record, dict) else None
             # An orderId too long to be valid keeps the record's own key: keyed by a huge id, the
             # dead letter (key + the original value) could outgrow the topic's size limit and
@@ -150,7 +176,7 @@ class Bridge:
             )
             return DeadLetter.for_exception(
                 exc, key=key, value=message.value() or b"", origin=origin, stage=exc.stage,
-                attempts=1, component=__name__,
+                attempts=1, component=__name__, trace_headers=headers,
             )  # fmt: skip
 
     def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
@@ -211,7 +237,7 @@ class Bridge:
         bound = self._settings.max_queue_depth
         try:
             depth = self._queue.current(paused=self._paused)
-        except BROKER_ERRORS as exc:
+        except QueueDepthUnavailable as exc:
             log.warning("cannot read the Celery queue depth: %s", exc)
             return 0 if self._paused else self._settings.bridge_batch_size
         if depth >= bound or (self._paused and depth > bound // 2):

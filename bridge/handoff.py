@@ -6,13 +6,16 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import redis
 from celery import Celery
 from celery.utils.nodenames import anon_nodename
 
 from orders.core.celery_config import celery_config, task_id_for, task_reprs
 from orders.core.order import PROCESS_ORDER_TASK, OrderPayload, RecordOrigin
 from orders.core.settings import Settings
+from orders.core.trace_context import TraceHeaders
+
+# Per order of a batch, the trace headers (traceparent, tracestate) its task message carries; None: none.
+TraceHeadersList = Sequence[TraceHeaders | None] | None
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +30,13 @@ def create_sender(settings: Settings) -> Celery:
 class Handoff:
     """Hands batches of orders to the Celery broker; returns only once the broker accepted them.
 
-    This one is for Redis; bridge/amqp_handoff.py has RabbitMQ's (:func:`create_handoff` picks).
+    This one is for Redis; bridge/amqp_handoff.py has RabbitMQ's (:func:`create_handoff` picks). Neither
+    reads the queue's depth: ``orders.core.queue_depth`` does, on a connection of its own.
     """
 
-    def __init__(self, app: Celery, queue: str, broker: redis.Redis | None) -> None:
+    def __init__(self, app: Celery, queue: str) -> None:
         self._app = app
         self._queue = queue
-        self._broker = broker
         # Celery declares the queue with every message it sends; a profile of the bridge found ~16%
         # of its time there. Declaring it with the first batch is enough (None = Celery's default).
         self._declare: list[Any] | None = None
@@ -42,15 +45,21 @@ class Handoff:
         self._origin = anon_nodename()
         self._sent_event = bool(app.conf.task_send_sent_event)
 
-    def hand_off(self, orders: Sequence[tuple[OrderPayload, RecordOrigin]]) -> None:
-        """Publish every order; raises (kombu/redis errors) if the broker did not take them all."""
+    def hand_off(
+        self, orders: Sequence[tuple[OrderPayload, RecordOrigin]], trace_headers: TraceHeadersList = None
+    ) -> None:
+        """Publish every order; raises (kombu/redis errors) if the broker did not take them all.
+
+        ``trace_headers``: per order, the trace context its message carries (or None), see
+        :func:`message_headers`.
+        """
         producer = self._producer or self._acquire_producer()
         try:
             # One pipelined round trip per batch instead of one LPUSH per order; kombu flushes the
             # batch on leaving the block and raises if Redis did not take it (then we retry all).
             with producer.batch(max_size=max(len(orders), 1)):
-                for payload, origin in orders:
-                    self._publish(producer, payload, origin)
+                for i, (payload, origin) in enumerate(orders):
+                    self._publish(producer, payload, origin, message_headers(trace_headers, i))
         except BaseException:
             self._release()  # the retry starts from a producer the pool revives, as Celery's path does
             raise
@@ -69,7 +78,10 @@ class Handoff:
         if producer is not None:
             producer.release()
 
-    def _publish(self, producer: Any, payload: OrderPayload, origin: RecordOrigin, **options: Any) -> None:
+    def _publish(
+        self, producer: Any, payload: OrderPayload, origin: RecordOrigin, headers: TraceHeaders | None,
+        **options: Any,
+    ) -> None:  # fmt: skip
         """What ``send_task`` sends, built with the two calls it makes itself (Celery's message builder:
         contract H1 in worker/fast_path.py's list, whose test compares both messages).
 
@@ -91,14 +103,16 @@ class Handoff:
         # retry=False: the bridge retries the same records itself; no hidden waits.
         amqp.send_task_message(
             producer, PROCESS_ORDER_TASK, message, queue=self._queue, retry=False, declare=self._declare,
-            **options,
+            headers=headers, **options,
         )  # fmt: skip
-
-    def queue_depth(self) -> int:
-        """Messages waiting in the Celery queue (the Redis list kombu keeps for it)."""
-        assert self._broker is not None
-        return int(self._broker.llen(self._queue))  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Give the kept producer back (the process is about to exit)."""
         self._release()
+
+
+def message_headers(trace_headers: TraceHeadersList, index: int) -> TraceHeaders | None:
+    """The hook for tracing in the hand-off: extra message headers for one order (Celery merges them
+    into its own; a worker reads them as ``task.request.traceparent``). None, as without tracing, adds
+    nothing to the message and costs nothing."""
+    return trace_headers[index] if trace_headers else None

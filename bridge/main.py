@@ -7,8 +7,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
 from bridge.amqp_handoff import AmqpHandoff
 from bridge.consumer import Bridge
 from bridge.handoff import Handoff, create_sender
@@ -20,8 +18,10 @@ from orders.core.dead_letter_publisher import create_dead_letter_publisher
 from orders.core.kafka import create_consumer, create_registry_client
 from orders.core.metrics_server import serve_metrics
 from orders.core.process import start_process, stop_on_signals
+from orders.core.queue_depth import depth_reader
 from orders.core.redis_client import connect
 from orders.core.settings import Settings, SettingsError
+from orders.core.tracing import start_tracing
 
 log = logging.getLogger("bridge")
 
@@ -43,24 +43,31 @@ def run_bridge(settings: BridgeSettings) -> None:
     dead_letters = create_dead_letter_publisher(settings, settings.dlq_delivery_timeout)
     aggregate = Aggregate(connect(settings.redis))  # counters and /metrics' figures, every wait bounded
     handoff = create_handoff(settings)
+    tracing = start_tracing(settings, "bridge")
+    # One reader for the loop's backpressure and the scrape thread's figure, on a connection of its own.
+    depth = depth_reader(settings.broker_url, settings.celery_queue)
     loop = Bridge(
         settings,
         lambda on_stats: create_consumer(settings, **_stats_options(settings, on_stats)),
         OrderCodec(create_registry_client(settings), settings.orders_topic),
         handoff,
+        depth,
         dead_letters,
         aggregate.count_events,
+        tracing,
     )
     serve_metrics(
         settings.metrics_port,
         AggregateCollector(aggregate),
-        QueueCollector(handoff.queue_depth, settings.max_queue_depth),
+        QueueCollector(depth, settings.max_queue_depth),
         readiness=loop.readiness,
         host=settings.metrics_host,
     )
     stop_on_signals(loop.stop)
     loop.run()
     handoff.close()
+    tracing.shutdown()  # the last batch's spans, within a bound
+    depth.close()
 
 
 def create_handoff(settings: Settings) -> Handoff:
@@ -68,7 +75,7 @@ def create_handoff(settings: Settings) -> Handoff:
     app = create_sender(settings)
     if settings.broker_kind == "amqp":
         return AmqpHandoff(app, settings.celery_queue)
-    return Handoff(app, settings.celery_queue, redis.Redis.from_url(settings.broker_url))
+    return Handoff(app, settings.celery_queue)
 
 
 def main() -> None:

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import get_args
 
-import redis
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from orders.core.aggregate import Aggregate
 from orders.core.errors import Stage
+from orders.core.queue_depth import QueueDepthReader, QueueDepthUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,14 @@ class AggregateCollector(Collector):
 class QueueCollector(Collector):
     """The Celery queue's length and the backpressure bound, read from the broker when Prometheus scrapes.
 
-    Read at scrape time (one LLEN every scrape interval), not from the bridge's own estimate, so every
-    bridge reports the queue as it is. A broker that does not answer leaves the depth out of that scrape
-    rather than failing the whole page.
+    Read at scrape time (one reading every scrape interval), not from the bridge's own estimate, so
+    every bridge reports the queue as it is. A broker that does not answer, Redis or RabbitMQ, leaves
+    the depth out of that scrape rather than failing the whole page. The reader may be the bridge
+    loop's too: readers are safe to share between threads (orders/core/queue_depth.py).
     """
 
-    def __init__(self, read_depth: Callable[[], int], bound: int) -> None:
-        self._read_depth = read_depth
+    def __init__(self, reader: QueueDepthReader, bound: int) -> None:
+        self._reader = reader
         self._bound = bound
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -96,8 +97,8 @@ class QueueCollector(Collector):
             value=self._bound,
         )
         try:
-            depth = self._read_depth()
-        except (redis.RedisError, OSError) as exc:
+            depth = self._reader.depth()
+        except QueueDepthUnavailable as exc:
             log.warning("queue depth not read for /metrics: %s", exc)
             return
         yield GaugeMetricFamily(

@@ -6,10 +6,13 @@ from pydantic import Field
 
 from orders.core.replication import handoff_replicas
 from orders.core.settings import Settings
+from orders.core.tracing_settings import TracingSettings
 
 
-class BridgeSettings(Settings):
+class BridgeSettings(Settings, TracingSettings):
     """The bridge's settings: the shared ones (Kafka, registry, Redis, Celery) and the bridge's own."""
+
+    default_service_name = "orders-bridge"  # OTEL_SERVICE_NAME overrides it
 
     # The bridge pauses its partitions above this Celery queue length and resumes below half.
     max_queue_depth: int = Field(10_000, alias="MAX_QUEUE_DEPTH", ge=2)

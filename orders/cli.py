@@ -28,6 +28,7 @@ TOOLS: dict[str, tuple[str, str, str]] = {
     "bench": ("orders.bench.command", "bench", "bench"),
     "dashboard": ("orders.dashboard.command", "dashboard", "dashboard"),
     "top": ("orders.dashboard.command", "top", "dashboard"),
+    "trace": ("orders.trace.command", "trace_command", "tools"),
 }
 
 

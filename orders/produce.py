@@ -15,10 +15,15 @@ from pathlib import Path
 import click
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from opentelemetry.trace import SpanKind
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from orders.core.codec import OrderCodec
 from orders.core.order import Order
+from orders.core.settings import Settings
+from orders.core.trace_context import as_kafka_headers, headers_for
+from orders.core.tracing import OFF, Tracing
+from orders.core.tracing_settings import TracingSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +65,42 @@ class DeliveryTally:
                 self.last_error = err
 
 
-class OrderProducer:
-    """Sends orders keyed by orderId; :meth:`send` paces to a rate, :meth:`finish` waits for reports."""
+class ProducerSettings(Settings, TracingSettings):
+    """`orders produce`'s settings: the shared ones and OpenTelemetry's (it starts each order's trace)."""
 
-    def __init__(self, producer: Producer, codec: OrderCodec, topic: str) -> None:
+    default_service_name = "orders-producer"  # OTEL_SERVICE_NAME overrides it
+
+
+class OrderProducer:
+    """Sends orders keyed by orderId; :meth:`send` paces to a rate, :meth:`finish` waits for reports.
+
+    Traced, each order starts a trace: a PRODUCER span whose context goes into the record's headers.
+    """
+
+    def __init__(self, producer: Producer, codec: OrderCodec, topic: str, tracing: Tracing = OFF) -> None:
         self._producer = producer
         self._codec = codec
         self._topic = topic
+        self._tracing = tracing
         self.tally = DeliveryTally()
         self.sent = 0
 
     def send(self, order: Order) -> None:
+        if not self._tracing.enabled:
+            self._produce(order, None)
+            return
+        with self._tracing.tracer.start_as_current_span(
+            f"send {self._topic}", kind=SpanKind.PRODUCER, attributes=send_attributes(self._topic, order)
+        ) as span:
+            self._produce(order, as_kafka_headers(headers_for(span)))
+
+    def _produce(self, order: Order, headers: list[tuple[str, str | bytes | None]] | None) -> None:
         value = self._codec.encode(order)
         while True:
             try:
-                self._producer.produce(self._topic, value, order.order_id.encode(), on_delivery=self.tally)
+                self._producer.produce(
+                    self._topic, value, order.order_id.encode(), on_delivery=self.tally, headers=headers
+                )
                 break
             except BufferError:  # local queue full: let deliveries drain, then try again
                 self._producer.poll(0.1)
@@ -84,6 +110,18 @@ class OrderProducer:
     def finish(self, timeout: float = 60.0) -> int:
         """Wait for outstanding delivery reports; returns how many are still unreported."""
         return int(self._producer.flush(timeout))
+
+
+def send_attributes(topic: str, order: Order) -> dict[str, str]:
+    """OpenTelemetry's messaging attributes for a Kafka send, and the orderId `orders trace` looks for."""
+    return {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": topic,
+        "messaging.kafka.message.key": order.order_id,
+        "orderId": order.order_id,
+    }
 
 
 class Pacer:
@@ -116,9 +154,10 @@ def produce(rate: float, count: int, seed: int | None, quiet: bool, schema_path:
     """Send random orders to ORDERS_TOPIC; exits non-zero if any delivery failed."""
     from orders.core.kafka import create_producer, create_registry_client
     from orders.core.process import start_process, stop_on_signals
-    from orders.core.settings import Settings
+    from orders.core.tracing import start_tracing
 
-    settings = start_process(Settings)
+    settings = start_process(ProducerSettings)
+    tracing = start_tracing(settings, "orders.produce")
     stop = threading.Event()
     stop_on_signals(stop.set)
     writer_schema = schema_path.read_text() if schema_path else None
@@ -126,6 +165,7 @@ def produce(rate: float, count: int, seed: int | None, quiet: bool, schema_path:
         create_producer(settings),
         OrderCodec(create_registry_client(settings), settings.orders_topic, writer_schema),
         settings.orders_topic,
+        tracing,
     )
     try:
         with _progress(quiet) as progress:
@@ -140,6 +180,7 @@ def produce(rate: float, count: int, seed: int | None, quiet: bool, schema_path:
     except ValueError as exc:  # the schema asks for a field an order does not have
         raise click.ClickException(f"orders cannot be written with {schema_path}: {exc}") from None
     unreported = sender.finish()
+    tracing.shutdown()
     tally = sender.tally
     click.echo(f"sent {sender.sent}, delivered {tally.delivered}, failed {tally.failed + unreported}")
     if tally.failed or unreported:

@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +20,9 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from orders.core.queue_depth import depth_reader
 from orders.stack.processes import bridge_argv, healthz, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
-from orders.stack.rabbitmq import queue_depth as rabbitmq_queue_depth
 from orders.stack.supervisor import Service, wait_for
 from tests.harness import services
 
@@ -171,6 +172,18 @@ def celery_broker(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def zipkin(service_logs: Path) -> Iterator[services.Running]:
+    """Zipkin in memory (orders/stack/zipkin.py), the trace backend `orders up --tracing` runs."""
+    try:
+        running = services.start_zipkin(service_logs)
+    except services.Unavailable as exc:
+        unavailable(str(exc))
+    record_startup("zipkin", running.service.startup_seconds)
+    yield running
+    running.service.stop()
+
+
+@pytest.fixture(scope="session")
 def registry(service_logs: Path, redis_server: services.Running) -> Iterator[services.Running]:
     running = services.start_registry(service_logs, f"{redis_server.url}/0")
     record_startup("registry", running.service.startup_seconds)
@@ -246,10 +259,9 @@ class Pipeline:
 
     def celery_queue_depth(self) -> int:
         """Messages waiting in the Celery queue, on whichever broker it is."""
-        queue = self.env["CELERY_QUEUE"]
-        if "CELERY_BROKER_URL" in self.env:
-            return rabbitmq_queue_depth(self.env["CELERY_BROKER_URL"], queue)
-        return int(redis.Redis.from_url(self.env["REDIS_URL"]).llen(queue))  # type: ignore[arg-type]
+        broker_url = self.env.get("CELERY_BROKER_URL", self.env["REDIS_URL"])
+        with closing(depth_reader(broker_url, self.env["CELERY_QUEUE"])) as reader:
+            return reader.depth()
 
     def settings(self, **overrides: str):  # type: ignore[no-untyped-def]
         from orders.core.settings import Settings

@@ -179,6 +179,7 @@ class AggregateWriter(Aggregate):
         status: Status,
         detail: str = "",
         counts: Event | None = None,
+        trace_id: str | None = None,
     ) -> None:
         """Add a retry or dead letter to the recent-activity list (successes are added by the script).
 
@@ -186,7 +187,7 @@ class AggregateWriter(Aggregate):
         pays one round trip instead of two.
         """
         pipe = self._client.pipeline(transaction=False)
-        pipe.lpush(RECENT_KEY, recent_entry(order_id, product, price, status, detail))
+        pipe.lpush(RECENT_KEY, recent_entry(order_id, product, price, status, detail, trace_id))
         pipe.ltrim(RECENT_KEY, 0, RECENT_SIZE - 1)
         if counts is not None:
             pipe.hincrby(COUNTERS_KEY, checked_event(counts), 1)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from celery import Celery
+from celery.app.defaults import DEFAULT_PROCESS_LOG_FMT, DEFAULT_TASK_LOG_FMT
 from celery.signals import worker_ready
 
 from orders.core.celery_config import PREFETCH_MULTIPLIER, TASK_TIME_LIMIT, celery_config, check_dedupe_window
@@ -20,6 +21,7 @@ from orders.core.metrics_server import serve_metrics
 from orders.core.order import PROCESS_ORDER_TASK
 from orders.core.redis_health import pipeline_redis
 from orders.core.settings import SettingsError
+from orders.core.tracing import LOG_SUFFIX, log_trace_ids
 from worker.faults import announce as announce_failure_injection
 from worker.settings import WorkerSettings
 
@@ -63,6 +65,22 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
         # Celery's own exponential backoff: countdown = base * 2**retries (2, 4, 8 s by default).
         # Annotations are applied before autoretry reads them, when the task is created.
         "task_annotations": {PROCESS_ORDER_TASK: retry_policy(settings)},
+        **traced_log_formats(settings),
+    }
+
+
+def traced_log_formats(settings: WorkerSettings) -> dict[str, str]:
+    """With tracing on, Celery's log formats end with the trace id of the span a line is written in.
+
+    Computed with the rest of the configuration, which Celery reads before it sets up logging: the
+    record factory that provides ``trace_suffix`` is in place before the first line uses it.
+    """
+    if settings.trace_exporter is None:
+        return {}
+    log_trace_ids()
+    return {
+        "worker_log_format": DEFAULT_PROCESS_LOG_FMT.strip() + LOG_SUFFIX,
+        "worker_task_log_format": DEFAULT_TASK_LOG_FMT.strip() + LOG_SUFFIX,
     }
 
 

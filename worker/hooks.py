@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ from celery import Task
 from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 from confluent_kafka import KafkaException
+from opentelemetry.trace import SpanKind
 
 from orders.core.aggregate import Event, Status, dead_letter_event
 from orders.core.celery_config import task_reprs
@@ -26,8 +28,10 @@ from orders.core.dead_letter_publisher import DeadLetterNotDelivered
 from orders.core.errors import OrderError
 from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, origin_is_valid
 from orders.core.redis_client import ReplicasBehind, Unwritable
-from worker import metrics
-from worker.dead_letter import dead_letter_order
+from orders.core.trace_context import trace_id_of
+from worker import metrics, tracing
+from worker.celery import settings
+from worker.dead_letter import Outcome, dead_letter_order
 from worker.runtime import aggregate, dead_letter_publisher
 
 logger = get_task_logger(__name__)
@@ -87,17 +91,20 @@ class OrderTask(Task):
             return
         letter = self._dead_letter(exc, task_id, args, einfo)
         try:
-            outcome = dead_letter_order(aggregate(), dead_letter_publisher(), letter, _order_id(args))
+            outcome = self._publish_dead_letter(letter, _order_id(args))
         except DLQ_ERRORS + REDIS_UNAVAILABLE as cause:
+            tracing.outcome("requeued", cause)
             self._requeue(task_id, cause)
             return
+        tracing.outcome("dead_lettered" if outcome == "published" else outcome, exc)
         if outcome == "published":
             metrics.DLQ_PUBLISHES.labels("ok").inc()
             metrics.DEAD_LETTERS.labels(letter.stage).inc()
             metrics.OUTCOMES.labels("dead_lettered").inc()
             metrics.ATTEMPTS.observe(letter.attempts)
             with _figures_only(task_id):
-                _note(args, "dlq", f"{type(exc).__name__}: {exc}", counts="dlq")
+                trace_id = trace_id_of(tracing.next_headers(self.request))
+                _note(args, "dlq", f"{type(exc).__name__}: {exc}", counts="dlq", trace_id=trace_id)
                 aggregate().count_event(
                     dead_letter_event(letter.stage)
                 )  # one more round trip, per dead letter
@@ -107,11 +114,29 @@ class OrderTask(Task):
     def signature_from_request(  # type: ignore[override]
         self, request: Any = None, args: Any = None, kwargs: Any = None, queue: Any = None, **options: Any
     ) -> Any:
-        """Retries and requeues keep the readable arguments Flower shows for the first attempt."""
-        order, origin = split_args(args if args is not None else (request or self.request).args)
+        """Retries and requeues keep the readable arguments Flower shows for the first attempt, and
+        the order's trace: the attempt's context when traced, the one it arrived with otherwise (Celery
+        copies only ``request.headers``, which does not hold a message's custom headers)."""
+        request = request or self.request
+        order, origin = split_args(args if args is not None else request.args)
         if order is not None and origin is not None:
             options = {**task_reprs(order, origin), **options}
+        carried = tracing.next_headers(request)
+        if carried:
+            options["headers"] = {**(options.get("headers") or request.headers or {}), **carried}
         return super().signature_from_request(request, args, kwargs, queue, **options)
+
+    def _publish_dead_letter(self, letter: DeadLetter, order_id: str | None) -> Outcome:
+        """Claim and publish under a PRODUCER span; the letter carries that span's context (untraced:
+        the one the order arrived with), so a replay can link back to this trace."""
+        topic = settings().dlq_topic
+        with tracing.child_span(
+            f"publish {topic}", SpanKind.PRODUCER, **{"messaging.system": "kafka",
+            "messaging.operation.type": "send", "messaging.destination.name": topic,
+            "orders.dlq.stage": letter.stage, "orders.attempts": letter.attempts},
+        ):  # fmt: skip
+            letter = replace(letter, trace_headers=tracing.next_headers(self.request))
+            return dead_letter_order(aggregate(), dead_letter_publisher(), letter, order_id)
 
     def _requeue(self, task_id: str, cause: BaseException) -> None:
         """Never drop an order that could not be dead-lettered now: publish the same message again.
@@ -175,7 +200,7 @@ def _figures_only(task_id: str) -> Iterator[None]:
         logger.warning("order %s: figures not recorded (%s)", task_id, exc)
 
 
-def _note(args: Any, status: Status, detail: str, counts: Event) -> None:
+def _note(args: Any, status: Status, detail: str, counts: Event, trace_id: str | None = None) -> None:
     """Count the event and, for an order we can name, list it in the recent activity."""
     order, _ = split_args(args)
     order_id = _order_id(args)
@@ -183,7 +208,9 @@ def _note(args: Any, status: Status, detail: str, counts: Event) -> None:
         aggregate().count_event(counts)
         return
     price = Decimal(order["price"]) if _is_decimal(order.get("price")) else Decimal(0)
-    aggregate().note_status(order_id, str(order.get("product"))[:256], price, status, detail, counts)
+    aggregate().note_status(
+        order_id, str(order.get("product"))[:256], price, status, detail, counts, trace_id
+    )
 
 
 def _is_decimal(value: Any) -> bool:

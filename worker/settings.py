@@ -6,10 +6,13 @@ from pydantic import Field
 
 from orders.core.replication import aggregate_replicas
 from orders.core.settings import DAY_SECONDS, Settings
+from orders.core.tracing_settings import TracingSettings
 
 
-class WorkerSettings(Settings):
+class WorkerSettings(Settings, TracingSettings):
     """A worker's settings: the shared ones (Kafka, Redis, Celery, retries) and the worker's own."""
+
+    default_service_name = "orders-worker"  # OTEL_SERVICE_NAME overrides it
 
     # The demo's failure injector (worker/faults.py): without FAILURE_INJECTION=true a worker ignores
     # FAILURE_RATE, PERMANENT_FAILURE_RATE and the dashboard's override, so production never fails on purpose.

@@ -12,6 +12,7 @@ from celery import Task
 from celery.exceptions import Reject
 from celery.signals import worker_init
 from celery.utils.log import get_task_logger
+from opentelemetry.trace import SpanKind
 
 from orders.core.errors import InvalidOrder, PermanentError, TransientError
 from orders.core.order import (
@@ -23,7 +24,7 @@ from orders.core.order import (
     order_from_payload,
     origin_is_valid,
 )
-from worker import fast_path, metrics
+from worker import fast_path, metrics, tracing
 from worker.aggregate import ClaimedForDeadLetter
 from worker.celery import app, settings
 from worker.hooks import REDIS_UNAVAILABLE, OrderTask
@@ -33,6 +34,11 @@ logger = get_task_logger(__name__)
 
 # Seconds a worker waits before handing back an order it could not record (Redis unreachable).
 AGGREGATE_DOWN_PAUSE = 1
+AGGREGATE_SPAN = {
+    "db.system.name": "redis",
+    "db.operation.name": "EVALSHA",
+    "db.query.summary": "aggregate.lua",
+}
 
 
 @app.task(
@@ -54,7 +60,11 @@ def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool
         parsed = _parse(order, origin)
         try:
             current_injector().check(parsed.order_id, self.request.retries)
-            counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
+            # The write happens inside the attempt today. When group commit batches it per worker
+            # tick, the flush gets a span of its own with a link to each attempt it carries (the
+            # attempt's span context, read here with trace.get_current_span()).
+            with tracing.child_span("aggregate record_order", SpanKind.CLIENT, **AGGREGATE_SPAN):
+                counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
         except ClaimedForDeadLetter as exc:
             # An earlier attempt claimed it for the DLQ (its letter may not have gone out): finish that.
             raise PermanentError(str(exc)) from exc
@@ -65,12 +75,14 @@ def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool
             # broker is down the reject fails too, and the message returns after the visibility
             # timeout); the pause keeps a worker whose broker is up from spinning on it.
             logger.warning("order %s: aggregate unavailable (%s); handing it back", parsed.order_id, exc)
+            tracing.outcome("handed_back", exc)
             time.sleep(AGGREGATE_DOWN_PAUSE)
             raise Reject(exc, requeue=True) from exc
     metrics.OUTCOMES.labels("succeeded" if counted else "duplicate").inc()
     metrics.ATTEMPTS.observe(self.request.retries + 1)
     if counted and origin.get("timestamp", 0) > 0:
         metrics.LATENCY.observe(max(0.0, time.time() - origin["timestamp"] / 1000))
+    tracing.outcome("succeeded" if counted else "duplicate")
     if not counted:
         logger.info("order %s already counted; duplicate delivery ignored", parsed.order_id)
     return counted

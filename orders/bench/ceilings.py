@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Literal
-
-import redis
 
 from bridge.handoff import create_sender
 from orders.bench import plain
 from orders.bench.cost import CostWindow, RunCost
 from orders.bench.rig import STOCK, BenchError, Rig, Run
 from orders.core.order import NOOP_TASK
+from orders.core.queue_depth import QueueDepthReader, depth_reader
 from orders.core.settings import Settings
 
 Ceiling = Literal["project", "stock", "plain", "plain_events"]
 POLL_SECONDS = 0.005
 PREFILL_BATCH = 500
-# kombu's Redis transport keeps delivered, not yet acknowledged messages in this hash.
-UNACKED_KEY = "unacked"
 
 
 @dataclass(frozen=True)
@@ -63,8 +61,9 @@ def measure_ceiling(rig: Rig, n: int, workers: int, kind: Ceiling = "project") -
         pids = {"workers": [w.pid for w in run.workers], "redis": rig.service_pids(run.lane).get("redis", [])}
         window = CostWindow(pids, client)
         window.start()
-        client.rename(staging, queue)
-        rate = _time_drain(client, run, queue, n)
+        with closing(depth_reader(run.settings.broker_url, queue)) as reader:
+            client.rename(staging, queue)
+            rate = _time_drain(reader, run, n)
         return Measured(rate, window.stop(n))
     finally:
         rig.end_run(run)
@@ -78,23 +77,21 @@ def prefill_noops(settings: Settings, queue: str, n: int) -> None:
             with producer.batch(PREFILL_BATCH):
                 for _ in range(min(PREFILL_BATCH, n - start)):
                     app.send_task(NOOP_TASK, queue=queue, producer=producer, retry=False)
-    if (depth := int(redis.Redis.from_url(settings.broker_url).llen(queue))) != n:  # type: ignore[arg-type]
-        raise BenchError(f"pre-filled {depth} no-op tasks, expected {n}")
+    with closing(depth_reader(settings.broker_url, queue)) as reader:
+        if (depth := reader.depth()) != n:
+            raise BenchError(f"pre-filled {depth} no-op tasks, expected {n}")
 
 
-def _time_drain(client: redis.Redis, run: Run, queue: str, n: int) -> float:
-    """Completed = n - waiting - unacknowledged, timed from the rename.
+def _time_drain(reader: QueueDepthReader, run: Run, n: int) -> float:
+    """Completed = n - waiting - unacknowledged (read together), timed from the rename.
 
     The plain app acknowledges on receipt (early acks), so up to its prefetch (4 per worker) count
     as done a moment before they run: 8 of n, under 0.1% of a 20,000-task run.
     """
 
     def completed() -> int:
-        pipe = client.pipeline(transaction=True)
-        pipe.llen(queue)
-        pipe.hlen(UNACKED_KEY)
-        waiting, unacked = pipe.execute()
-        return n - int(waiting) - int(unacked)
+        figures = reader.figures()
+        return n - figures.waiting - (figures.unacknowledged or 0)
 
     return rate_until(
         n, completed, time.perf_counter(), run, lambda done: f"the no-op queue did not drain: {n - done} left"

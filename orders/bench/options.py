@@ -16,6 +16,7 @@ PHASES: dict[str, str] = {
     "drain": "drain: pre-filled topic",
     "drain_stock": "drain, Celery and kombu as shipped",
     "drain_events": "drain, task events on",
+    "tracing": "drain: tracing off, sampled 1.0, sampled 0.01",
     "e2e": "e2e: live, producer in the clock",
     "latency_half": "latency at half the drain rate",
     "e2e_fail10": "10% transient failures, 2/4/8 s",

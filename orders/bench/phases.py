@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import closing
 
 import redis
 
@@ -20,6 +21,8 @@ from orders.core.aggregate import COUNTERS_KEY, TOTALS_KEY, Aggregate
 from orders.core.celery_config import countdowns
 from orders.core.codec import OrderCodec
 from orders.core.kafka import create_consumer, create_registry_client
+from orders.core.queue_depth import QueueDepthReader, depth_reader
+from orders.stack.zipkin import spans_endpoint
 from worker.aggregate import AggregateWriter
 from worker.faults import FailureInjector
 
@@ -54,8 +57,9 @@ def _wait_settled(run: Run, n: int) -> float:
 
 
 def measure_drain(
-    rig: Rig, n: int, workers: int, lane: Lane = TANSU, stock: bool = False, **worker_env: str
-) -> Measured:
+    rig: Rig, n: int, workers: int, lane: Lane = TANSU, stock: bool = False,
+    bridge_env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None,
+) -> Measured:  # fmt: skip
     """A topic pre-filled with ``n`` orders; workers started, then the bridge; timed from the bridge
     joining its group to the last aggregate write. No producer in the clock or in the cost.
 
@@ -65,9 +69,9 @@ def measure_drain(
     run = rig.new_run("drain", lane)
     try:
         _producer(rig, run, n, 0.0, "drain").run()
-        rig.start_workers(run, workers, {**worker_env, **path})
+        rig.start_workers(run, workers, {**(worker_env or {}), **path})
         rig.wait_ready(run)
-        rig.start_bridge(run, **path)
+        rig.start_bridge(run, **{**(bridge_env or {}), **path})
         rig.wait_ready(run, interval=POLL_SECONDS)  # the bridge fetches as soon as it joined
         window = CostWindow(_pids(rig, run), redis.Redis.from_url(rig.settings.redis_url))
         window.start()
@@ -76,6 +80,16 @@ def measure_drain(
         return Measured(n / max(last_write - started, 1e-3), window.stop(n))
     finally:
         rig.end_run(run)
+
+
+def traced_env(zipkin_url: str, ratio: float) -> dict[str, str]:
+    """A bridge and workers exporting to Zipkin, sampling ``ratio`` of new traces (the drain's records
+    carry no context, so each starts at the bridge and the workers follow its decision)."""
+    return {
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT": spans_endpoint(zipkin_url),
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": str(ratio),
+    }
 
 
 def measure_e2e(
@@ -146,19 +160,16 @@ def measure_bridge(rig: Rig, n: int) -> Measured:
         rig.wait_ready(run, interval=POLL_SECONDS)
         window = CostWindow(_pids(rig, run), redis.Redis.from_url(rig.settings.redis_url))
         window.start()
-        rate = _time_fill(run.redis(), run, n, time.perf_counter())
+        with closing(depth_reader(run.settings.broker_url, run.queue)) as reader:
+            rate = _time_fill(reader, run, n, time.perf_counter())
         return Measured(rate, window.stop(n))
     finally:
         rig.end_run(run)
 
 
-def _time_fill(client: redis.Redis, run: Run, n: int, ready: float) -> float:
+def _time_fill(reader: QueueDepthReader, run: Run, n: int, ready: float) -> float:
     return rate_until(
-        n,
-        lambda: int(client.llen(run.queue)),  # type: ignore[arg-type]
-        ready,
-        run,
-        lambda depth: f"the bridge handed off {depth} of {n} orders",
+        n, reader.depth, ready, run, lambda depth: f"the bridge handed off {depth} of {n} orders"
     )
 
 

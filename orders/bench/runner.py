@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 from collections.abc import Callable
@@ -17,12 +18,27 @@ from orders.bench.ceilings import Ceiling, Measured, measure_ceiling
 from orders.bench.lanes import APACHE, RABBITMQ, TANSU, Lane
 from orders.bench.machine import machine_facts
 from orders.bench.options import PHASES, BenchOptions
-from orders.bench.phases import FAILURE_RATE, measure_baseline, measure_bridge, measure_drain, measure_e2e
+from orders.bench.phases import (
+    FAILURE_RATE,
+    measure_baseline,
+    measure_bridge,
+    measure_drain,
+    measure_e2e,
+    traced_env,
+)
 from orders.bench.results import SCALING, build_results
 from orders.bench.rig import Endpoints, Rig
 from orders.bench.settings import BenchSettings
 from orders.bench.stats import Summary
 from orders.bench.warmup import WARM_UP_RATE, warm_up_broker
+from orders.stack.zipkin import start_zipkin
+
+# The tracing phase's runs: figure key -> the sampling ratio (None: tracing off).
+TRACE_RUNS: tuple[tuple[str, float | None], ...] = (
+    ("trace_off", None),
+    ("trace_1", 1.0),
+    ("trace_001", 0.01),
+)
 
 
 class Bench:
@@ -107,8 +123,22 @@ class Bench:
 
     def _drain_events(self) -> None:
         o = self.options
-        measure = lambda: measure_drain(self.rig, o.orders, o.workers, TASK_EVENTS="true")  # noqa: E731
+        measure = lambda: measure_drain(self.rig, o.orders, o.workers, worker_env={"TASK_EVENTS": "true"})  # noqa: E731
         self._measure("drain_events", "drain_events", measure)
+
+    def _tracing(self) -> None:
+        """The drain three times: tracing off, every trace sampled, 1 in 100 (Zipkin as the backend)."""
+        zipkin = start_zipkin(self.rig.log_dir)
+        try:
+            for key, ratio in TRACE_RUNS:
+                env = {} if ratio is None else traced_env(zipkin.url, ratio)
+                self._measure("tracing", key, functools.partial(self._traced_drain, env), note=f"{key}: ")
+        finally:
+            zipkin.service.stop()
+
+    def _traced_drain(self, env: dict[str, str]) -> Measured:
+        o = self.options
+        return measure_drain(self.rig, o.orders, o.workers, TANSU, bridge_env=env, worker_env=env)
 
     def _e2e(self) -> None:
         o = self.options

@@ -54,11 +54,15 @@ def dead_letter_event(stage: Stage) -> Event:
     return _STAGE_EVENTS[stage]
 
 
-def recent_entry(order_id: str, product: str, price: Decimal, status: Status, detail: str = "") -> str:
-    return json.dumps(
-        {"orderId": order_id, "product": product, "price": str(price), "status": status,
-         "detail": detail, "at": round(time.time(), 3)}
-    )  # fmt: skip
+def recent_entry(
+    order_id: str, product: str, price: Decimal, status: Status, detail: str = "", trace_id: str | None = None
+) -> str:
+    """One recent-activity entry; ``trace`` is the order's trace id where it carried one (dead letters)."""
+    entry = {"orderId": order_id, "product": product, "price": str(price), "status": status,
+             "detail": detail, "at": round(time.time(), 3)}  # fmt: skip
+    if trace_id:
+        entry["trace"] = trace_id
+    return json.dumps(entry)
 
 
 def seen_key(order_id: str) -> str:

@@ -5,13 +5,15 @@ and ``__orders.errors.original.size`` say so, and the topic, partition and offse
 
 Headers follow Kafka Connect's dead-letter-queue convention (``__connect.errors.*``, UTF-8 strings),
 so tools that read Connect's DLQs read ours; what Connect has no header for (attempts, the original
-timestamp, the consumer group, when it failed) uses the same style under ``__orders.errors.*``.
+timestamp, the consumer group, when it failed) uses the same style under ``__orders.errors.*``. The
+order's trace context rides beside them as W3C ``traceparent``/``tracestate`` headers.
 """
 
 from __future__ import annotations
 
 import base64
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +63,9 @@ class DeadLetter:
     component: str  # which code gave up on it, e.g. "bridge.consumer" or "orders.process_order"
     task_id: str = ""
     value_dropped_size: int | None = None  # the original value's size, when it was left out
+    # W3C traceparent/tracestate: the context of the span that gave up on it (or, untraced, the one the
+    # order arrived with), so `orders dlq replay` can link back to the order's trace.
+    trace_headers: Mapping[str, str] | None = None
 
     @classmethod
     def for_exception(cls, exc: BaseException, stacktrace: str | None = None, **fields: Any) -> DeadLetter:
@@ -94,6 +99,7 @@ class DeadLetter:
         if self.value_dropped_size is not None:
             fields[HEADER_VALUE_DROPPED] = "true"
             fields[HEADER_ORIGINAL_SIZE] = str(self.value_dropped_size)
+        fields.update(self.trace_headers or {})
         return [(name, value.encode("utf-8", "replace")) for name, value in fields.items()]
 
     def size(self) -> int:

@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from opentelemetry import trace
 
 from orders.core.dead_letter import DeadLetter
 from orders.core.kafka import create_producer
 from orders.core.settings import Settings
+from orders.core.trace_context import trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,10 @@ class DeadLetterPublisher:
         """Publish ``letters`` and wait; raises :class:`DeadLetterNotDelivered` naming those not acked."""
         for letter in letters:
             log.error(
-                "dead letter %s[%s]@%s stage=%s after %d attempt(s): %s: %s",
+                "dead letter %s[%s]@%s stage=%s after %d attempt(s): %s: %s%s",
                 letter.origin["topic"], letter.origin["partition"], letter.origin["offset"],
                 letter.stage, letter.attempts, letter.error_class, letter.error_message[:500],
+                _trace_note(letter),
             )  # fmt: skip
         first = self._send([self._fitted(letter) for letter in letters])
         # Over the broker's limit (or ours, misjudged): once more without the original value.
@@ -112,6 +115,14 @@ class DeadLetterPublisher:
     @staticmethod
     def _too_large(outcome: _Outcome) -> bool:
         return outcome.error is not None and outcome.error.code() in TOO_LARGE and bool(outcome.letter.value)
+
+
+def _trace_note(letter: DeadLetter) -> str:
+    """`` [trace <id>]`` for a letter that carries a trace context (traced or passed through)."""
+    if trace.get_current_span().get_span_context().is_valid:
+        return ""  # the line is written inside a span: the log format shows its trace id already
+    trace_id = trace_id_of(letter.trace_headers)
+    return f" [trace {trace_id}]" if trace_id else ""
 
 
 def create_dead_letter_publisher(settings: Settings, timeout: float) -> DeadLetterPublisher:

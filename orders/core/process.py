@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from orders.core.settings import Settings
+from orders.core.tracing import LOG_SUFFIX, log_trace_ids
+from orders.core.tracing_settings import TracingSettings
 
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -41,10 +43,14 @@ def start_process(kind: type[S]) -> S:
     Raises :class:`~orders.core.settings.SettingsError` naming each bad variable.
     """
     settings = kind.from_env()
+    log_format = LOG_FORMAT
+    if isinstance(settings, TracingSettings) and settings.trace_exporter is not None:
+        log_trace_ids()  # log lines carry the trace id of the span they are written in
+        log_format += LOG_SUFFIX
     handler = logging.StreamHandler()
     handler.addFilter(OwnRecords())
     # Does nothing where logging is configured already (pytest's capture, an embedding program).
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, handlers=[handler])
+    logging.basicConfig(level=settings.log_level, format=log_format, handlers=[handler])
     return settings
 
 

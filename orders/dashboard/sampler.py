@@ -12,14 +12,14 @@ from typing import Any, Final
 
 import redis
 from confluent_kafka import KafkaException
-from kombu.exceptions import KombuError, OperationalError
+from kombu.exceptions import KombuError
 
-from bridge.amqp_handoff import AmqpHandoff
 from bridge.handoff import create_sender
 from orders.core.aggregate import Aggregate
 from orders.core.control import get_failure_rate
 from orders.core.kafka import REGISTRY_ERRORS, create_admin, create_registry_client
 from orders.core.lag import LagReader
+from orders.core.queue_depth import QueueDepthUnavailable, depth_reader
 from orders.core.redis_client import Bounds, connect
 from orders.core.settings import Settings
 from orders.dashboard.state import (
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT: Final = 2.0
 HEALTH_BOUNDS: Final = Bounds(socket_timeout=HEALTH_TIMEOUT)
-# kombu's Redis transport keeps messages handed to a worker and not yet acknowledged in this hash.
-UNACKED_KEY: Final = "unacked"
 
 
 class RedisFigures:
@@ -46,13 +44,7 @@ class RedisFigures:
         client = connect(settings.redis, HEALTH_BOUNDS)
         self._aggregate = Aggregate(client)
         self._client = client
-        self._queue = settings.celery_queue
-        self._broker: redis.Redis | None = None
-        self._rabbitmq: AmqpHandoff | None = None
-        if settings.broker_kind == "amqp":  # its depth the way the bridge reads it for backpressure
-            self._rabbitmq = AmqpHandoff(create_sender(settings), settings.celery_queue)
-        else:
-            self._broker = redis.Redis.from_url(settings.broker_url, socket_timeout=HEALTH_TIMEOUT)
+        self._queue = depth_reader(settings.broker_url, settings.celery_queue, timeout=HEALTH_TIMEOUT)
 
     def read(self) -> Figures:
         """Raises redis.RedisError when Redis does not answer."""
@@ -65,20 +57,18 @@ class RedisFigures:
             failure_rate=get_failure_rate(self._client),
         )
 
+    def close(self) -> None:
+        self._queue.close()
+
     def _queue_figures(self) -> tuple[int | None, int | None]:
-        """Messages waiting, and handed to workers but not acknowledged (None where not known)."""
-        if self._rabbitmq is not None:
-            try:  # RabbitMQ's passive declare counts ready messages only; unacked ones are not in it
-                return self._rabbitmq.queue_depth(), None
-            except OperationalError as exc:
-                log.warning("RabbitMQ queue depth: %s", exc)
-                return None, None
-        assert self._broker is not None
-        pipe = self._broker.pipeline(transaction=False)
-        pipe.llen(self._queue)
-        pipe.hlen(UNACKED_KEY)
-        queued, in_flight = pipe.execute()
-        return int(queued), int(in_flight)
+        """Messages waiting, and handed to workers but not acknowledged (None where not known: RabbitMQ
+        does not say what is unacknowledged, and neither is known while the broker does not answer)."""
+        try:
+            figures = self._queue.figures()
+        except QueueDepthUnavailable as exc:
+            log.warning("Celery queue depth: %s", exc)
+            return None, None
+        return figures.waiting, figures.unacknowledged
 
 
 class HealthProbe:
@@ -164,6 +154,7 @@ class Sampler:
         for thread in self._threads:
             thread.join()
         self._kafka.close()
+        self._redis.close()
 
     def state(self) -> dict[str, Any]:
         """Read every figure once, add it to the history and compose the state."""

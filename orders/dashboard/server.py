@@ -87,7 +87,12 @@ async def serve(settings: DashboardSettings, host: str, port: int) -> None:
     controls = PipelineControls(demo, connect(settings.redis))
 
     def status() -> dict[str, Any]:
-        return {"producer": demo.status(), "token_required": access.token_required}
+        # traces_url: the page links a dead letter's trace id to the trace backend's page for it.
+        return {
+            "producer": demo.status(),
+            "token_required": access.token_required,
+            "traces_url": settings.traces_ui,
+        }
 
     sampler = Sampler(settings, status, lambda payload: loop.add_callback(publisher.publish, payload))
     server = HTTPServer(make_app(publisher, controls, access))

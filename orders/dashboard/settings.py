@@ -7,10 +7,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 
 from orders.core.settings import Settings
+from orders.core.tracing_settings import TracingSettings
 
 
-class DashboardSettings(Settings):
-    """The shared settings (it samples Redis, Kafka and the Celery queue) and the dashboard's own."""
+class DashboardSettings(Settings, TracingSettings):
+    """The shared settings (it samples Redis, Kafka and the Celery queue) and the dashboard's own; of the
+    tracing ones it reads where the trace backend is (TRACES_URL), to link each dead letter's trace."""
 
     # Guards the web dashboard (figures and controls); required when it listens beyond loopback.
     dashboard_token: SecretStr | None = Field(None, alias="DASHBOARD_TOKEN")

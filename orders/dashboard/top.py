@@ -202,6 +202,7 @@ class TopSource:
 
     def close(self) -> None:
         self._lag.close()
+        self._figures.close()
 
 
 def run_top(settings: Settings, interval: float = 1.0) -> None:

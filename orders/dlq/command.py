@@ -11,7 +11,8 @@ import click
 
 from orders.core.process import start_process
 from orders.core.redis_client import connect
-from orders.core.settings import Settings
+from orders.core.tracing_settings import trace_link
+from orders.dlq.settings import DlqSettings
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from orders.dlq.reader import DeadLetterFilter, DeadLetterView
     from orders.dlq.replay import ReplayTally
 
-COLUMNS = ("orderId", "product", "price", "stage", "error", "attempts", "failed-at")
+COLUMNS = ("orderId", "product", "price", "stage", "error", "attempts", "failed-at", "trace")
 STAGES = ("decode", "validate", "process")
 # Commits are explicit (replay only); an idle partition's fetch answers fast, so a run ends fast.
 READER_OPTIONS: dict[str, Any] = {"enable.auto.commit": False, "fetch.wait.max.ms": 100}
@@ -96,23 +97,25 @@ def build_filter(options: dict[str, Any]) -> DeadLetterFilter:
     )
 
 
-def table_row(view: DeadLetterView) -> tuple[str, ...]:
-    """One table row, in :data:`COLUMNS` order."""
+def table_row(view: DeadLetterView, traces_ui: str | None = None) -> tuple[str, ...]:
+    """One table row, in :data:`COLUMNS` order; the trace id links to the backend's page when known."""
     error_class = view.error_class.rsplit(".", 1)[-1]
     failed_at = view.failed_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if view.failed_at else ""
     attempts = "" if view.attempts is None else str(view.attempts)
     error = f"{error_class}: {view.error_message}" if error_class else view.error_message
-    return (view.order_id, view.product, view.price, view.stage, error, attempts, failed_at)
+    link = trace_link(traces_ui, view.trace_id)
+    trace = f"[link={link}]{view.trace_id}[/link]" if link else view.trace_id or ""
+    return (view.order_id, view.product, view.price, view.stage, error, attempts, failed_at, trace)
 
 
-def render_table(views: Sequence[DeadLetterView], title: str) -> Table:
+def render_table(views: Sequence[DeadLetterView], title: str, traces_ui: str | None = None) -> Table:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
     for column in COLUMNS:
         table.add_column(column, justify="right" if column in ("price", "attempts") else "left")
     for view in views:
-        table.add_row(*table_row(view))
+        table.add_row(*table_row(view, traces_ui))
     return table
 
 
@@ -133,7 +136,7 @@ def list_command(limit: int, as_json: bool, **filters: Any) -> None:
     from orders.core.kafka import create_consumer, create_registry_client
     from orders.dlq.reader import plan_spans, read_batches, view_of
 
-    settings = start_process(Settings)
+    settings = start_process(DlqSettings)
     flt = build_filter(filters)
     codec = OrderCodec(create_registry_client(settings), settings.orders_topic)
     # The group id is never used: a listing is assigned its partitions and commits nothing.
@@ -150,9 +153,11 @@ def list_command(limit: int, as_json: bool, **filters: Any) -> None:
     views.sort(key=lambda v: (v.failed_at or epoch, v.dlq_partition, v.dlq_offset))
     views = views[-limit:] if limit > 0 else views
     if as_json:
-        click.echo(json.dumps([v.to_json() for v in views], indent=2))
+        shown = [{**v.to_json(), "trace_url": trace_link(settings.traces_ui, v.trace_id)} for v in views]
+        click.echo(json.dumps(shown, indent=2))
     else:
-        Console().print(render_table(views, f"{settings.dlq_topic}: {len(views)} dead letter(s)"))
+        title = f"{settings.dlq_topic}: {len(views)} dead letter(s)"
+        Console().print(render_table(views, title, settings.traces_ui))
 
 
 @dlq.command(help=REPLAY_HELP)
@@ -167,10 +172,12 @@ def replay(group: str | None, dry_run: bool, quiet: bool, **filters: Any) -> Non
     from orders.core.aggregate import Aggregate
     from orders.core.codec import OrderCodec
     from orders.core.kafka import create_consumer, create_producer, create_registry_client
+    from orders.core.tracing import start_tracing
     from orders.dlq.reader import plan_spans, read_batches
     from orders.dlq.replay import Replay
 
-    settings = start_process(Settings)
+    settings = start_process(DlqSettings)
+    tracing = start_tracing(settings, "orders.dlq.replay")
     group = group or f"{settings.consumer_group}-dlq-replay"
     timeout_ms = int(settings.dlq_delivery_timeout * 1000)
     producer = None if dry_run else create_producer(settings, **{"message.timeout.ms": timeout_ms})
@@ -183,6 +190,7 @@ def replay(group: str | None, dry_run: bool, quiet: bool, **filters: Any) -> Non
         build_filter(filters),
         settings.dlq_delivery_timeout + 5,
         Aggregate(connect(settings.redis)).release_dead_letter_claims,
+        tracing,
     )
     columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     error = ""
@@ -195,6 +203,7 @@ def replay(group: str | None, dry_run: bool, quiet: bool, **filters: Any) -> Non
         error = str(exc)
     finally:
         consumer.close()
+        tracing.shutdown()
     _report(runner.tally, group, dry_run, error)
 
 

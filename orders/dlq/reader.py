@@ -20,6 +20,7 @@ from orders.core import dead_letter as dl
 from orders.core.codec import OrderCodec
 from orders.core.errors import InvalidOrder, UndecodableRecord
 from orders.core.order import order_from_record, price_to_cents
+from orders.core.trace_context import carried, trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class DeadLetterView:
     dlq_partition: int
     dlq_offset: int
     rejection: str | None = None  # why the bridge would dead-letter it again today; None: replayable
+    trace_id: str | None = None  # the order's trace, from the letter's traceparent
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -140,6 +142,7 @@ def view_from_headers(
         dlq_partition=dlq_partition,
         dlq_offset=dlq_offset,
         rejection=rejection,
+        trace_id=trace_id_of(carried(headers)),
     )
 
 

@@ -7,15 +7,27 @@ tail (the aggregate's dedupe counts an order once), and a finished replay is not
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 
 from orders.core.codec import OrderCodec
+from orders.core.trace_context import (
+    TraceHeaders,
+    as_kafka_headers,
+    carried,
+    headers_for,
+    link_to,
+    trace_id_of,
+)
+from orders.core.tracing import OFF, Tracing
 from orders.dlq.reader import DeadLetterFilter, DeadLetterView, DlqError, view_of
 
 REPLAYED_FROM = "__orders.replayed.from"  # "<dlq topic>/<partition>/<offset>" of the dead letter
@@ -71,6 +83,7 @@ class Replay:
         flt: DeadLetterFilter,
         delivery_timeout: float,
         release_claims: Callable[[list[str]], None] = lambda _ids: None,
+        tracing: Tracing = OFF,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -81,6 +94,7 @@ class Replay:
         # A dead-lettered order is claimed in Redis, so that no copy of it is ever counted; replaying
         # it is the operator's word that it may be counted now (orders/core/aggregate.py).
         self._release_claims = release_claims
+        self._tracing = tracing
         self.tally = ReplayTally()
 
     def run(self, batches: Iterable[list[Message]], progress: Callable[[int], None]) -> ReplayTally:
@@ -121,14 +135,45 @@ class Replay:
         for message, view in chosen:
             position = (view.dlq_partition, view.dlq_offset)
             source = f"{self._dlq_topic}/{view.dlq_partition}/{view.dlq_offset}"
-            producer.produce(
-                self._orders_topic, message.value(), message.key(),
-                headers=[(REPLAYED_FROM, source), (REPLAYED_AT, replayed_at)],
-                on_delivery=functools.partial(self._delivered, delivered, position),
-            )  # fmt: skip
+            headers: list[tuple[str, str | bytes | None]] = [
+                (REPLAYED_FROM, source),
+                (REPLAYED_AT, replayed_at),
+            ]
+            with self._traced_send(message, view, source) as trace_headers:
+                producer.produce(
+                    self._orders_topic, message.value(), message.key(),
+                    headers=headers + as_kafka_headers(trace_headers),
+                    on_delivery=functools.partial(self._delivered, delivered, position),
+                )  # fmt: skip
         if producer.flush(self._timeout) and not self.tally.last_error:
             self.tally.last_error = f"no acknowledgement within {self._timeout:.0f}s"
         return delivered
+
+    @contextlib.contextmanager
+    def _traced_send(
+        self, message: Message, view: DeadLetterView, source: str
+    ) -> Iterator[TraceHeaders | None]:
+        """Traced, each re-published order starts a new trace whose PRODUCER span links to the trace it
+        was dead-lettered in (the letter's traceparent): from the replayed order back to its failure.
+        Untraced, the letter's context passes on unchanged and the order continues its old trace."""
+        letter = carried(message.headers())
+        if not self._tracing.enabled:
+            yield letter
+            return
+        with self._tracing.tracer.start_as_current_span(
+            f"send {self._orders_topic}",
+            context=Context(),  # a root: the replay is a new trace, linked, not a child of the failure
+            kind=SpanKind.PRODUCER,
+            links=link_to(letter, **{"orders.link": "dead-lettered trace"}),
+            attributes={
+                "messaging.system": "kafka", "messaging.operation.type": "send",
+                "messaging.destination.name": self._orders_topic, "orderId": view.order_id,
+                "orders.replayed.from": source,
+                # Zipkin keeps no links (its exporter drops them): the linked trace's id as a tag too.
+                **({"orders.link.trace_id": linked} if (linked := trace_id_of(letter)) else {}),
+            },
+        ) as span:  # fmt: skip
+            yield headers_for(span)
 
     def _delivered(self, delivered: set[Position], at: Position, err: KafkaError | None, _: Message) -> None:
         if err is None:

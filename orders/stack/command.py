@@ -31,6 +31,8 @@ from click.core import ParameterSource
 @click.option("--registry-port", default=8081, show_default=True, help="Schema registry port.")
 @click.option("--flower-port", default=5555, show_default=True, help="Flower port.")
 @click.option("--dashboard-port", default=8050, show_default=True, help="Dashboard port.")
+@click.option("--tracing", is_flag=True, help="Start Zipkin; every process exports its spans there.")
+@click.option("--zipkin-port", default=9411, show_default=True, help="Zipkin port (UI at /zipkin/).")
 @click.option(
     "--metrics-port", default=9100, show_default=True,
     help="The bridge's /metrics; worker N serves on this port + N.",

@@ -33,6 +33,9 @@ class StackOptions:
     partitions: int = 3
     # "tansu" (in memory, starts at once) or "kafka" (Apache Kafka in KRaft mode, its log in data_dir).
     broker: Literal["tansu", "kafka"] = "tansu"
+    # Zipkin (orders/stack/zipkin.py) and every process exporting its spans to it (`--tracing`).
+    tracing: bool = False
+    zipkin_port: int = 9411
     # Port options the user gave: taken, they stop start-up instead of falling back to a free port.
     explicit_ports: frozenset[str] = frozenset()
 

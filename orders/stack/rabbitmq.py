@@ -126,14 +126,3 @@ class RabbitMQ:
             self.service.stop(grace=30)
         if self.epmd is not None:
             self.epmd.stop(grace=5)
-
-
-def queue_depth(url: str, queue: str) -> int:
-    """Messages ready in ``queue`` (not those delivered and unacknowledged); 0 if it does not exist."""
-    from kombu import Connection
-
-    with Connection(url, connect_timeout=5) as connection:
-        try:
-            return int(connection.default_channel.queue_declare(queue=queue, passive=True).message_count)
-        except amqp.exceptions.NotFound:
-            return 0

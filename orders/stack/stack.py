@@ -33,6 +33,7 @@ from orders.stack.processes import (
 )
 from orders.stack.state import STATE_FILE, write_state
 from orders.stack.supervisor import Service, free_port, port_open
+from orders.stack.zipkin import spans_endpoint, start_zipkin
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,25 @@ def start_services(stack: Stack) -> None:
         SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=stack.secrets.registry_auth,
     )
     create_topics(stack)
+    if opts.tracing:
+        start_trace_backend(stack)
     stack.urls.update(
         kafka=stack.env["KAFKA_BOOTSTRAP_SERVERS"], redis=redis_url,
         registry=with_credentials(registry.url, stack.secrets.registry_auth),
     )  # fmt: skip
+
+
+def start_trace_backend(stack: Stack) -> None:
+    """Zipkin, in memory; every child started after it exports its spans there (OTEL_* in their env)."""
+    try:
+        zipkin = start_zipkin(
+            stack.log_dir, _port(stack, "zipkin", stack.options.zipkin_port, "zipkin"), "zipkin"
+        )
+    except services.Unavailable as exc:
+        raise StackError(str(exc)) from exc
+    stack.children.append(zipkin.service)
+    stack.env.update(OTEL_EXPORTER_ZIPKIN_ENDPOINT=spans_endpoint(zipkin.url), TRACES_URL=zipkin.url)
+    stack.urls["zipkin"] = f"{zipkin.url}/zipkin/"
 
 
 def create_topics(stack: Stack) -> None:

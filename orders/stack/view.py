@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.text import Text
 
 from orders.core.aggregate import Aggregate
+from orders.core.queue_depth import QueueDepthUnavailable, depth_reader
 from orders.stack.supervisor import Service
 
 if TYPE_CHECKING:
@@ -54,10 +55,9 @@ class StatusLine:
     """A single refreshed line: orders counted, average, retries, DLQ, queue depth, rate."""
 
     def __init__(self, stack: Stack) -> None:
-        client = redis.Redis.from_url(stack.env["REDIS_URL"])
-        self._aggregate = Aggregate(client)
-        self._client = client
-        self._queue = stack.settings.celery_queue
+        self._aggregate = Aggregate(redis.Redis.from_url(stack.env["REDIS_URL"]))
+        broker_url = stack.env.get("CELERY_BROKER_URL", stack.env["REDIS_URL"])  # the children's broker
+        self._queue = depth_reader(broker_url, stack.settings.celery_queue)
         self._live = Live(Text("starting..."), console=console, refresh_per_second=2, transient=False)
         self._last = (time.monotonic(), 0)
 
@@ -67,14 +67,15 @@ class StatusLine:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self._live.__exit__(None, None, None)
+        self._queue.close()
 
     def refresh(self) -> None:
         try:
             snap = self._aggregate.snapshot()
-            queued = int(self._client.llen(self._queue))  # type: ignore[arg-type]
         except redis.RedisError as exc:
             self._live.update(Text(f"redis unavailable: {exc}", style="red"))
             return
+        queued = self._queued()
         now, done = time.monotonic(), snap.count
         rate = (done - self._last[1]) / max(now - self._last[0], 1e-6)
         self._last = (now, done)
@@ -86,3 +87,9 @@ class StatusLine:
                 f"dlq {c['dlq']}  queued {queued}  {rate:.1f}/s"
             )
         )
+
+    def _queued(self) -> str:
+        try:
+            return str(self._queue.depth())
+        except QueueDepthUnavailable:
+            return "-"  # the broker did not answer (the aggregate did)

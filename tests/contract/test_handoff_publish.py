@@ -57,7 +57,7 @@ def test_h1_the_hand_off_sends_what_send_task_sends(redis_url: str) -> None:
         wanted = {"reply_to", "create_sent_event", "ignore_result", "origin", "argsrepr", "kwargsrepr"}
         params = set(inspect.signature(app.amqp.create_task_message).parameters)
         assert wanted <= params, f"create_task_message no longer takes {sorted(wanted - params)}"
-        Handoff(app, "h", client).hand_off([(ORDER, ORIGIN)])
+        Handoff(app, "h").hand_off([(ORDER, ORIGIN)])
         app.send_task(PROCESS_ORDER_TASK, args=(ORDER, ORIGIN), task_id="o-1", queue="h",
                       **task_reprs(ORDER, ORIGIN))  # fmt: skip
         ours, celerys = (json.loads(raw) for raw in client.lrange("h", 0, -1)[::-1])

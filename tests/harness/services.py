@@ -13,6 +13,7 @@ from orders.stack.services import (
     start_registry,
     start_tansu,
 )
+from orders.stack.zipkin import start_zipkin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,4 +32,5 @@ __all__ = [
     "start_redis",
     "start_registry",
     "start_tansu",
+    "start_zipkin",
 ]

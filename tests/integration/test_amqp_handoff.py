@@ -1,22 +1,33 @@
-"""The bridge's hand-off to RabbitMQ: send_task's message, confirmed per batch, refused batches raise."""
+"""The bridge's hand-off to RabbitMQ: send_task's message, confirmed per batch, refused batches raise;
+the queue's depth read on a connection of its own, from any thread."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+import urllib.request
+from contextlib import closing
 from typing import Any
 
 import pytest
 from kombu import Connection
+from prometheus_client import CollectorRegistry, start_http_server
 
 from bridge.amqp_handoff import AmqpHandoff
 from bridge.consumer import BROKER_ERRORS
 from bridge.handoff import create_sender
+from bridge.metrics import QueueCollector
 from orders.core.celery_config import task_reprs
 from orders.core.order import PROCESS_ORDER_TASK
+from orders.core.queue_depth import QueueDepthReader, QueueDepthUnavailable, depth_reader
 from orders.core.settings import Settings
 from orders.dashboard.sampler import RedisFigures
-from orders.stack.rabbitmq import RabbitMQ, queue_depth
+from orders.stack.rabbitmq import RabbitMQ
+from orders.stack.supervisor import free_port
 from tests.integration.test_handoff import ORDER, ORIGIN, VOLATILE
+
+READER_NAME = "orders depth reader"
 
 
 def _sender(node: RabbitMQ, queue: str) -> Any:
@@ -59,15 +70,109 @@ def test_hand_off_sends_what_send_task_sends(rabbitmq: RabbitMQ) -> None:
 
 def test_a_batch_is_confirmed_and_counted_by_the_queue_depth(rabbitmq: RabbitMQ) -> None:
     handoff = AmqpHandoff(_sender(rabbitmq, "q-depth"), "q-depth")
-    assert handoff.queue_depth() == 0  # before anything declared the queue
+    reader = depth_reader(rabbitmq.url, "q-depth")
+    assert reader.depth() == 0  # before anything declared the queue
     handoff.hand_off(_orders(500))
     # Returned means confirmed: RabbitMQ has every message, none in flight.
-    assert queue_depth(rabbitmq.url, "q-depth") == 500
+    assert reader.depth() == 500
     handoff.hand_off(_orders(3, first=500))
-    assert handoff.queue_depth() == 503
+    assert reader.depth() == 503
+    assert (reader.figures().waiting, reader.figures().unacknowledged) == (503, None)  # RabbitMQ does not say
     ids = [m.headers["id"] for m in _take_all(rabbitmq.url, "q-depth")]
     handoff.close()
+    reader.close()
     assert ids == [f"o-{i}" for i in range(503)]
+
+
+def _reader_connections(node: RabbitMQ) -> list[str]:
+    """The node's connections opened by a depth reader, by pid (they name themselves; publishers do not)."""
+    rows = node.ctl("list_connections", "pid", "client_properties", "--quiet", "--no-table-headers")
+    return [row.split("\t")[0] for row in rows.splitlines() if READER_NAME in row]
+
+
+def test_depth_reads_never_touch_the_publishers_connection(rabbitmq: RabbitMQ) -> None:
+    """The reader's connection is its own: RabbitMQ closing it fails one reading, never a hand-off (once,
+    a depth reading that failed closed the publisher's connection, and the batch under way failed)."""
+    for pid in _reader_connections(rabbitmq):  # left by other tests' readers
+        rabbitmq.ctl("close_connection", pid, "test: not this test's")
+    handoff = AmqpHandoff(_sender(rabbitmq, "q-own"), "q-own")
+    reader = depth_reader(rabbitmq.url, "q-own")
+    handoff.hand_off(_orders(10))
+    assert reader.depth() == 10
+    (pid,) = _reader_connections(rabbitmq)  # one connection for the reader, another for the publisher
+
+    rabbitmq.ctl("close_connection", pid, "test: the depth reader's connection")
+    with pytest.raises(QueueDepthUnavailable, match="CONNECTION_FORCED"):
+        reader.depth()
+    handoff.hand_off(_orders(10, first=10))  # its connection was never the reader's: no retry needed
+
+    assert reader.depth() == 20  # and the next reading opens a new connection
+    handoff.close()
+    reader.close()
+
+
+def test_depth_read_in_a_tight_loop_from_another_thread_during_confirm_waits(rabbitmq: RabbitMQ) -> None:
+    """What the bridge does when /metrics is scraped during a confirm wait: no error on either side."""
+    handoff = AmqpHandoff(_sender(rabbitmq, "q-threads"), "q-threads")
+    reader = depth_reader(rabbitmq.url, "q-threads")
+    readings: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read_until_done() -> None:
+        deadline = time.monotonic() + 60
+        while not done.is_set() and time.monotonic() < deadline and len(readings) < 50_000:
+            try:
+                readings.append(reader.depth())
+            except QueueDepthUnavailable as exc:
+                errors.append(exc)
+
+    scraper = threading.Thread(target=read_until_done)
+    scraper.start()
+    try:
+        for batch in range(20):
+            handoff.hand_off(_orders(500, first=500 * batch))
+    finally:
+        done.set()
+        scraper.join(timeout=70)
+    assert errors == []
+    assert len(readings) > 20 and readings == sorted(readings)  # read throughout; never a count going back
+    assert reader.depth() == 10_000
+    handoff.close()
+    reader.close()
+
+
+def _metrics_page(reader: QueueDepthReader) -> tuple[int, str]:
+    """/metrics served by Prometheus' own server with the bridge's queue collector: status and text."""
+    registry = CollectorRegistry()
+    registry.register(QueueCollector(reader, 100))
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            return response.status, response.read().decode()
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def test_a_rabbitmq_hiccup_leaves_the_depth_out_of_one_metrics_page(rabbitmq: RabbitMQ) -> None:
+    """kombu's and py-amqp's errors during a scrape: a page without the depth, not a 500."""
+    with closing(depth_reader(f"amqp://guest:guest@127.0.0.1:{free_port()}//", "q", timeout=2)) as nobody:
+        status, page = _metrics_page(nobody)  # kombu's OperationalError: connection refused
+    assert status == 200 and "orders_bridge_max_queue_depth 100.0" in page
+    assert "orders_bridge_queue_depth " not in page
+
+    handoff = AmqpHandoff(_sender(rabbitmq, "q-scrape"), "q-scrape")
+    handoff.hand_off(_orders(4))
+    handoff.close()
+    with closing(depth_reader(rabbitmq.url, "q-scrape")) as reader:
+        assert "orders_bridge_queue_depth 4.0" in _metrics_page(reader)[1]
+        rabbitmq.ctl("close_all_connections", "test: a hiccup")  # py-amqp's ConnectionForced, next read
+        status, page = _metrics_page(reader)
+        assert status == 200 and "orders_bridge_max_queue_depth 100.0" in page
+        assert "orders_bridge_queue_depth " not in page
+        assert "orders_bridge_queue_depth 4.0" in _metrics_page(reader)[1]  # reconnected
 
 
 def test_a_batch_no_queue_takes_fails_and_its_retry_goes_through(rabbitmq: RabbitMQ) -> None:

@@ -18,7 +18,7 @@ def test_fetch_takes_the_messages_and_records_them_unacknowledged_atomically(red
     settings = Settings.from_env({"REDIS_URL": redis_url, "CELERY_QUEUE": "q"}, env_file=None)
     client = redis.Redis.from_url(redis_url)
     orders = [({"orderId": f"o-{i}", "product": "p", "price": "1.00"}, ORIGIN) for i in range(3)]
-    Handoff(create_sender(settings), "q", client).hand_off(orders)
+    Handoff(create_sender(settings), "q").hand_off(orders)
     queued = client.lrange("q", 0, -1)[::-1]  # kombu pushes on the left: oldest last
 
     queue, *items = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 2, RECORD)
@@ -40,7 +40,7 @@ def test_fetch_acknowledges_the_tags_it_is_given_first(redis_url: str) -> None:
     settings = Settings.from_env({"REDIS_URL": redis_url, "CELERY_QUEUE": "q"}, env_file=None)
     client = redis.Redis.from_url(redis_url)
     orders = [({"orderId": f"o-{i}", "product": "p", "price": "1.00"}, ORIGIN) for i in range(3)]
-    Handoff(create_sender(settings), "q", client).hand_off(orders)
+    Handoff(create_sender(settings), "q").hand_off(orders)
     _, *first = client.eval(FETCH_SCRIPT, 3, "q", "unacked", "unacked_index", 2, RECORD)
     done = [json.loads(item)["properties"]["delivery_tag"] for item in first]
 

@@ -1,4 +1,5 @@
-"""The bridge's hand-off on a real redis-server: the message it builds is the one send_task builds."""
+"""The bridge's hand-off on a real redis-server: the message it builds is the one send_task builds; the
+queue's depth as every reader sees it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from bridge.consumer import BROKER_ERRORS
 from bridge.handoff import Handoff, create_sender
 from orders.core.celery_config import task_reprs
 from orders.core.order import PROCESS_ORDER_TASK
+from orders.core.queue_depth import UNACKED_KEY, QueueDepthUnavailable, QueueFigures, depth_reader
 from orders.core.settings import Settings
+from orders.stack.supervisor import free_port
 from tests.harness import services
+from worker.transport import FETCH_SCRIPT
 
 ORIGIN = {
     "topic": "orders",
@@ -43,7 +47,7 @@ def test_hand_off_sends_what_send_task_sends(redis_url: str, backend: str | None
     app = create_sender(Settings.from_env(env, env_file=None))
     client = redis.Redis.from_url(redis_url)
 
-    Handoff(app, "q", client).hand_off([(ORDER, ORIGIN)])
+    Handoff(app, "q").hand_off([(ORDER, ORIGIN)])
     app.send_task(
         PROCESS_ORDER_TASK, args=(ORDER, ORIGIN), task_id="o-1", queue="q", **task_reprs(ORDER, ORIGIN)
     )
@@ -62,7 +66,7 @@ def test_hand_off_sends_what_send_task_sends(redis_url: str, backend: str | None
 
 def test_hand_off_publishes_a_batch_in_order(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    handoff = Handoff(create_sender(Settings.from_env({"REDIS_URL": redis_url}, env_file=None)), "q", client)
+    handoff = Handoff(create_sender(Settings.from_env({"REDIS_URL": redis_url}, env_file=None)), "q")
     orders = [({**ORDER, "orderId": f"o-{i}"}, {**ORIGIN, "offset": i}) for i in range(5)]
 
     handoff.hand_off(orders[:2])
@@ -76,9 +80,7 @@ def test_after_a_failed_hand_off_the_retry_goes_through(tmp_path: Path) -> None:
     server = services.start_redis(tmp_path)
     try:
         client = redis.Redis.from_url(server.url)
-        handoff = Handoff(
-            create_sender(Settings.from_env({"REDIS_URL": server.url}, env_file=None)), "q", client
-        )
+        handoff = Handoff(create_sender(Settings.from_env({"REDIS_URL": server.url}, env_file=None)), "q")
         handoff.hand_off([(ORDER, ORIGIN)])
 
         server.service.kill()
@@ -97,3 +99,25 @@ def _answers(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.ConnectionError:
         return False
+
+
+def test_the_depth_reader_counts_what_waits_and_what_workers_hold(redis_url: str) -> None:
+    handoff = Handoff(create_sender(Settings.from_env({"REDIS_URL": redis_url}, env_file=None)), "q")
+    reader = depth_reader(redis_url, "q")
+    assert reader.figures() == QueueFigures(0, 0)  # before anything created the list
+    handoff.hand_off([({**ORDER, "orderId": f"o-{i}"}, {**ORIGIN, "offset": i}) for i in range(5)])
+    assert reader.depth() == 5
+
+    # A worker's fetch (worker/fetch.lua) moves two to the unacknowledged hash in one step.
+    redis.Redis.from_url(redis_url).eval(FETCH_SCRIPT, 3, "q", UNACKED_KEY, "unacked_index", 2, "1")
+    assert reader.figures() == QueueFigures(waiting=3, unacknowledged=2)
+    assert reader.depth() == 3
+    reader.close()
+
+
+def test_a_redis_that_does_not_answer_is_an_unavailable_depth() -> None:
+    reader = depth_reader(f"redis://127.0.0.1:{free_port()}/0", "q", timeout=1)
+    with pytest.raises(QueueDepthUnavailable, match="Redis queue 'q'"):
+        reader.depth()
+    with pytest.raises(QueueDepthUnavailable):
+        reader.figures()

@@ -68,7 +68,7 @@ def test_invalid_price_is_shown_as_it_is() -> None:
 def test_missing_headers_leave_blanks() -> None:
     v = view_from_headers({}, None, None, 0, 0)
     assert (v.order_id, v.stage, v.error_class, v.attempts, v.failed_at) == ("", "", "", None, None)
-    assert table_row(v) == ("", "", "", "", "", "", "")
+    assert table_row(v) == ("", "", "", "", "", "", "", "")
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_positions_stop_at_the_first_skipped_or_failed_record_per_partition() ->
 
 
 def test_table_row() -> None:
-    assert len(COLUMNS) == 7
+    assert len(COLUMNS) == 8
     assert table_row(view()) == (
         "o-1",
         "Laptop",
@@ -157,4 +157,24 @@ def test_table_row() -> None:
         "PermanentError: injected permanent failure",
         "4",
         "2024-05-01 12:30:00",
+        "",
     )
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_a_letter_carrying_a_trace_shows_its_id_and_a_link_when_the_backend_is_known() -> None:
+    v = view(traceparent=TRACEPARENT)
+    assert v.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert v.to_json()["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert table_row(v)[-1] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert table_row(v, "http://127.0.0.1:9411")[-1] == (
+        "[link=http://127.0.0.1:9411/zipkin/traces/4bf92f3577b34da6a3ce929d0e0e4736]"
+        "4bf92f3577b34da6a3ce929d0e0e4736[/link]"
+    )
+
+
+@pytest.mark.parametrize("traceparent", ["", "garbage", "00-" + "0" * 32 + "-00f067aa0ba902b7-01"])
+def test_a_missing_or_invalid_traceparent_shows_no_trace(traceparent: str) -> None:
+    assert view(traceparent=traceparent).trace_id is None

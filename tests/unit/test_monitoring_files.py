@@ -122,6 +122,9 @@ def test_panels_use_the_provisioned_datasource() -> None:
             assert holder["datasource"]["uid"] in uids, panel["title"]
 
 
+ZIPKIN_DATASOURCE = REPO_ROOT / "monitoring/grafana/provisioning/datasources/zipkin.yml"
+
+
 def test_compose_runs_prometheus_and_grafana_on_these_files() -> None:
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
@@ -137,6 +140,19 @@ def test_compose_runs_prometheus_and_grafana_on_these_files() -> None:
     assert datasource["url"] == "http://prometheus:9090"
     for service in (prometheus, grafana):
         assert all(str(port).startswith("127.0.0.1:") for port in service["ports"])
+
+
+def test_grafana_and_every_process_use_compose_s_zipkin() -> None:
+    """The trace backend compose runs is Grafana's Zipkin datasource and every process's exporter target."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    zipkin = compose["services"]["zipkin"]
+    assert zipkin["image"].startswith("openzipkin/zipkin:")
+    assert all(str(port).startswith("127.0.0.1:") for port in zipkin["ports"])
+    sources = yaml.safe_load((ZIPKIN_DATASOURCE).read_text())["datasources"]
+    assert [(s["type"], s["url"]) for s in sources] == [("zipkin", "http://zipkin:9411")]
+    for name in ("worker", "bridge", "producer", "dashboard"):
+        env = compose["services"][name].get("environment") or compose["x-app-env"]
+        assert env["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] == "http://zipkin:9411/api/v2/spans", name
 
 
 def test_prometheus_discovers_each_scaled_service_on_its_metrics_port() -> None:

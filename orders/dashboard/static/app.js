@@ -35,6 +35,22 @@ function cell(text, className) {
 }
 
 // "<run prefix>-<sequence>": the prefix is what a narrow screen shortens, the sequence always shows.
+// A dead letter's detail ends with its trace id, a link to the trace backend's page when its URL is known.
+function detailCell(entry, tracesUrl) {
+  const td = cell(entry.detail, "detail");
+  if (!entry.trace) return td;
+  const trace = document.createElement(tracesUrl ? "a" : "span");
+  trace.className = "trace";
+  trace.textContent = ` trace ${entry.trace}`;
+  if (tracesUrl) {
+    trace.href = `${tracesUrl}/zipkin/traces/${encodeURIComponent(entry.trace)}`;
+    trace.target = "_blank";
+    trace.rel = "noopener";
+  }
+  td.append(trace);
+  return td;
+}
+
 function orderCell(orderId) {
   const td = cell("", "id");
   const cut = orderId.lastIndexOf("-");
@@ -167,7 +183,7 @@ function renderTables(state) {
       badge.textContent = r.status === "dlq" ? "DLQ" : r.status;
       const status = cell("");
       status.append(badge);
-      return [cell(clock(r.at), "time"), orderCell(String(r.orderId)), cell(r.product), cell(money(r.price)), status, cell(r.detail, "detail")];
+      return [cell(clock(r.at), "time"), orderCell(String(r.orderId)), cell(r.product), cell(money(r.price)), status, detailCell(r, state.controls.traces_url)];
     }),
   );
   fillTable(
