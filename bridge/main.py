@@ -70,9 +70,10 @@ def run_bridge(settings: BridgeSettings) -> None:
     depth.close()
 
 
-def create_handoff(settings: Settings) -> Handoff:
-    """The hand-off for the Celery broker CELERY_BROKER_URL names: Redis or RabbitMQ."""
-    app = create_sender(settings)
+def create_handoff(settings: BridgeSettings) -> Handoff:
+    """The hand-off for the Celery broker CELERY_BROKER_URL names: Redis (waiting for its replicas per
+    batch, if it has any) or RabbitMQ."""
+    app = create_sender(settings, settings.handoff_wait_replicas)
     if settings.broker_kind == "amqp":
         return AmqpHandoff(app, settings.celery_queue)
     return Handoff(app, settings.celery_queue)

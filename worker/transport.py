@@ -51,6 +51,8 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 from orders.core.celery_config import FAST_TRANSPORT, LEASE_RENEW_SECONDS
+from orders.core.redis_client import refuses_writes
+from worker.publish_wait import wait_for_replicas_in
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,8 @@ FETCH_SHA = hashlib.sha1(FETCH_SCRIPT.encode()).hexdigest()
 # Most messages one fetch takes; the prefetch budget (prefetch multiplier x concurrency) limits it too.
 FETCH_BATCH = 16
 COMMANDS = {"take": "EVALSHA", "wait": "BLMOVE"}
-# Redis answers but will not write: a replica after a failover, or maxmemory with noeviction.
-UNWRITABLE = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError)
+# After Redis answered that it will not write now (a replica after a failover, maxmemory with noeviction,
+# NOREPLICAS, MASTERDOWN: orders/core/redis_client.py's refuses_writes), the next fetch waits this long.
 UNWRITABLE_PAUSE = 0.5
 
 
@@ -98,8 +100,30 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
         """
         try:
             super().restore_visible(*args, **kwargs)
-        except UNWRITABLE as exc:
+        except redis.ResponseError as exc:
+            if not refuses_writes(exc):
+                raise
             log.warning("broker Redis refuses writes (%s); sweeping for expired messages later", exc)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """kombu's reject, except that one the broker does not take leaves the message where it is.
+
+        A requeue (a task handing its order back) writes to Redis; kombu let a refusal (READONLY after
+        the broker failed over, NOREPLICAS, OOM) out of the event loop, and Celery stopped the worker
+        ("Unrecoverable error"); a lost connection was only logged. Either way the message is still
+        recorded as unacknowledged in Redis: forgotten here (no lease renewal), it comes back after the
+        visibility timeout, as a dead worker's would (K4).
+        """
+        try:
+            super().reject(delivery_tag, requeue)
+        except (*self.channel.connection_errors, redis.ResponseError) as exc:
+            if isinstance(exc, redis.ResponseError) and not refuses_writes(exc):
+                raise
+            log.warning(
+                "reject not taken by the broker (%s); message %s stays unacknowledged and comes back "
+                "after the visibility timeout", exc, delivery_tag,
+            )  # fmt: skip
+            super(kombu_redis.QoS, self).ack(delivery_tag)  # K1: forgotten in memory only
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
@@ -210,16 +234,27 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             self._script_loaded, self._take_next = False, True
             self._retry_acks_in_flight(fetch)
             raise Empty() from exc
-        except UNWRITABLE as exc:
-            # A replica answering (failover), or maxmemory reached with noeviction: the script ran
-            # nothing. Wait a little rather than spin, and try again with the same acks.
+        except redis.ResponseError as exc:
+            if not refuses_writes(exc):
+                raise
+            # The script ran nothing: try again with the same acks.
             self._retry_acks_in_flight(fetch)
-            log.warning("broker Redis refuses writes (%s); fetching again in %.1fs", exc, UNWRITABLE_PAUSE)
-            sleep(UNWRITABLE_PAUSE)
-            raise Empty() from exc
+            self._refused(exc)
         if fetch == "take":
             self._script_loaded, self._acks_in_flight = True, []
         return reply
+
+    def _refused(self, exc: redis.ResponseError) -> None:
+        """The broker answered but will not write (a replica, full, short of replicas): wait a little
+        rather than spin, and fetch again (raises Empty). A Sentinel channel looks for the primary anew."""
+        log.warning("broker Redis refuses writes (%s); fetching again in %.1fs", exc, UNWRITABLE_PAUSE)
+        sleep(UNWRITABLE_PAUSE)
+        raise Empty() from exc
+
+    def create_publish_batch(self, max_size: int) -> Any:
+        """kombu's batched publish (the bridge's hand-off), which waits for replicas when the bridge asks
+        (``publish_wait_replicas``): worker/publish_wait.py."""
+        return wait_for_replicas_in(super().create_publish_batch(max_size), self)
 
     def _retry_acks_in_flight(self, fetch: str) -> None:
         """A fetch whose reply never came may not have run: its acks go out again (HDEL is idempotent)."""
@@ -296,7 +331,9 @@ class MultiChannelPoller(kombu_redis.MultiChannelPoller):  # type: ignore[misc]
             try:
                 channel._send_pending_acks()  # the acks no fetch took (prefetch full, a wait in flight)
                 channel._renew_leases()
-            except UNWRITABLE as exc:  # kept for the next tick (acks) or the next interval (leases)
+            except redis.ResponseError as exc:  # kept for the next tick (acks) or interval (leases)
+                if not refuses_writes(exc):
+                    raise
                 log.warning("broker Redis refuses writes (%s); acks and leases wait", exc)
 
 

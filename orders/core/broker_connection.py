@@ -30,9 +30,18 @@ from orders.core.settings import Settings
 
 # The fast path's transports by the path kombu resolves (worker/transport.py; core imports no worker).
 FAST_TRANSPORT = "worker.transport:Transport"
-FAST_SENTINEL_TRANSPORT = "worker.transport:SentinelTransport"
+FAST_SENTINEL_TRANSPORT = "worker.sentinel_transport:SentinelTransport"
 # Tries to connect before a publish gives up (its caller retries): the first at once, one more after 0.5 s.
 CONNECT_RETRIES = 1
+# Transport options of the bridge's sender alone: replicas each batched publish waits for, and how long
+# (worker/publish_wait.py reads them; the workers' own publishes never wait).
+PUBLISH_WAIT_REPLICAS = "publish_wait_replicas"
+PUBLISH_WAIT_TIMEOUT = "publish_wait_timeout"
+
+
+def publish_wait(replicas: int, timeout: float) -> dict[str, Any]:
+    """The transport options that make each batched publish wait for ``replicas`` (0: no wait)."""
+    return {PUBLISH_WAIT_REPLICAS: replicas, PUBLISH_WAIT_TIMEOUT: timeout} if replicas else {}
 
 
 def redis_broker(settings: Settings, bounds: Bounds = DEFAULT_BOUNDS) -> dict[str, Any]:
@@ -57,6 +66,9 @@ def redis_broker(settings: Settings, bounds: Bounds = DEFAULT_BOUNDS) -> dict[st
     }
     if isinstance(parsed, SentinelUrl):
         options.update(master_name=parsed.master_name, sentinel_kwargs=sentinel_kwargs(parsed, bounds))
-        config["broker_url"] = parsed.kombu_url()
+        # Celery reads CELERY_BROKER_URL from the environment itself, over broker_url, and kombu refuses
+        # our options in it; the read and write URLs come before both.
+        for name in ("broker_url", "broker_read_url", "broker_write_url"):
+            config[name] = parsed.kombu_url()
         config["broker_transport"] = None if settings.stock_celery else FAST_SENTINEL_TRANSPORT
     return {**config, "broker_transport_options": options}

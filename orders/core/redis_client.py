@@ -28,6 +28,7 @@ Redis Cluster (``redis+cluster://``, orders/core/redis_url.py) is parsed but not
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ from orders.core.redis_url import ClusterUrl, RedisUrl, SentinelUrl, ServerUrl, 
 
 # Error replies that mean the primary will not write now: no fault of the data, try again elsewhere or later.
 UNWRITABLE_REPLIES = ("NOREPLICAS", "MASTERDOWN")
+# redis-py puts "Command # n (...) of pipeline caused error: " before a pipelined command's error reply.
+_UNWRITABLE_REPLY = re.compile(r"(?:^|of pipeline caused error: )(?:NOREPLICAS|MASTERDOWN)\b")
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,15 @@ class Unwritable(redis.ResponseError):
 
 def is_unwritable(exc: BaseException) -> bool:
     """Whether a Redis error reply says "not now" (NOREPLICAS, MASTERDOWN) rather than "never"."""
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(UNWRITABLE_REPLIES)
+    return isinstance(exc, redis.ResponseError) and _UNWRITABLE_REPLY.search(str(exc)) is not None
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """Whether Redis answered but will not write now: :func:`is_unwritable`, a replica (READONLY) or a
+    full Redis (OOM, maxmemory with noeviction)."""
+    return isinstance(
+        exc, redis.exceptions.ReadOnlyError | redis.exceptions.OutOfMemoryError
+    ) or is_unwritable(exc)
 
 
 def as_unwritable(exc: redis.ResponseError) -> redis.ResponseError:
@@ -218,9 +229,14 @@ def _tls(options: Mapping[str, str]) -> dict[str, Any]:
 def reconnect(client: redis.Redis) -> None:
     """Drop every connection of ``client``: the next command connects afresh (with Sentinel, asking the
     Sentinels where the primary is now). For after an unwritable answer or a short WAIT."""
-    client.connection_pool.disconnect()
-    if isinstance(client.connection_pool, SentinelConnectionPool):
-        client.connection_pool.reset()
+    reconnect_pool(client.connection_pool)
+
+
+def reconnect_pool(pool: Any) -> None:
+    """:func:`reconnect` for a connection pool (kombu's channels keep theirs)."""
+    pool.disconnect()
+    if isinstance(pool, SentinelConnectionPool):
+        pool.reset()
 
 
 def wait_for_replicas(replies: list[Any], replicas: int) -> None:
