@@ -20,6 +20,7 @@ from orders.core.metrics_server import serve_metrics
 from orders.core.process import start_process, stop_on_signals
 from orders.core.queue_depth import depth_reader
 from orders.core.redis_client import connect
+from orders.core.redis_health import combined, pipeline_redis
 from orders.core.settings import Settings, SettingsError
 from orders.core.tracing import start_tracing
 
@@ -60,7 +61,8 @@ def run_bridge(settings: BridgeSettings) -> None:
         settings.metrics_port,
         AggregateCollector(aggregate),
         QueueCollector(depth, settings.max_queue_depth),
-        readiness=loop.readiness,
+        # Not ready while the loop retries something, or a Redis it needs does not answer (the reason shown).
+        readiness=combined(loop.readiness, pipeline_redis(settings)),
         host=settings.metrics_host,
     )
     stop_on_signals(loop.stop)
