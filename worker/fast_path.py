@@ -51,8 +51,9 @@ publish_wait.py and fetch.lua):
   K13 the ``unacked_restore_interval`` and ``unacked_restore_throttle`` transport options (new in 5.7,
       public): a dead worker's orders come back within the visibility timeout + 10 s, not + 100 s.
   K14 ``SentinelChannel._sentinel_managed_pool(asynchronous)`` makes the pool ``_get_pool`` uses, from
-      ``_connparams``, ``connection.client.alt`` and the ``master_name``/``sentinel_kwargs`` options, and
-      keeps the client in ``_sentinel_manager`` (worker/sentinel_transport.py: the broker on Sentinel).
+      ``_connparams`` and the ``master_name``/``sentinel_kwargs`` options, and keeps the client in
+      ``_sentinel_manager``; ``Connection.switch`` to the next ``;`` URL takes its scheme as the transport,
+      so one URL is given (worker/sentinel_transport.py: the broker on Sentinel).
   K15 ``PublishBatch.pipeline``: the redis-py pipeline ``flush()`` executes once per batch
       (worker/publish_wait.py appends the hand-off's WAIT to it).
   K16 ``QoS.reject`` writes to Redis before ``virtual.QoS.ack`` forgets the tag (worker/acks.py: a

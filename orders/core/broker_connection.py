@@ -37,6 +37,8 @@ CONNECT_RETRIES = 1
 # (worker/publish_wait.py reads them; the workers' own publishes never wait).
 PUBLISH_WAIT_REPLICAS = "publish_wait_replicas"
 PUBLISH_WAIT_TIMEOUT = "publish_wait_timeout"
+# Every Sentinel of a Sentinel broker ("host:port"), for the fast path's channel.
+SENTINELS_OPTION = "sentinels"
 
 
 def publish_wait(replicas: int, timeout: float) -> dict[str, Any]:
@@ -66,9 +68,14 @@ def redis_broker(settings: Settings, bounds: Bounds = DEFAULT_BOUNDS) -> dict[st
     }
     if isinstance(parsed, SentinelUrl):
         options.update(master_name=parsed.master_name, sentinel_kwargs=sentinel_kwargs(parsed, bounds))
+        # After a connection error kombu switches to the next ;-separated URL and takes its scheme as
+        # the transport, leaving ours for its stock one (kombu.Connection.switch). So the fast path gets
+        # one URL, and every Sentinel as a transport option (worker/sentinel_transport.py reads it).
+        url = parsed.kombu_url(first_only=not settings.stock_celery)
+        options[SENTINELS_OPTION] = [f"{host}:{port}" for host, port in parsed.sentinels]
         # Celery reads CELERY_BROKER_URL from the environment itself, over broker_url, and kombu refuses
         # our options in it; the read and write URLs come before both.
         for name in ("broker_url", "broker_read_url", "broker_write_url"):
-            config[name] = parsed.kombu_url()
+            config[name] = url
         config["broker_transport"] = None if settings.stock_celery else FAST_SENTINEL_TRANSPORT
     return {**config, "broker_transport_options": options}

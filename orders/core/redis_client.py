@@ -18,9 +18,10 @@ off with the old primary still names it after the others promoted a replica.
 
 Answers that mean "this primary cannot take writes now" are classified here once: ``NOREPLICAS`` (fewer
 replicas than ``min-replicas-to-write``), ``MASTERDOWN`` (a replica that lost its primary) and a ``WAIT``
-short of its count (:class:`ReplicasBehind`). After one, :func:`reconnect` drops the client's
-connections so the next command asks the Sentinels again: a primary cut off from its replicas answers
-NOREPLICAS forever and never drops the connection itself.
+short of its count (:class:`ReplicasBehind`). A primary cut off from its replicas answers NOREPLICAS
+forever and never drops a connection itself, so a Sentinel-managed connection (:class:`FollowingConnection`)
+takes either reply as redis-py takes READONLY: it disconnects and raises a ConnectionError, and the next
+command asks the Sentinels again. After a short WAIT, :func:`reconnect` does the same for a client.
 
 Redis Cluster (``redis+cluster://``, orders/core/redis_url.py) is parsed but not built yet:
 :func:`connect` is where it goes (see the README's Redis URLs).
@@ -36,8 +37,9 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import SSLConnection
 from redis.retry import Retry
-from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from orders.core.redis_url import ClusterUrl, RedisUrl, SentinelUrl, ServerUrl, parse_redis_url, redact
 
@@ -110,6 +112,30 @@ def refuses_writes(exc: BaseException) -> bool:
 def as_unwritable(exc: redis.ResponseError) -> redis.ResponseError:
     """The same error as :class:`Unwritable` when it is one, so ``except`` clauses can name it."""
     return Unwritable(str(exc)) if is_unwritable(exc) and not isinstance(exc, Unwritable) else exc
+
+
+class FollowingConnection(SentinelManagedConnection):
+    """redis-py's Sentinel-managed connection, following the primary on NOREPLICAS and MASTERDOWN too.
+
+    The reply means the command did not run, and that this node may no longer be the primary (the
+    Sentinels promoted a replica while it was cut off from them): drop the connection and raise a
+    ConnectionError, so the command is sent again (the client's one retry, or its caller's) through a
+    new connection to whichever node the Sentinels name now, as redis-py does for READONLY. Every client
+    on a Sentinel URL uses it: the aggregate's, the broker's (kombu's pools), the tools'.
+    """
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.ResponseError as exc:
+            if not (self.connection_pool.is_master and is_unwritable(exc)):
+                raise
+            self.disconnect()
+            raise redis.ConnectionError(f"the primary refuses writes ({exc}); asking the Sentinels") from exc
+
+
+class FollowingSSLConnection(FollowingConnection, SSLConnection):
+    """:class:`FollowingConnection` over TLS."""
 
 
 class QuorumSentinel(Sentinel):
@@ -190,6 +216,8 @@ def sentinel_manager(
     """The Sentinels of ``parsed`` with the data nodes' connection options (``overrides`` on top: kombu's)."""
     data_options: dict[str, Any] = {**bounds.connection_kwargs(), "retry": bounds.retry(), "db": parsed.db}
     data_options.update(_tls(parsed.tls))
+    tls = data_options.pop("ssl", False)
+    data_options["connection_class"] = FollowingSSLConnection if tls else FollowingConnection
     data_options.update(overrides)
     return QuorumSentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs(parsed, bounds), **data_options)
 

@@ -74,12 +74,16 @@ class SentinelUrl:
     def with_db(self, db: int) -> SentinelUrl:
         return replace(self, db=db)
 
-    def kombu_url(self) -> str:
+    def kombu_url(self, first_only: bool = False) -> str:
         """The URL kombu's Sentinel channel takes: every element complete (a failover switch of kombu's
-        reads the next element alone), without the options kombu takes as transport options."""
+        reads the next element alone), without the options kombu takes as transport options.
+
+        ``first_only``: the first element alone (see orders/core/broker_connection.py).
+        """
+        sentinels = self.sentinels[:1] if first_only else self.sentinels
         return ";".join(
             _element(host, port, self.username, self.password, self.db, dict(self.tls))
-            for host, port in self.sentinels
+            for host, port in sentinels
         )
 
     def to_url(self) -> str:

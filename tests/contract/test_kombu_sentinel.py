@@ -14,9 +14,10 @@ from tests.contract.rig import FAST, ONE_LIST, publish
 
 K14 = Contract(
     "K14", "kombu", "SentinelChannel._sentinel_managed_pool(asynchronous) making the pool _get_pool uses, "
-    "from _connparams(asynchronous), the sentinel:// URLs in connection.client.alt and the master_name / "
-    "sentinel_kwargs transport options; the Sentinel client kept in _sentinel_manager for "
-    "_disconnect_pools", "worker/sentinel_transport.py",
+    "from _connparams(asynchronous) and the master_name / sentinel_kwargs transport options; the Sentinel "
+    "client kept in _sentinel_manager for _disconnect_pools; and Connection.switch (a failover to the next "
+    ";-separated URL) taking that URL's scheme as the transport, so one URL is given",
+    "worker/sentinel_transport.py",
     "making the broker's pool through the pipeline's Sentinel client (the newest epoch of a majority) on "
     "the fast path's channel; without it a sentinel:// broker cannot run the fast path",
     "kombu/transport/redis.py: SentinelChannel._sentinel_managed_pool, _get_pool, "
@@ -52,6 +53,15 @@ def test_k14_the_sentinel_channel_makes_its_pool_in_one_hook() -> None:
 
         mro = SentinelChannel.__mro__
         assert mro.index(Channel) < mro.index(channel_class) < mro.index(kombu_redis.Channel)
+        ours = "worker.sentinel_transport:SentinelTransport"
+        two = Connection("sentinel://h1:26379;sentinel://h2:26379", transport=ours)
+        two.maybe_switch_next()
+        assert two.transport_cls == "sentinel", (
+            f"a switch kept {two.transport_cls}: one URL is no longer needed"
+        )
+        one = Connection("sentinel://h1:26379", transport=ours)
+        one.maybe_switch_next()
+        assert one.transport_cls == ours, f"one URL switched to {one.transport_cls}"
 
 
 def test_k15_a_publish_batch_executes_its_pipeline_once_and_raises_what_it_raised(redis_url: str) -> None:

@@ -148,11 +148,19 @@ def test_an_aggregate_write_short_of_its_replicas_is_refused_and_its_redelivery_
     assert writer.snapshot().count == 2
 
 
-def test_noreplicas_is_unwritable_and_the_client_asks_again(redis_sentinel_cluster: SentinelSet) -> None:
+def test_noreplicas_makes_a_sentinel_client_ask_again_and_a_plain_one_unwritable(
+    redis_sentinel_cluster: SentinelSet,
+) -> None:
+    """A primary short of replicas may be one the Sentinels replaced: through a Sentinel URL the reply is
+    a lost connection (asked again next time); through one server's URL it stays what it is."""
     ha = redis_sentinel_cluster
-    writer = AggregateWriter(connect(ha.url()), 3600)
+    primary = ha.primary()
+    through_sentinels = AggregateWriter(connect(ha.url()), 3600)
+    plain = AggregateWriter(connect(f"redis://:{ha.password}@{primary.host.address}:{primary.port}/0"), 3600)
     ha.set_min_replicas(3, 10)  # more replicas than there are: NOREPLICAS on every write
+    with pytest.raises(redis.ConnectionError, match=r"refuses writes.*NOREPLICAS"):
+        through_sentinels.record_order("n-1", "widget", 100)
     with pytest.raises(Unwritable, match="NOREPLICAS"):
-        writer.record_order("n-1", "widget", 100)
+        plain.record_order("n-1", "widget", 100)
     ha.set_min_replicas(0, 10)
-    assert writer.record_order("n-1", "widget", 100) is True
+    assert through_sentinels.record_order("n-1", "widget", 100) is True

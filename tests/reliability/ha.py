@@ -27,7 +27,7 @@ MIN_REPLICAS = (1, 10)
 LAG_SECONDS = 3.0
 # A visibility timeout just above its floor (20 s): handed-back orders whose reject never reached the
 # broker come back soon.
-VISIBILITY = "25"
+VISIBILITY = "21"
 
 
 @contextlib.contextmanager

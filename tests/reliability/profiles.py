@@ -36,7 +36,7 @@ SHORT = Profile(
     registry_orders=500, registry_outage=30.0,
     fuzz_records=300,
     soak_seconds=15, soak_rate=50,
-    ha_orders=900, ha_rate=150,
+    ha_orders=600, ha_rate=150,
 )  # fmt: skip
 
 LONG = Profile(

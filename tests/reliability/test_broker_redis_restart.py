@@ -28,7 +28,7 @@ from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.lanes(short=("tansu",))]
-DOWN_SECONDS = 3.0
+DOWN_SECONDS = 2.0
 
 
 def _answers(client: redis.Redis) -> bool:
