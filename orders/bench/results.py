@@ -46,6 +46,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     "drain_rabbitmq": ("drain on Apache Kafka, RabbitMQ as Celery's broker", RATE),
     **_latencies("half_rabbitmq", "latency at half the drain rate, RabbitMQ as Celery's broker"),
     **{f"scaling_{k}": (f"drain, {k} worker process{'es' if k > 1 else ''}", RATE) for k in SCALING},
+    **_latencies("wait_off", "aggregate on a Sentinel set, broker apart, no WAIT (REDIS_WAIT_REPLICAS=0)"),
+    **_latencies("wait_on", "the same, each task's write and WAIT 1 in one round trip (the default)"),
 }
 # figure key -> label of its cost row
 COSTS: dict[str, str] = {
@@ -67,6 +69,8 @@ COSTS: dict[str, str] = {
     "half_apache": "paced, Apache Kafka",
     "drain_rabbitmq": "drain, RabbitMQ as Celery's broker",
     "half_rabbitmq": "paced, RabbitMQ as Celery's broker",
+    "wait_off": "paced, aggregate on Sentinel, no WAIT",
+    "wait_on": "paced, aggregate on Sentinel, WAIT 1 per task",
 }
 COST_COLUMNS = (*COMPONENTS, "total", "redis_server", "other_cores")
 COST_LABELS = {
@@ -89,6 +93,12 @@ RATIOS: dict[str, tuple[str, str, str]] = {
         "baseline",
     ),
     "bridge_over_drain": ("bridge alone / drain", "bridge", "drain"),
+    "cpu_wait_on_over_off": ("CPU per order: per-task WAIT / none", "cpu:wait_on", "cpu:wait_off"),
+    "p99_wait_on_over_off": (
+        "p99 latency: per-task WAIT / none",
+        "wait_on_latency_p99",
+        "wait_off_latency_p99",
+    ),
 }
 # (ratio or figure key, comparison, wanted): the targets of issue 16
 TARGETS: tuple[tuple[str, str, float], ...] = (

@@ -80,6 +80,7 @@ def test_a_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
     assert {"workers", "redis"} <= results["cost"]["ceiling"]["components"].keys()
     assert {"producer", "broker", "bridge", "workers", "redis"} <= results["cost"]["e2e"]["components"].keys()
     assert "celery_broker" in results["cost"]["drain_rabbitmq"]["components"]  # RabbitMQ's own CPU
+    assert "redis_ha" in results["cost"]["wait_on"]["components"]  # the Sentinel set the aggregate lives on
     assert results["redis_commands"]["drain"]["evalsha"] >= 1  # the aggregate script, once per order
     # The stock drain really ran kombu's transport: it fetches with BRPOP, the fast path never does.
     assert results["redis_commands"]["drain_stock"].get("brpop", 0) >= 1
