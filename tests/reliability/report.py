@@ -177,7 +177,8 @@ python -m pytest tests/reliability --long --reliability-report   # and rewrite t
 
 The short profile runs scenarios 1 (≥ 5,000 orders), 4, 5, 7, 9-12 and 22a-22e on one Kafka lane each
 and the others on both (worker scenarios on both pools; 22a-22e on one pool each); the long profile runs
-every scenario on every lane where it applies. Scenario 3 (and 3b) needs the Apache Kafka lane (Tansu keeps no data across restarts).
+every scenario on every lane where it applies. Scenario 3 (and 3b) needs the Apache Kafka lane (Tansu
+keeps no data across restarts).
 Sizes are in `tests/reliability/profiles.py`.
 
 ## Notes
