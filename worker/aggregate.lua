@@ -36,10 +36,14 @@ if cents ~= '0' and not string.match(cents, '^%-?[1-9]%d*$') then
     return redis.error_reply('price must be an integer number of cents, got ' .. cents)
 end
 
-if KEYS[8] and redis.call('EXPIRE', KEYS[8], ARGV[3]) == 1 then
+-- EXISTS before EXPIRE: once a script has called a write command, Redis skips the maxmemory check of
+-- its later ones (so as not to stop it half-way), and a full Redis must refuse a new order's writes.
+if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then
+    redis.call('EXPIRE', KEYS[8], ARGV[3])
     return -1
 end
-if redis.call('EXPIRE', KEYS[1], ARGV[3]) == 1 then
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
     return 0
 end
 

@@ -15,7 +15,9 @@
 -- Every outcome writes (a TTL refreshed at least), so the WAIT sent after it (worker/aggregate.py)
 -- proves that what it found is on the replicas too, whichever copy of the message wrote it first.
 
-if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then
+-- EXISTS before EXPIRE: a script's first write is where Redis checks maxmemory (see aggregate.lua).
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
     return {'counted', '', ''}
 end
 local current = redis.call('HMGET', KEYS[2], 'state', 'class', 'message')
