@@ -78,7 +78,7 @@ class Bridge:
         self._paused = False
         # Ready once the current consumer has joined its group (an assignment, even an empty one).
         self._joined = False
-        # What the loop retries until it succeeds (a hand-off, a DLQ publish, a decode), with the error.
+        # The hand-off the loop retries until Celery's broker takes it, with the error (for /healthz).
         self._waiting_for: str | None = None
 
     def stop(self) -> None:
@@ -86,8 +86,8 @@ class Bridge:
         self._stop.set()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """What /healthz answers: ready once in the consumer group and not stuck retrying; paused, and what
-        it waits for, as details."""
+        """What /healthz answers: ready once in the consumer group and while Celery's broker takes the
+        hand-offs; paused, and what it waits for, as details."""
         waiting = self._waiting_for
         ready = self._joined and not self._stop.is_set() and waiting is None
         return ready, {"paused": self._paused, **({"waiting_for": waiting} if waiting else {})}
@@ -145,7 +145,7 @@ class Bridge:
             carried = trace_headers if any(trace_headers) else None
             self._until_done(
                 lambda: self._handoff.hand_off(hand_offs, carried), "hand-off to Celery", BROKER_ERRORS,
-                HANDOFF_MAX_BACKOFF,
+                HANDOFF_MAX_BACKOFF, unready=True,
             )  # fmt: skip
             self._queue.pushed(len(hand_offs))
             metrics.HANDED_OFF.inc(len(hand_offs))
@@ -232,21 +232,25 @@ class Bridge:
         what: str,
         retry_on: tuple[type[BaseException], ...],
         max_backoff: float = MAX_BACKOFF,
+        unready: bool = False,
     ) -> T:
         """Run ``action`` until it succeeds, backing off on ``retry_on`` errors; never skip a record.
 
-        Meanwhile /healthz says what the bridge waits for.
+        ``unready``: meanwhile /healthz answers 503, saying what the bridge waits for (the hand-off: a
+        broker the bridge cannot reach; a registry outage is the decode's own, logged, retry).
         """
         delay = 0.5
         while True:
             try:
                 result = action()
-                self._waiting_for = None
+                if unready:
+                    self._waiting_for = None
                 return result
             except retry_on as exc:
                 if self._stop.is_set():
                     raise Stopping from exc
-                self._waiting_for = f"{what}: {exc}"
+                if unready:
+                    self._waiting_for = f"{what}: {exc}"
                 log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, max_backoff)
