@@ -35,7 +35,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from redis.connection import parse_url
 
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 SENTINEL_SCHEME = "sentinel"
@@ -240,6 +242,42 @@ def _element(
         userinfo = quote(username or "", safe="") + (f":{quote(password, safe='')}" if password else "") + "@"
     tail = f"?{urlencode(query)}" if query else ""
     return f"{SENTINEL_SCHEME}://{userinfo}{host}:{port}/{db}{tail}"
+
+
+def with_database(url: str, database: int) -> str:
+    """The same Redis server, another database: ``redis://h:6379/0`` -> ``redis://h:6379/2``.
+
+    A unix socket URL names its database in the query (``?db=N``); a Sentinel URL on every element.
+    """
+    parsed = parse_redis_url(url)
+    if isinstance(parsed, SentinelUrl):
+        return parsed.with_db(database).to_url()
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(database))]
+        return f"{url.partition('?')[0]}?{urlencode(query)}"
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def same_database(first: str, second: str) -> bool:
+    """Whether two Redis URLs name the same database of the same server (as redis-py reads them), or of
+    the same Sentinel-managed primary; False when either is not a Redis URL."""
+    try:
+        one, other = parse_redis_url(first), parse_redis_url(second)
+    except ValueError:
+        return False
+    if isinstance(one, SentinelUrl) and isinstance(other, SentinelUrl):
+        return one.same_primary(other) and one.db == other.db
+    if not (isinstance(one, ServerUrl) and isinstance(other, ServerUrl)):
+        return False
+
+    def place(url: str) -> tuple[object, ...]:
+        kwargs = parse_url(url)
+        host = kwargs.get("host", "localhost")
+        host = "localhost" if host in {"127.0.0.1", "::1", "localhost"} else host
+        return (kwargs.get("path"), host, int(kwargs.get("port", 6379)), int(kwargs.get("db", 0)))
+
+    return place(first) == place(second)
 
 
 def redact(url: str) -> str:

@@ -11,23 +11,22 @@ import os
 import warnings
 from collections.abc import Mapping
 from typing import Any, Literal, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from redis.connection import parse_url
 
 from orders.core.redis_url import (
     REDIS_SCHEMES,
     ClusterUrl,
     RedisUrl,
-    SentinelUrl,
-    ServerUrl,
     check_tls,
     parse_redis_url,
     redact,
 )
+from orders.core.redis_url import same_database as same_database  # what the processes import from here
+from orders.core.redis_url import with_database as with_database
 
 KAFKA_PREFIX = "KAFKA_"
 DAY_SECONDS = 24 * 3600
@@ -297,42 +296,6 @@ def is_secret_option(option: str) -> bool:
     (``ssl.key.pem``), a SASL/OAUTHBEARER config or a JAAS line must never reach a log.
     """
     return any(word in option.lower() for word in SECRET_OPTION_WORDS)
-
-
-def with_database(url: str, database: int) -> str:
-    """The same Redis server, another database: ``redis://h:6379/0`` -> ``redis://h:6379/2``.
-
-    A unix socket URL names its database in the query (``?db=N``); a Sentinel URL on every element.
-    """
-    parsed = parse_redis_url(url)
-    if isinstance(parsed, SentinelUrl):
-        return parsed.with_db(database).to_url()
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(database))]
-        return f"{url.partition('?')[0]}?{urlencode(query)}"
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-def same_database(first: str, second: str) -> bool:
-    """Whether two Redis URLs name the same database of the same server (as redis-py reads them), or of
-    the same Sentinel-managed primary; False when either is not a Redis URL."""
-    try:
-        one, other = parse_redis_url(first), parse_redis_url(second)
-    except ValueError:
-        return False
-    if isinstance(one, SentinelUrl) and isinstance(other, SentinelUrl):
-        return one.same_primary(other) and one.db == other.db
-    if not (isinstance(one, ServerUrl) and isinstance(other, ServerUrl)):
-        return False
-
-    def place(url: str) -> tuple[object, ...]:
-        kwargs = parse_url(url)
-        host = kwargs.get("host", "localhost")
-        host = "localhost" if host in {"127.0.0.1", "::1", "localhost"} else host
-        return (kwargs.get("path"), host, int(kwargs.get("port", 6379)), int(kwargs.get("db", 0)))
-
-    return place(first) == place(second)
 
 
 def redact_url(url: str) -> str:
