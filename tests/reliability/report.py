@@ -181,6 +181,20 @@ every scenario on every lane where it applies. Scenario 3 (and 3b) needs the Apa
 keeps no data across restarts).
 Sizes are in `tests/reliability/profiles.py`.
 
+Scenarios with replicated Redis or silent partitions (22a-22e) run on the test network
+(`tests/harness/netns.py`): run them as root (CAP_NET_ADMIN and CAP_SYS_ADMIN) with nftables installed
+(`bash .ci/setup` does it); elsewhere they fail and say why. The harness's own checks, with the measured
+failover times in a "redis ha timings" section of the summary (`test_redis_client.py`: how fast a
+client follows):
+
+```sh
+python -m pytest tests/integration/test_test_network.py tests/integration/test_redis_ha.py \
+    tests/integration/test_redis_client.py
+```
+
+A run killed with SIGKILL leaves namespaces (`orderst-<pid>-...`) and links (`ot<pid>...`) behind; the
+next run removes those whose pid is dead. `ip netns list` shows them.
+
 ## Notes
 
 - **Worker crashes.** Tasks are acknowledged late, so a SIGKILLed worker's orders (the one running, the
