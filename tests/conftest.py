@@ -26,8 +26,8 @@ from orders.stack.supervisor import Service, wait_for
 from tests.harness import services
 
 # Replicated Redis (Sentinel, Cluster) and Kafka (three brokers) on the test network of namespaces:
-# tests/harness/ha_fixtures.py, kafka_fixtures.py
-pytest_plugins = ("tests.harness.ha_fixtures", "tests.harness.kafka_fixtures")
+# tests/harness/ha_fixtures.py, kafka_fixtures.py; the independent checker: tests/checker/fixtures.py
+pytest_plugins = ("tests.harness.ha_fixtures", "tests.harness.kafka_fixtures", "tests.checker.fixtures")
 log = logging.getLogger("harness")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LANES = ["tansu", "apache"]

@@ -1,0 +1,44 @@
+"""When each order was produced (its record's timestamp) and counted (dated by its seen marker's TTL).
+
+Recovery and latency figures come from these, not from the pipeline's own metrics: how long after a
+fault (or a heal) orders were counted again, and the worst wait of an order that lived through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Times:
+    partition: int
+    produced: float  # Unix seconds
+    counted: float
+
+
+@dataclass
+class Timeline:
+    orders: dict[str, Times] = field(default_factory=dict)
+
+    def latencies(self) -> list[tuple[float, str]]:
+        return sorted((t.counted - t.produced, order_id) for order_id, t in self.orders.items())
+
+    def resumed(self, after: float, partition: int | None = None) -> float | None:
+        """Seconds from ``after`` (Unix time) until the first order produced after it was counted
+        (on ``partition`` only, if given): how soon orders flowed again. None if none was."""
+        counted = [
+            t.counted
+            for t in self.orders.values()
+            if t.produced >= after and (partition is None or t.partition == partition)
+        ]
+        return round(min(counted) - after, 3) if counted else None
+
+    def worst(self, start: float, end: float) -> tuple[float, str] | None:
+        """The longest produce-to-count wait of an order in flight at some moment of [start, end]:
+        produced before ``end`` and counted after ``start``."""
+        waits = [
+            (t.counted - t.produced, order_id)
+            for order_id, t in self.orders.items()
+            if t.produced <= end and t.counted >= start
+        ]
+        return max(waits) if waits else None
