@@ -17,21 +17,34 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from orders.core.kafka_options import options_for
 from orders.core.settings import Settings, SettingsError, option_to_env_name
 
-
 def _base(settings: Settings) -> dict[str, Any]:
     return {"bootstrap.servers": settings.kafka_bootstrap_servers}
 
 
+# Every producer of ours: acknowledged only once every in-sync replica has the record (with the
+# topic's min.insync.replicas, no acknowledged record lives on one broker alone), and idempotent, so
+# the retries that follow a leader change write no duplicate and keep each partition in order.
+DURABLE: dict[str, Any] = {"acks": "all", "enable.idempotence": True}
+# What librdkafka accepts as the same values, under either name of the acks option.
+_SAME_AS_DURABLE = {
+    "acks": {"all", "-1"}, "request.required.acks": {"all", "-1"}, "enable.idempotence": {"true"},
+}  # fmt: skip
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """An idempotent producer: acks=all, no duplicates on internal retries, ordered per partition."""
-    return {
-        **_base(settings),
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 5,
-        **options_for(settings.kafka_options, "producer"),
-        **overrides,
-    }
+    """An idempotent producer: acks=all, no duplicates on internal retries, ordered per partition.
+
+    Raises SettingsError for a ``KAFKA_*`` variable that would weaken either (KAFKA_ACKS=1, ...).
+    """
+    options = options_for(settings.kafka_options, "producer")
+    for name, allowed in _SAME_AS_DURABLE.items():
+        if name in options and str(options[name]).lower() not in allowed:
+            raise SettingsError(
+                f"Invalid configuration:\n  {option_to_env_name(name)}: every producer of the pipeline "
+                f"writes with acks=all and idempotence, so that no acknowledged order is lost when a broker "
+                f"fails; remove it (got {options[name]!r})"
+            )
+    return {**_base(settings), **DURABLE, "linger.ms": 5, **options, **overrides}
 
 
 def consumer_config(settings: Settings, group_id: str | None = None, **overrides: Any) -> dict[str, Any]:
