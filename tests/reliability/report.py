@@ -29,6 +29,12 @@ SCENARIOS = {
     "10": "DLQ unreachable while orders use up their retries",
     "11": "aggregate Redis fails over (READONLY)",
     "12": "aggregate Redis full (maxmemory, noeviction)",
+    "13": "3 brokers: a busy partition's leader SIGKILLed, restarted",
+    "14": "3 brokers: one partitioned from the others and the bridge",
+    "15": "a bridge paused past its session timeout (zombie)",
+    "16": "a worker paused past the visibility timeout",
+    "17a": "a worker partitioned from Redis",
+    "17b": "a worker partitioned from Kafka (its dead letters)",
 }
 
 
