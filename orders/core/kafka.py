@@ -128,6 +128,15 @@ REGISTRY_UNREACHABLE: tuple[type[Exception], ...] = (httpx2.HTTPError, OSError)
 REGISTRY_ERRORS: tuple[type[Exception], ...] = (SchemaRegistryError, *REGISTRY_UNREACHABLE)
 
 
+# Seconds a registry request may take, and how often the client tries again itself (its defaults:
+# no timeout at all, 3 retries). A registry behind a link that silently drops packets held the bridge,
+# its batch and its SIGTERM until TCP gave up (minutes); now a decode fails as RegistryUnavailable
+# within ~11 s (two tries and the wait between them), and the bridge retries it, saying so.
+REGISTRY_TIMEOUT = 5
+REGISTRY_RETRIES = 1
+
+
 def create_registry_client(settings: Settings, **overrides: Any) -> SchemaRegistryClient:
     """A registry client; ``overrides`` are client options such as ``timeout`` or ``max.retries``."""
-    return SchemaRegistryClient({**registry_config(settings), **overrides})
+    defaults = {"timeout": REGISTRY_TIMEOUT, "max.retries": REGISTRY_RETRIES}
+    return SchemaRegistryClient({**registry_config(settings), **defaults, **overrides})
