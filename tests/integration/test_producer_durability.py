@@ -38,6 +38,8 @@ def assert_durable(service: Service) -> int:
     for name, conf in clients.items():
         assert conf.get("enable.idempotence") == "true", (service.name, name, conf)
         assert conf.get("request.required.acks") == "-1", (service.name, name, conf)  # acks=all
+        # Every broker to start from: any one of them may be the one that is down.
+        assert len(conf["metadata.broker.list"].split(",")) == 3, (service.name, name, conf)
     return len(clients)
 
 
@@ -59,7 +61,6 @@ def test_every_producer_writes_with_acks_all_and_idempotence(cluster_pipeline: N
     letters = read_topic(p.broker.bootstrap, p.dlq_topic, ORDERS, timeout=90)
     assert len(letters) == ORDERS
     worker.stop()  # the replayed orders stay on the topic; only the replay's producer matters here
-    replay = run_cli(p, "replay", "dlq", "replay", "--quiet")
-    assert f"replayed {ORDERS}" in replay.tail(20) or "replayed" in replay.tail(20), replay.tail()
+    replay = run_cli(p, "replay", "dlq", "replay", "--quiet")  # exits 1 if a record was not acknowledged
     counts = {s.name: assert_durable(s) for s in (produce, bridge, worker, replay)}
     assert all(n >= 1 for n in counts.values()), counts
