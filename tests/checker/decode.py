@@ -30,10 +30,9 @@ class SchemaFetcher:
 
     def __init__(self, registry_url: str) -> None:
         parts = urlsplit(registry_url)
-        self._base = urlunsplit(
-            parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
-        )
-        self._auth = None
+        netloc = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        self._base = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+        self._auth: str | None = None
         if parts.username is not None:
             pair = f"{parts.username}:{parts.password or ''}".encode()
             self._auth = "Basic " + base64.b64encode(pair).decode()
@@ -41,7 +40,7 @@ class SchemaFetcher:
 
     def schema(self, schema_id: int) -> Any:
         if schema_id not in self._schemas:
-            request = urllib.request.Request(f"{self._base.rstrip('/')}/schemas/ids/{schema_id}")
+            request = urllib.request.Request(f"{self._base}/schemas/ids/{schema_id}")
             if self._auth:
                 request.add_header("Authorization", self._auth)
             try:

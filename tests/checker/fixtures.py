@@ -2,11 +2,13 @@
 
 After the test: ``test-artifacts/checker/<test>/history.json`` always (and ``verdict.json`` when the
 test called :meth:`CheckerRun.check`); if the test failed, the logs of every process the test's
-pipeline started and of the Kafka cluster's nodes are copied beside them.
+pipeline started and of the Kafka cluster's nodes are copied beside them (with CHECKER_KEEP_LOGS set,
+for a run that passed too).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from tests.checker.verdict import Target, Verdict, check
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "checker"
 OUTCOME = pytest.StashKey[dict[str, pytest.TestReport]]()
+KEEP_LOGS = "CHECKER_KEEP_LOGS"  # set: the logs are kept for a run that passed too
 
 
 @dataclass
@@ -55,7 +58,7 @@ def checker(request: pytest.FixtureRequest) -> Iterator[CheckerRun]:
     if run.verdict is not None:
         (run.directory / "verdict.json").write_text(run.verdict.to_json())
     reports = request.node.stash.get(OUTCOME, {})
-    if any(report.failed for report in reports.values()):
+    if any(report.failed for report in reports.values()) or os.environ.get(KEEP_LOGS):
         _copy_logs(run, request)
 
 

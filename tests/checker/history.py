@@ -32,6 +32,10 @@ class History:
         self.events.append(event)
         return event
 
+    def log_time(self, event: Event) -> str:
+        """``event``'s moment as our processes' log lines show it (:func:`log_time`)."""
+        return log_time(event.unix)
+
     def since(self, event: Event) -> float:
         """Seconds from ``event`` until now."""
         return time.monotonic() - self._started - event.at
@@ -45,3 +49,9 @@ class History:
         events = [asdict(e) for e in self.events]
         path.write_text(json.dumps({"name": self.name, "seed": self.seed, "events": events}, indent=2))
         return path
+
+
+def log_time(unix: float) -> str:
+    """A moment as logging's asctime (ours and Celery's) shows it: local time, then ``,`` milliseconds."""
+    millis = int(unix * 1000) % 1000
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix)) + f",{millis:03d}"

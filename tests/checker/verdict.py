@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -118,62 +119,82 @@ def _orders(target: Target, schemas: SchemaFetcher) -> _Topics:
     return topics
 
 
-def _latencies(verdict: Verdict, topics: _Topics, counted: set[str], target: Target) -> None:
-    dated = counted_at(target.redis_url, sorted(counted), target.dedupe_ttl)
-    for order_id, at in dated.items():
-        record = topics.first[order_id]
-        verdict.timeline.orders[order_id] = Times(record.partition, record.timestamp_ms / 1000, at)
-    waits = verdict.timeline.latencies()
-    if waits:
-        verdict.latency_p50 = round(waits[len(waits) // 2][0], 3)
-        verdict.latency_max, verdict.slowest = round(waits[-1][0], 3), waits[-1][1]
+@dataclass
+class _Letters:
+    per_order: Counter[str]  # letters per orderId (from the original bytes, or none when dropped)
+    first_at: dict[str, float]  # each order's first letter's timestamp, Unix seconds
+    origins: set[str]  # "partition@offset" on the orders topic each letter points back at
 
 
-def _dead_letters(target: Target, schemas: SchemaFetcher) -> tuple[Counter[str], set[str]]:
-    """Letters per orderId (from the original bytes, or the key when they were dropped) and the
-    ``partition@offset`` each letter points back at on the orders topic."""
-    per_order: Counter[str] = Counter()
-    origins = set()
+def _dead_letters(target: Target, schemas: SchemaFetcher) -> _Letters:
+    letters = _Letters(Counter(), {}, set())
     for letter in read_topic(target.bootstrap, target.dlq_topic):
         if letter.header(ORIGIN_TOPIC) == target.orders_topic:
-            origins.add(f"{letter.header(ORIGIN_PARTITION)}@{letter.header(ORIGIN_OFFSET)}")
+            letters.origins.add(f"{letter.header(ORIGIN_PARTITION)}@{letter.header(ORIGIN_OFFSET)}")
         try:
             order_id, _ = decode_order(letter.value, schemas)
         except Undecodable:
             continue  # a bad record's letter: matched by its origin above
-        per_order[order_id] += 1
-    return per_order, origins
+        letters.per_order[order_id] += 1
+        letters.first_at.setdefault(order_id, letter.timestamp_ms / 1000)
+    return letters
 
 
-def judge(
-    topics: _Topics, letters: Counter[str], origins: set[str], state: RedisState, target: Target
-) -> Verdict:
+def judge(topics: _Topics, letters: _Letters, state: RedisState, target: Target) -> Verdict:
+    """Every order on the topic against Redis and the DLQ; then the sums and the timings."""
     produced = set(topics.prices)
-    dead = set(letters) & produced
+    dead = set(letters.per_order) & produced
     counted = state.counted & produced
+    unmatched = [f"{r.partition}@{r.offset}" for r in topics.bad]
     verdict = Verdict(
         on_topic=len(produced), duplicates_on_topic=topics.duplicates, undecodable=len(topics.bad),
         counted=len(counted), dead_lettered=len(dead),
         lost=sorted(produced - counted - dead), counted_twice=max(0, state.count - len(state.counted)),
         counted_not_produced=sorted(state.counted - produced), dead_and_counted=sorted(dead & counted),
-        dead_twice=sum(n - 1 for n in letters.values() if n > 1),
-        bad_records_not_dead_lettered=[
-            f"{r.partition}@{r.offset}" for r in topics.bad if f"{r.partition}@{r.offset}" not in origins
-        ],
+        dead_twice=sum(n - 1 for n in letters.per_order.values() if n > 1),
+        bad_records_not_dead_lettered=[origin for origin in unmatched if origin not in letters.origins],
     )  # fmt: skip
     if target.acknowledged is not None:
         verdict.missing_from_topic = max(0, target.acknowledged - len(produced))
-    _latencies(verdict, topics, counted, target)
+    _exactness(verdict, topics, counted, state)
+    _timeline(verdict, topics, letters, counted, dead - counted, target)
+    return verdict
+
+
+def _exactness(verdict: Verdict, topics: _Topics, counted: AbstractSet[str], state: RedisState) -> None:
     exact_sum = sum((topics.prices[i] for i in counted), Decimal(0))
     verdict.sum_exact = state.sum == exact_sum
     if not verdict.sum_exact:
         verdict.detail.append(f"sum {state.sum} in Redis, {exact_sum} counted")
     if counted:
         stored = Fraction(state.sum) / state.count if state.count else None
-        verdict.average_exact = stored == Fraction(exact_sum) / len(counted)
+        exact = Fraction(exact_sum) / len(counted)
+        verdict.average_exact = stored == exact
         if not verdict.average_exact:
-            verdict.detail.append(f"average {stored} in Redis, {Fraction(exact_sum) / len(counted)} exact")
-    return verdict
+            verdict.detail.append(f"average {stored} in Redis, {exact} exact")
+
+
+def _timeline(
+    verdict: Verdict,
+    topics: _Topics,
+    letters: _Letters,
+    counted: AbstractSet[str],
+    dead: AbstractSet[str],
+    target: Target,
+) -> None:
+    """When each order was settled: counted (its marker's TTL) or dead-lettered (its first letter)."""
+    settled = {**counted_at(target.redis_url, sorted(counted), target.dedupe_ttl)}
+    for order_id, at in settled.items():
+        record = topics.first[order_id]
+        verdict.timeline.orders[order_id] = Times(record.partition, record.timestamp_ms / 1000, at)
+    for order_id in dead:
+        record = topics.first[order_id]
+        at = letters.first_at[order_id]
+        verdict.timeline.orders[order_id] = Times(record.partition, record.timestamp_ms / 1000, at, dead=True)
+    waits = verdict.timeline.latencies()
+    if waits:
+        verdict.latency_p50 = round(waits[len(waits) // 2][0], 3)
+        verdict.latency_max, verdict.slowest = round(waits[-1][0], 3), waits[-1][1]
 
 
 def check(target: Target, settle: float = 60.0) -> Verdict:
@@ -182,8 +203,7 @@ def check(target: Target, settle: float = 60.0) -> Verdict:
     topics = _orders(target, schemas)
     deadline = time.monotonic() + settle
     while True:
-        letters, origins = _dead_letters(target, schemas)
-        verdict = judge(topics, letters, origins, read_state(target.redis_url), target)
+        verdict = judge(topics, _dead_letters(target, schemas), read_state(target.redis_url), target)
         if not (verdict.lost or verdict.bad_records_not_dead_lettered) or time.monotonic() > deadline:
             return verdict
         time.sleep(1.0)

@@ -18,6 +18,10 @@ The contract a test gets:
 - The node of a server: ``test_network.node_at(address)`` (``cluster.nodes[i].host.address``,
   ``net_redis.host.address``).
 A test that cannot have the network fails with the reason, never skips (ha_fixtures.py).
+
+Tests on the cluster live under a ``cluster/`` directory (tests/integration/cluster/,
+tests/reliability/cluster/): under ``--dist loadfile`` they all go to one xdist worker, so one cluster
+starts per run instead of one per worker (three JVMs each, on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException
+from xdist.scheduler import LoadFileScheduling
 
 from orders.stack.kafka_cluster import KafkaCluster
 from orders.stack.processes import bridge_argv, healthz_ready, pipeline_service, worker_argv
@@ -44,6 +49,22 @@ from tests.harness.services import REPO_ROOT
 
 RESTORE_TIMEOUT = 90.0
 CLUSTER_LANE = "cluster"
+CLUSTER_DIRECTORY = "/cluster/"
+
+
+class OneWorkerForTheCluster(LoadFileScheduling):  # type: ignore[misc]
+    """``--dist loadfile``, except that every test under a ``cluster/`` directory is one unit of work."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = nodeid.split("::", 1)[0]
+        return CLUSTER_DIRECTORY if CLUSTER_DIRECTORY in f"/{path}" else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> OneWorkerForTheCluster | None:
+    if config.getoption("dist") != "loadfile":
+        return None
+    return OneWorkerForTheCluster(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ from tests.checker.fixtures import CheckerRun
 from tests.harness.kafka_fixtures import NetworkPipeline
 from tests.harness.netns import Node
 from tests.harness.services import REPO_ROOT
-from tests.reliability.cluster_run import KAFKA_FAULTS, Fault, finish
-from tests.reliability.offset_watch import OffsetWatch
+from tests.reliability.cluster.offset_watch import OffsetWatch
+from tests.reliability.cluster.run import KAFKA_FAULTS, Fault, finish
 from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tests.checker.fixtures import CheckerRun
 from tests.checker.history import Event
+from tests.checker.timeline import Timeline
 from tests.checker.verdict import Target, Verdict
 from tests.reliability.accounting import Accounting
 from tests.reliability.scenario import Scenario
@@ -18,12 +19,20 @@ KAFKA_FAULTS = {"FAILURE_RATE": "0", "PERMANENT_FAILURE_RATE": "0.01"}
 
 @dataclass(frozen=True)
 class Fault:
-    """When a fault began and (if it was healed rather than restarted) ended; ``partition``: the one of
-    `orders` it hit, when only one (recovery is then measured on that partition's orders)."""
+    """When a fault began and (if it was healed or resumed) ended; ``partitions``: those of `orders` it
+    stopped, when not all (recovery is then the time until each of them flowed again)."""
 
     began: Event
     healed: Event | None = None
-    partition: int | None = None
+    partitions: tuple[int, ...] | None = None
+    dead: bool | None = None  # True: the fault stops dead letters only; recovery is theirs
+
+    def resumed(self, timeline: Timeline, after: Event) -> float | None:
+        """Seconds from ``after`` until orders flowed again (on every partition the fault stopped)."""
+        if self.partitions is None:
+            return timeline.resumed(after.unix, dead=self.dead)
+        each = [timeline.resumed(after.unix, partition, self.dead) for partition in self.partitions]
+        return None if None in each else max(t for t in each if t is not None)
 
 
 def target(s: Scenario, acknowledged: int | None) -> Target:
@@ -41,14 +50,17 @@ def target(s: Scenario, acknowledged: int | None) -> Target:
 def recovery_notes(verdict: Verdict, fault: Fault) -> tuple[float | None, str]:
     """(seconds from the fault until orders flowed again, the notes with every figure)."""
     timeline = verdict.timeline
-    resumed = timeline.resumed(fault.began.unix, fault.partition)
+    resumed = fault.resumed(timeline, fault.began)
     end = fault.healed or fault.began
     worst = timeline.worst(fault.began.unix, end.unix)
+    what = "dead letters" if fault.dead else "orders"
     notes = [
-        f"orders flowing again {resumed:.1f}s after the fault" if resumed is not None else "no order after it"
+        f"{what} flowing again {resumed:.1f}s after the fault"
+        if resumed is not None
+        else f"no {what} after it"
     ]
     if fault.healed is not None:
-        after_heal = timeline.resumed(fault.healed.unix, fault.partition)
+        after_heal = fault.resumed(timeline, fault.healed)
         notes.append(f"{after_heal:.1f}s after the heal" if after_heal is not None else "none after the heal")
     if worst is not None:
         notes.append(f"worst wait of an order in flight {worst[0]:.1f}s")

@@ -17,7 +17,7 @@ import pytest
 from orders.stack.supervisor import wait_for
 from tests.checker.fixtures import CheckerRun
 from tests.harness.kafka_fixtures import NetworkPipeline
-from tests.reliability.cluster_run import KAFKA_FAULTS, Fault, finish
+from tests.reliability.cluster.run import KAFKA_FAULTS, Fault, finish
 from tests.reliability.probes import consumed
 from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
@@ -58,7 +58,7 @@ def test_leader_of_a_busy_partition_sigkilled_then_restarted(
         f"{restarted.at - killed.at:.0f}s; new leader elected in {elected.at - killed.at:.1f}s; "
         f"back in every ISR {back.at - restarted.at:.1f}s after the restart"
     )
-    verdict = finish(s, checker, figures, n, notes, Fault(killed, partition=PARTITION))
+    verdict = finish(s, checker, figures, n, notes, Fault(killed, partitions=(PARTITION,)))
     assert verdict.timeline.resumed(killed.unix, PARTITION) is not None, (
         "no order of [0] counted after the kill"
     )

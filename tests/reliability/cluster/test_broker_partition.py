@@ -20,7 +20,7 @@ from orders.stack.supervisor import wait_for
 from tests.checker.fixtures import CheckerRun
 from tests.harness.kafka_fixtures import NetworkPipeline
 from tests.harness.netns import Node
-from tests.reliability.cluster_run import KAFKA_FAULTS, Fault, finish
+from tests.reliability.cluster.run import KAFKA_FAULTS, Fault, finish
 from tests.reliability.probes import consumed
 from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
@@ -70,7 +70,7 @@ def test_a_partition_leader_cut_off_from_its_peers_and_the_bridge(
         f"elected {elected.at - cut.at:.1f}s after the cut; back in every ISR {back.at - healed.at:.1f}s "
         f"after the heal"
     )
-    verdict = finish(s, checker, figures, n, notes, Fault(cut, healed, PARTITION))
+    verdict = finish(s, checker, figures, n, notes, Fault(cut, healed, partitions=(PARTITION,)))
     # The clients left the silent leader for the new one while the cut lasted: they did not wait for
     # the heal (with librdkafka's 60 s socket timeout they did: 31.6 s for a 25 s cut).
     resumed = verdict.timeline.resumed(cut.unix, PARTITION)
