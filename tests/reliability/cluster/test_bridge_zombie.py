@@ -24,7 +24,7 @@ from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
 SCHEMA_V2 = REPO_ROOT / "schemas" / "order-v2.avsc"
-PAUSE_SECONDS = 14.0  # past the tests' 6 s session timeout, and the rebalance after it
+PAUSE_SECONDS = 12.0  # past the tests' 6 s session timeout, and the rebalance after it
 ASSIGNED = re.compile(r"partitions assigned: (.*)$")
 
 
@@ -57,7 +57,7 @@ def test_a_bridge_paused_past_its_session_timeout_wakes_up_a_harmless_zombie(
     p = cluster_pipeline
     topic, group, network = p.orders_topic, p.env["CONSUMER_GROUP"], p.network
     rate = profile.cluster_rate
-    warm, paced = rate * 3, int(rate * (PAUSE_SECONDS + 10))
+    warm, paced = rate * 3, int(rate * (PAUSE_SECONDS + 6))
     s = Scenario("15", p, profile, reliability_report, seed=1515, **KAFKA_FAULTS)
     s.worker()
     zombie_node: Node = net_node("zombie")

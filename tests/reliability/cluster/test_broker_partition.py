@@ -26,7 +26,7 @@ from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
-pytestmark = pytest.mark.pools(short="solo")
+pytestmark = pytest.mark.pools(short="prefork")
 CUT_SECONDS = 20.0
 PARTITION = 0
 
@@ -39,7 +39,7 @@ def test_a_partition_leader_cut_off_from_its_peers_and_the_bridge(
     cluster, network, topic = p.cluster, p.network, p.orders_topic
     # Produced from before the cut until after the heal: both recoveries are seen.
     rate = profile.cluster_rate
-    n = int(rate * (CUT_SECONDS + 12))
+    n = int(rate * (CUT_SECONDS + 8))
     s = Scenario("14", p, profile, reliability_report, seed=1414, **KAFKA_FAULTS)
     s.worker(pool=pool)
     bridge_node: Node = net_node("bridge")

@@ -29,7 +29,7 @@ from tests.reliability.scenario import Scenario
 SWEEP = 10
 FAULTS = {"VISIBILITY_TIMEOUT": str(VISIBILITY), "FAILURE_RATE": "0.1", "PERMANENT_FAILURE_RATE": "0.02",
           "RETRY_BACKOFF_BASE": "2"}  # fmt: skip
-KAFKA_CUT_SECONDS = 15.0
+KAFKA_CUT_SECONDS = 12.0
 SUCCEEDED = re.compile(r"^\[(\S+ \S+): INFO/\S+\] Task orders.process_order\[[^\]]+\] succeeded")
 
 
@@ -46,7 +46,7 @@ def test_a_worker_cut_off_from_redis_past_the_visibility_timeout(
 ) -> None:  # fmt: skip
     p = cluster_pipeline
     network, rate = p.network, profile.cluster_rate
-    n = int(rate * (VISIBILITY + SWEEP + 20))
+    n = int(rate * (VISIBILITY + SWEEP + 10))
     s = Scenario("17a", p, profile, reliability_report, seed=1717, **FAULTS)
     client = redis.Redis.from_url(s.redis_url)
     node: Node = net_node("worker")
@@ -85,7 +85,7 @@ def test_a_worker_cut_off_from_kafka_while_it_dead_letters(
 ) -> None:  # fmt: skip
     p = cluster_pipeline
     network, rate = p.network, profile.cluster_rate
-    n = int(rate * (KAFKA_CUT_SECONDS + 15))
+    n = int(rate * (KAFKA_CUT_SECONDS + 10))
     s = Scenario(
         "17b", p, profile, reliability_report, seed=1718, **{**FAULTS, "PERMANENT_FAILURE_RATE": "0.05"}
     )

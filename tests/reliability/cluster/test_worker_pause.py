@@ -26,7 +26,7 @@ from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
 
-pytestmark = pytest.mark.pools(short="solo")
+pytestmark = pytest.mark.pools(short="prefork")
 UNACKED = "unacked"  # kombu's hash of delivered, unacknowledged messages (the Redis transport)
 VISIBILITY = 22  # the shortest allowed (over the 15 s time limit + 5 s lease renewal)
 SWEEP = 10  # a worker looks for expired messages this often (RESTORE_SWEEP_SECONDS)
@@ -72,7 +72,7 @@ def test_a_worker_frozen_past_the_visibility_timeout_with_retries_and_a_dead_let
     p = cluster_pipeline
     network = p.network
     rate = profile.cluster_rate
-    n = int(rate * (VISIBILITY + SWEEP + 20))
+    n = int(rate * (VISIBILITY + SWEEP + 10))
     s = Scenario("16", p, profile, reliability_report, seed=1616, **FAULTS)
     client = redis.Redis.from_url(s.redis_url)
     frozen_node: Node = net_node("worker")
