@@ -6,8 +6,9 @@ Where a node runs is a :class:`~orders.stack.redis_ha.Host`: loopback, or a test
 (tests/harness/netns.py), where it listens on the standard ports 9092 (clients) and 9093 (controllers).
 
 Durability, as production should set it: every topic (the internal ones too) has three replicas,
-``min.insync.replicas=2`` (an ``acks=all`` write is acknowledged once two replicas hold it, so one
-broker may fail without losing an acknowledged record or stopping writes), and unclean leader
+``min.insync.replicas=2`` (an ``acks=all`` write is acknowledged once every in-sync replica holds it
+and refused while fewer than two are in sync, so one broker may fail without losing an acknowledged
+record or stopping writes; a silent one holds writes up until it leaves the ISR), and unclean leader
 election is off (a replica that is not in sync never becomes leader). With fewer nodes the factors
 shrink to fit (:func:`replication_for`).
 
@@ -42,8 +43,8 @@ from orders.stack.supervisor import Service
 log = logging.getLogger(__name__)
 
 BROKER_PORT, CONTROLLER_PORT = 9092, 9093
-# -Xms, -Xmx per node: three nodes of 320 MB started in ~the same time as one of 768 MB (the
-# single-node default), and their heaps stayed under 200 MB through the reliability scenarios.
+# -Xms, -Xmx per node (the single node's default is 256m-768m): each node's resident memory was
+# ~420 MB through the reliability scenarios, and the three start in 12-20 s on this 2-core machine.
 HEAP = ("320m", "320m")
 # Partitions of the internal topics: Kafka's 50 offsets partitions, three times replicated, cost
 # seconds at start and at every leader change; the suite's groups fit in a few.
