@@ -32,7 +32,7 @@ VISIBILITY = 22  # the shortest allowed (over the 15 s time limit + 5 s lease re
 SWEEP = 10  # a worker looks for expired messages this often (RESTORE_SWEEP_SECONDS)
 FAULTS = {
     "VISIBILITY_TIMEOUT": str(VISIBILITY), "FAILURE_RATE": "0.1", "PERMANENT_FAILURE_RATE": "0.02",
-    "RETRY_BACKOFF_BASE": "2",  # retries wait 2, 4, 8 s: some are always held, waiting
+    "RETRY_BACKOFF_BASE": "3",  # retries wait 3, 6, 12 s: some are always held, waiting
 }  # fmt: skip
 
 
@@ -85,13 +85,15 @@ def test_a_worker_frozen_past_the_visibility_timeout_with_retries_and_a_dead_let
         network.cut(frozen_node, kafka)
     checker.history.record("cut", worker.name, "from every Kafka broker: its dead letters wait")
     log_mark = len(worker.log_path.read_text(errors="replace"))  # a letter logged from now on cannot go out
-    wait_for(
-        lambda: in_failure_hook(worker, log_mark), 60, "a dead letter in the worker's hands", interval=0.02
-    )
+    # The first letter after the cut waits 5 s for Kafka (the next ones fail at once for 10 s): freeze
+    # the worker in that wait, with retries held too.
+    hands_full = lambda: in_failure_hook(worker, log_mark) and any(holdings(client).values())  # noqa: E731
+    wait_for(hands_full, 60, "a dead letter and retries in the worker's hands", interval=0.02)
 
     worker.pause()
     frozen = checker.history.record("pause", worker.name, "SIGSTOP in its failure hook")
     held = holdings(client)
+    assert _retries(held), "no retry held at the freeze: the scenario missed its point"
     for kafka in p.kafka_nodes():
         network.restore(frozen_node, kafka)
     other = s.worker(pool=pool)
