@@ -27,6 +27,7 @@ PHASES: dict[str, str] = {
     "baseline": "baseline: blocking consumer, 2/4/8 s",
     "apache": "Apache Kafka: drain, half-rate latency",
     "rabbitmq": "RabbitMQ broker: drain, half-rate latency",
+    "replicated": "Apache Kafka, 3 brokers vs 1: drain",
     "scaling": "scaling: drain at 1, 2, 4 workers",
 }
 NEEDS = {"latency_half": "drain"}  # half load is half of the measured drain rate

@@ -52,6 +52,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     **_latencies("half_apache", "latency at half the drain rate, Apache Kafka"),
     "drain_rabbitmq": ("drain on Apache Kafka, RabbitMQ as Celery's broker", RATE),
     **_latencies("half_rabbitmq", "latency at half the drain rate, RabbitMQ as Celery's broker"),
+    "drain_kafka1": ("drain on Apache Kafka, 1 broker (the replicated lane's launcher)", RATE),
+    "drain_kafka3": ("drain on Apache Kafka, 3 brokers: replication 3, min.insync.replicas 2", RATE),
     **{f"scaling_{k}": (f"drain, {k} worker process{'es' if k > 1 else ''}", RATE) for k in SCALING},
     **{side_key(k, side): (f"drain, A/B {_short(k)} {side}", RATE) for k in AB_TESTS for side in SIDES},
 }
@@ -75,6 +77,8 @@ COSTS: dict[str, str] = {
     "half_apache": "paced, Apache Kafka",
     "drain_rabbitmq": "drain, RabbitMQ as Celery's broker",
     "half_rabbitmq": "paced, RabbitMQ as Celery's broker",
+    "drain_kafka1": "drain, Apache Kafka, 1 broker",
+    "drain_kafka3": "drain, Apache Kafka, 3 brokers (replicated)",
     **{side_key(k, side): f"drain, A/B {_short(k)} {side}" for k in AB_TESTS for side in SIDES},
 }
 COST_COLUMNS = (*COMPONENTS, "total", "redis_server", "other_cores")
@@ -122,6 +126,8 @@ RATIOS: dict[str, tuple[str, str, str]] = {
         "baseline",
     ),
     "bridge_over_drain": ("bridge alone / drain", "bridge", "drain"),
+    "kafka3_over_kafka1": ("drain: 3 brokers / 1 broker", "drain_kafka3", "drain_kafka1"),
+    "cpu_kafka3_over_kafka1": ("CPU per order: 3 brokers / 1 broker", "cpu:drain_kafka3", "cpu:drain_kafka1"),
     **_ab_ratios(),
 }
 # (ratio or figure key, comparison, wanted): the targets of issues 16 and 23

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from confluent_kafka.admin import NewTopic
 
 from orders.bench.lanes import (
     TANSU,
@@ -36,8 +35,10 @@ from orders.bench.machine import package_version
 from orders.bench.settings import BenchSettings
 from orders.registry.settings import REGISTRY_DATABASE
 from orders.stack import services
+from orders.stack.kafka_cluster import KafkaCluster
 from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
+from orders.stack.redis_ha import LOOPBACK
 from orders.stack.stack import Stack, StackOptions, new_stack, start_services
 from orders.stack.supervisor import Service
 
@@ -119,6 +120,7 @@ class Rig:
             "tansu": KafkaLane(self.settings, env["KAFKA_BOOTSTRAP_SERVERS"])
         }
         self._apache: services.ApacheKafka | None = None
+        self._clusters: list[KafkaCluster] = []
         self._rabbitmq: RabbitMQ | None = None
         self._database_count = _database_count(redis.Redis.from_url(self.settings.redis_url))
         # Never the dev registry's database: a run's database is flushed when the run ends.
@@ -155,6 +157,8 @@ class Rig:
             self._rabbitmq.stop()
         if self._apache is not None:
             self._apache.stop()
+        for cluster in self._clusters:
+            cluster.stop()
         if self.stack is not None:
             _stop_services(self.stack)
         run_dir = self.log_dir.parent if self.stack is not None else self.log_dir
@@ -175,11 +179,23 @@ class Rig:
 
     def kafka(self, lane: Lane) -> KafkaLane:
         if lane.kafka not in self._kafka:
+            self._kafka[lane.kafka] = self._start_kafka(lane.kafka)
+        return self._kafka[lane.kafka]
+
+    def _start_kafka(self, kind: str) -> KafkaLane:
+        """Apache Kafka as `orders up --broker kafka` runs it, or one or three nodes of the replicated
+        lane's launcher (on loopback: the bench needs no partitions)."""
+        if kind == "apache":
             self._apache = services.ApacheKafka(self.log_dir)
             self._apache.format()
             running = self._apache.start()
-            self._kafka["apache"] = KafkaLane(self.settings, running.url, running.service.pid)
-        return self._kafka[lane.kafka]
+            return KafkaLane(self.settings, running.url, [running.service.pid])
+        nodes = {"kafka1": 1, "kafka3": 3}[kind]
+        cluster = KafkaCluster(self.log_dir, [LOOPBACK] * nodes, tag=f"bench-{kind}")
+        self._clusters.append(cluster)
+        cluster.start()
+        pids = [node.service.pid for node in cluster.nodes]
+        return KafkaLane(self.settings, cluster.bootstrap, pids, cluster.replication)
 
     def rabbitmq(self) -> RabbitMQ:
         if self._rabbitmq is None:
@@ -192,9 +208,10 @@ class Rig:
         if self.stack is not None:
             by_name = {child.name: child.pid for child in self.stack.children}
             pids = {"redis": [by_name["redis"]], "registry": [by_name["registry"]]}
-        broker = self.kafka(lane).pid if lane.kafka == "apache" else self._tansu_pid()
-        if broker:
-            pids["broker"] = [broker]
+        tansu = self._tansu_pid()
+        brokers = self.kafka(lane).pids if lane.jvm else [tansu] if tansu else []
+        if brokers:
+            pids["broker"] = brokers
         if lane.celery == "rabbitmq" and self.rabbitmq().service is not None:
             pids["celery_broker"] = [self.rabbitmq().service.pid]  # type: ignore[union-attr]
         return pids
@@ -215,13 +232,12 @@ class Rig:
                "CELERY_BROKER_URL": self.rabbitmq().url if lane.celery == "rabbitmq" else url,
                "ORDERS_TOPIC": name, "DLQ_TOPIC": f"{name}-dlq", "CONSUMER_GROUP": name,
                "CELERY_QUEUE": name}  # fmt: skip
-        if lane.kafka == "apache":
+        if lane.jvm:
             env.pop("KAFKA_FETCH_WAIT_MAX_MS", None)  # a Tansu quirk; Apache Kafka answers as data arrives
         run_dir = self.log_dir / name
         run_dir.mkdir()
         run = Run(with_env(self.settings, env), env, lane, run_dir)
-        kafka.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1),
-                             NewTopic(f"{name}-dlq", num_partitions=1, replication_factor=1)])  # fmt: skip
+        kafka.create_run_topics(name, PARTITIONS)
         return run
 
     def end_run(self, run: Run) -> None:

@@ -16,7 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from orders.bench.ab import AB_TESTS, SIDES, Switch, side_key
 from orders.bench.ceilings import Ceiling, Measured, measure_ceiling
-from orders.bench.lanes import APACHE, RABBITMQ, TANSU, Lane
+from orders.bench.lanes import APACHE, KAFKA1, KAFKA3, RABBITMQ, TANSU, Lane
 from orders.bench.machine import machine_facts
 from orders.bench.options import INTERLEAVED, PHASES, BenchOptions
 from orders.bench.phases import (
@@ -237,10 +237,22 @@ class Bench:
         self._measure("baseline", "baseline", lambda: measure_baseline(self.rig, o.baseline_orders, o.seed))
 
     def _lane(self, lane: Lane, phase: str) -> None:
-        if lane.kafka == "apache" and lane.kafka not in self.warm_up:
+        if lane.jvm and lane.kafka not in self.warm_up:
             self._warm_up(lane, phase)
         drain = self._drain(lane, phase)
         self._half(lane, phase, drain.median / 2)
+
+    def _replicated(self) -> None:
+        """Drain on one and on three brokers of the same launcher (heap, JVM flags, tuning): what
+        replication (acks=all to 3 replicas, 2 in sync) costs in throughput and CPU per order."""
+        for lane in (KAFKA1, KAFKA3):
+            if lane.kafka not in self.warm_up:
+                self._warm_up(lane, "replicated")
+            self._drain(lane, "replicated")
+        one, three = self.figures["drain_kafka1"].median, self.figures["drain_kafka3"].median
+        cpu = [self.costs[f"drain_kafka{k}"]["total"].median for k in (1, 3)]
+        self._status("replicated", f"1 broker {one:,.0f}/s, 3 brokers {three:,.0f}/s; "
+                     f"{cpu[0]:,.0f} vs {cpu[1]:,.0f} µs CPU/order")  # fmt: skip
 
     def _warm_up(self, lane: Lane, phase: str) -> None:
         """Unmeasured rounds until the new JVM broker compiled its request path (orders/bench/warmup.py)."""

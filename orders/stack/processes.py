@@ -19,10 +19,10 @@ PYTHON = sys.executable
 FLOWER_MAX_TASKS = 10_000
 
 
-def healthz_ready(port: int) -> bool:
-    """True once ``http://127.0.0.1:port/healthz`` answers 200 (503 while not ready, refused before)."""
+def healthz_ready(port: int, host: str = "127.0.0.1") -> bool:
+    """True once ``http://host:port/healthz`` answers 200 (503 while not ready, refused before)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=1) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
