@@ -18,6 +18,7 @@ from typing import Any
 import amqp
 from kombu.exceptions import OperationalError
 
+from bridge.amqp_message import AmqpTemplate
 from bridge.handoff import Handoff, TraceHeadersList, message_headers
 from orders.core.order import OrderPayload, RecordOrigin
 
@@ -78,8 +79,12 @@ class BatchConfirms:
 class AmqpHandoff(Handoff):
     """Hands batches to RabbitMQ on a connection of its own; returns once RabbitMQ confirmed them."""
 
-    def __init__(self, app: Any, queue: str, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
-        super().__init__(app, queue)
+    TEMPLATE = AmqpTemplate
+
+    def __init__(
+        self, app: Any, queue: str, confirm_timeout: float = CONFIRM_TIMEOUT, template: bool = True
+    ) -> None:
+        super().__init__(app, queue, template)
         self._confirm_timeout = confirm_timeout
         self._connection: Any = None
         self._confirms: BatchConfirms | None = None
@@ -91,10 +96,16 @@ class AmqpHandoff(Handoff):
         with self._failing_closes_all("hand-off"):
             producer = self._producer or self._open_producer()
             assert self._confirms is not None
+            if self._template is not None and self._declare is None:
+                producer.maybe_declare(self._app.amqp.queues[self._queue])
             for i, (payload, origin) in enumerate(orders):
                 # mandatory: a message no queue takes comes back (and fails the batch), not dropped.
                 headers = message_headers(trace_headers, i)
-                self._publish(producer, payload, origin, headers, mandatory=True)
+                if self._template is None:
+                    self._publish(producer, payload, origin, headers, mandatory=True)
+                else:  # py-amqp's publish, as kombu's producer calls it (H5)
+                    message = self._render(payload, origin, headers)
+                    producer.channel.basic_publish(message, "", self._queue, mandatory=True)
                 self._confirms.published()
             self._confirms.wait(self._confirm_timeout)
         self._declare = []

@@ -155,6 +155,8 @@ class Bridge:
                 metrics.DEAD_LETTERS.labels(letter.stage).inc()
                 self._counts.add(dead_letter_event(letter.stage), 1)
         self._spans.end(spans)
+        if log.isEnabledFor(logging.DEBUG):  # what a bridge handed off, and when (LOG_LEVEL=DEBUG)
+            log.debug("handed off %d, dead-lettered %d: %s", len(hand_offs), len(letters), _spans(records))
         self._store_offsets(records)
         self._counts.add("consumed", len(records))
         self._counts.add("dlq", len(letters))
@@ -288,7 +290,10 @@ class Bridge:
 
     def _subscribe(self) -> None:
         self._consumer.subscribe(
-            [self._settings.orders_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            [self._settings.orders_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
 
     def _replace_consumer_if_stalled(self) -> None:
@@ -322,6 +327,18 @@ class Bridge:
         log.info("partitions revoked: %s; committing what is handed off", _describe(partitions))
         self._commit(consumer)
 
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group gave these partitions away without us (we missed our session: frozen, cut off).
+
+        Their new owner already reads on from the last commit, so nothing is committed for them (the
+        group would refuse it). What this bridge handed off since that commit is read again there,
+        and counted once.
+        """
+        log.warning(
+            "partitions lost: %s (out of the group past the session timeout); not committing for them",
+            _describe(partitions),
+        )
+
     def _commit(self, consumer: Consumer | None = None) -> None:
         try:
             (consumer or self._consumer).commit(asynchronous=False)
@@ -341,6 +358,15 @@ def _close_quietly(consumer: Consumer) -> None:
         consumer.close()
     except (KafkaException, RuntimeError) as exc:
         log.warning("closing the replaced consumer: %s", exc)
+
+
+def _spans(records: Sequence[Message]) -> str:
+    """``topic[partition]@first-last`` for each partition of a batch (records are in order per partition)."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for m in records:
+        span = spans.setdefault((m.topic() or "", m.partition() or 0), [m.offset() or 0, 0])
+        span[1] = m.offset() or 0
+    return ", ".join(f"{t}[{p}]@{first}-{last}" for (t, p), (first, last) in spans.items())
 
 
 def _describe(partitions: Sequence[TopicPartition]) -> str:

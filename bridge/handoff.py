@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery
 from celery.utils.nodenames import anon_nodename
 
+from bridge.task_message import RedisTemplate, TemplateError, celery_task_message
 from orders.core.broker_connection import publish_wait
 from orders.core.celery_config import celery_config, task_id_for, task_reprs
 from orders.core.order import PROCESS_ORDER_TASK, OrderPayload, RecordOrigin
@@ -44,7 +45,12 @@ class Handoff:
     reads the queue's depth: ``orders.core.queue_depth`` does, on a connection of its own.
     """
 
-    def __init__(self, app: Celery, queue: str) -> None:
+    # The message template of this broker's transport (bridge/task_message.py).
+    TEMPLATE: Any = RedisTemplate
+
+    def __init__(self, app: Celery, queue: str, template: bool = True) -> None:
+        """``template``: each message from Celery's message encoded once (BRIDGE_HANDOFF=template), or
+        built by Celery and kombu for every order (``celery``, the stock lane's)."""
         self._app = app
         self._queue = queue
         # Celery declares the queue with every message it sends; a profile of the bridge found ~16%
@@ -54,6 +60,7 @@ class Handoff:
         # send_task looks these up for every message (a gethostname call, a settings lookup).
         self._origin = anon_nodename()
         self._sent_event = bool(app.conf.task_send_sent_event)
+        self._template: Any = self._new_template() if template else None
 
     def hand_off(
         self, orders: Sequence[tuple[OrderPayload, RecordOrigin]], trace_headers: TraceHeadersList = None
@@ -65,15 +72,36 @@ class Handoff:
         """
         producer = self._producer or self._acquire_producer()
         try:
-            # One pipelined round trip per batch instead of one LPUSH per order; kombu flushes the
-            # batch on leaving the block and raises if Redis did not take it (then we retry all).
-            with producer.batch(max_size=max(len(orders), 1)):
-                for i, (payload, origin) in enumerate(orders):
-                    self._publish(producer, payload, origin, message_headers(trace_headers, i))
+            if self._template is not None and producer.channel.supports_batch_publish:
+                self._push_rendered(producer, orders, trace_headers)
+            else:
+                # One pipelined round trip per batch instead of one LPUSH per order; kombu flushes the
+                # batch on leaving the block and raises if Redis did not take it (then we retry all).
+                with producer.batch(max_size=max(len(orders), 1)):
+                    for i, (payload, origin) in enumerate(orders):
+                        self._publish(producer, payload, origin, message_headers(trace_headers, i))
         except BaseException:
             self._release()  # the retry starts from a producer the pool revives, as Celery's path does
             raise
         self._declare = []
+
+    def _push_rendered(
+        self, producer: Any, orders: Sequence[tuple[OrderPayload, RecordOrigin]], trace: TraceHeadersList
+    ) -> None:
+        """The batch's messages from the template, in one LPUSH (the list ends as one LPUSH per message
+        leaves it), in the pipeline of a kombu publish batch (contract H4): one round trip, and whatever
+        the transport adds to a batch's pipeline goes with it."""
+        if self._declare is None:
+            producer.maybe_declare(self._app.amqp.queues[self._queue])
+        messages = [self._render(payload, origin, message_headers(trace, i))
+                    for i, (payload, origin) in enumerate(orders)]  # fmt: skip
+        channel = producer.channel
+        batch = channel.create_publish_batch(max_size=len(messages))
+        try:
+            batch.pipeline.lpush(channel._q_for_pri(self._queue, 0), *messages)  # K7: the queue's one list
+            batch.pipeline.execute()
+        finally:
+            batch.close()
 
     def _acquire_producer(self) -> Any:
         # Celery takes a producer from its pool and revives its channel for every publish: a sixth of
@@ -99,22 +127,32 @@ class Handoff:
         result backend and returns an AsyncResult. None of it applies to a process that is not a
         task and never reads results; docs/benchmarks.md has what skipping it saved.
         """
-        amqp = self._app.amqp
-        message = amqp.create_task_message(
-            task_id_for(payload),
-            PROCESS_ORDER_TASK,
-            (payload, origin),
-            reply_to=self._app.thread_oid,
-            create_sent_event=self._sent_event,
-            ignore_result=None,  # as send_task sends it: the worker's setting decides
-            origin=self._origin,
-            **task_reprs(payload, origin),
-        )
+        message = celery_task_message(
+            self._app, self._origin, task_id_for(payload), (payload, origin), **task_reprs(payload, origin),
+            sent_event=self._sent_event,
+        )  # fmt: skip
         # retry=False: the bridge retries the same records itself; no hidden waits.
-        amqp.send_task_message(
+        self._app.amqp.send_task_message(
             producer, PROCESS_ORDER_TASK, message, queue=self._queue, retry=False, declare=self._declare,
             headers=headers, **options,
         )  # fmt: skip
+
+    def _new_template(self) -> Any:
+        """This transport's template, or None (Celery builds every message) when Celery's message
+        cannot be one: task-sent events on, or a message the template does not recognise."""
+        if self._sent_event:
+            log.info("task-sent events are on: each task message is built by Celery")
+            return None
+        try:
+            return self.TEMPLATE(self._app, self._queue, self._origin)
+        except TemplateError as exc:
+            log.warning("each task message is built by Celery: no template of it (%s)", exc)
+            return None
+
+    def _render(self, payload: OrderPayload, origin: RecordOrigin, headers: TraceHeaders | None) -> Any:
+        """One order's message from the template."""
+        reprs = task_reprs(payload, origin)
+        return self._template.render(task_id_for(payload), payload, origin, reprs, headers)
 
     def close(self) -> None:
         """Give the kept producer back (the process is about to exit)."""

@@ -74,11 +74,13 @@ def run_bridge(settings: BridgeSettings) -> None:
 
 def create_handoff(settings: BridgeSettings) -> Handoff:
     """The hand-off for the Celery broker CELERY_BROKER_URL names: Redis (waiting for its replicas per
-    batch, if it has any) or RabbitMQ."""
+    batch, if it has any) or RabbitMQ; its messages from a template unless BRIDGE_HANDOFF=celery or
+    ORDERS_STOCK_CELERY (Celery and kombu as shipped)."""
     app = create_sender(settings, settings.handoff_wait_replicas)
+    template = settings.bridge_handoff == "template" and not settings.stock_celery
     if settings.broker_kind == "amqp":
-        return AmqpHandoff(app, settings.celery_queue)
-    return Handoff(app, settings.celery_queue)
+        return AmqpHandoff(app, settings.celery_queue, template=template)
+    return Handoff(app, settings.celery_queue, template=template)
 
 
 def main() -> None:

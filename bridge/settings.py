@@ -1,6 +1,9 @@
-"""What the bridge reads on top of the shared settings: its batch size, queue bound and rejoin timeout."""
+"""What the bridge reads on top of the shared settings: its batch size, queue bound, rejoin timeout and
+how it builds task messages."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
@@ -20,6 +23,9 @@ class BridgeSettings(Settings, TracingSettings):
     # Seconds out of its consumer group (with a broker up) before the bridge replaces its consumer;
     # above the 300 s a legitimate rebalance may take (bridge/group_watch.py).
     bridge_rejoin_timeout: float = Field(360.0, alias="BRIDGE_REJOIN_TIMEOUT", gt=0)
+    # How each task message is built (bridge/task_message.py): from a template of Celery's own message
+    # (the default), or by Celery and kombu for every order, as the stock lane always does.
+    bridge_handoff: Literal["template", "celery"] = Field("template", alias="BRIDGE_HANDOFF")
     # Replicas each hand-off batch must reach before its Kafka offsets are stored
     # (orders/core/replication.py has the default per layout; 0 = no wait).
     celery_broker_wait_replicas: int | None = Field(None, alias="CELERY_BROKER_WAIT_REPLICAS", ge=0, le=16)

@@ -26,8 +26,9 @@ from orders.stack.rabbitmq import RabbitMQ
 from orders.stack.supervisor import Service, wait_for
 from tests.harness import services
 
-# Replicated Redis (Sentinel, Cluster) on the test network of namespaces: tests/harness/ha_fixtures.py
-pytest_plugins = ("tests.harness.ha_fixtures",)
+# Replicated Redis (Sentinel, Cluster) and Kafka (three brokers) on the test network of namespaces:
+# tests/harness/ha_fixtures.py, kafka_fixtures.py; the independent checker: tests/checker/fixtures.py
+pytest_plugins = ("tests.harness.ha_fixtures", "tests.harness.kafka_fixtures", "tests.checker.fixtures")
 log = logging.getLogger("harness")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LANES = ["tansu", "apache"]
@@ -193,18 +194,22 @@ def registry(service_logs: Path, redis_server: services.Running) -> Iterator[ser
 
 @dataclass
 class Broker:
+    """Where a lane's Kafka is; ``running`` is None for a cluster (tests/harness/kafka_fixtures.py)."""
+
     lane: str
     bootstrap: str
-    running: services.Running
+    running: services.Running | None
     kafka: services.ApacheKafka | None = None
+    replication_factor: int = 1
 
     def admin(self) -> AdminClient:
         return AdminClient({"bootstrap.servers": self.bootstrap})
 
     def create_topics(self, *names: str, partitions: int = 3) -> None:
         admin = self.admin()  # kept alive until the futures resolve
+        replicas = self.replication_factor
         futures = admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+            [NewTopic(name, num_partitions=partitions, replication_factor=replicas) for name in names]
         )
         for future in futures.values():
             future.result(timeout=30)
@@ -232,7 +237,7 @@ def kafka_broker(request: pytest.FixtureRequest, service_logs: Path) -> Iterator
     yield broker
     if broker.kafka is not None:
         broker.kafka.stop()
-    else:
+    elif broker.running is not None:
         broker.running.service.stop()
 
 

@@ -9,7 +9,8 @@
   :func:`install` puts it in place when a worker starts, before any pool forks.
 
 ``ORDERS_STOCK_CELERY=true`` turns off both: kombu's Redis transport and Celery's tracer as shipped (the
-stock lane). The README says which guarantees differ there; docs/benchmarks.md measures both paths.
+stock lane), and the bridge's message templates with them (H4, H5 below). The README says which
+guarantees differ there; docs/benchmarks.md measures both paths.
 
 Every non-public name or behaviour the fast path relies on is below, with the id of its contract test in
 tests/contract/ (run first by ``make test``). Each test names what breaks without it and what to re-read
@@ -69,6 +70,11 @@ Celery (used by worker/retry_info.py and this module):
   C4  ``Task.Request`` is read when the worker's consumer builds its strategies, after ``worker_init``
       (public, but :func:`install` depends on the order).
 
+Celery's per-task log lines (used by worker/task_log.py, TASK_SUCCESS_LOG; not part of the fast path):
+  C5  "Task ... received" is logged on ``celery.worker.strategy`` (its only INFO line, gated by one
+      ``isEnabledFor(INFO)`` when the consumer builds its strategies); "Task ... succeeded" on
+      ``celery.app.trace`` with ``LOG_SUCCESS`` as the record's msg, beside the retry and failure lines.
+
 billiard, billiard/einfo.py (used by worker/retry_info.py):
   B1  ``ExceptionInfo.__init__`` sets ``type``, ``exception``, ``tb``, ``traceback`` and ``internal``,
       nothing else: RetryInfo skips it and computes each when read.
@@ -83,6 +89,14 @@ The bridge's hand-off (bridge/handoff.py, amqp_handoff.py; the bridge never impo
       ``supports_batch_publish`` is false it publishes one by one without a word.
   H3  py-amqp's ``Channel.events["basic_ack" | "basic_nack" | "basic_return"]`` callbacks and their
       arguments: the per-batch publisher confirms.
+  H4  kombu's Redis message (bridge/task_message.py): virtual ``Channel.prepare_message`` and
+      ``_inplace_augment_message`` lay it out (base64 body, content type and encoding, headers,
+      properties with delivery mode, delivery info, priority, body encoding, a uuid4 delivery tag) and
+      ``Channel._put`` pushes it as one JSON string; ``Channel.create_publish_batch(max_size).pipeline``
+      is a redis-py pipeline executed once per batch (bridge/handoff.py pushes a batch's messages there).
+  H5  py-amqp's frame writer (bridge/amqp_message.py) takes a message's encoded properties from
+      ``content._serialize_properties()`` and a bytes body as it is; ``Message.PROPERTIES`` and
+      ``serialization.dumps`` encode them as the template does.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from orders.core.aggregate import Event, Status, dead_letter_event
 from orders.core.celery_config import task_reprs
 from orders.core.dead_letter import DeadLetter, decode_origin_bytes
 from orders.core.dead_letter_publisher import DeadLetterNotDelivered
-from orders.core.errors import OrderError
+from orders.core.errors import OrderError, TransientError
 from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, origin_is_valid
 from orders.core.redis_client import ReplicasBehind, Unwritable
 from orders.core.trace_context import trace_id_of
@@ -90,6 +90,8 @@ class OrderTask(Task):
             )
             return
         letter = self._dead_letter(exc, task_id, args, einfo)
+        if isinstance(exc, TransientError):  # autoretry gave up: Celery logs it as an expected failure (INFO)
+            logger.warning("order %s: retries ran out after %d attempts (%s)", task_id, letter.attempts, exc)
         try:
             outcome = self._publish_dead_letter(letter, _order_id(args))
         except DLQ_ERRORS + REDIS_UNAVAILABLE as cause:
@@ -102,6 +104,7 @@ class OrderTask(Task):
             metrics.DEAD_LETTERS.labels(letter.stage).inc()
             metrics.OUTCOMES.labels("dead_lettered").inc()
             metrics.ATTEMPTS.observe(letter.attempts)
+            _log_dead_letter(letter)
             with _figures_only(task_id):
                 trace_id = trace_id_of(tracing.next_headers(self.request))
                 _note(args, "dlq", f"{type(exc).__name__}: {exc}", counts="dlq", trace_id=trace_id)
@@ -218,6 +221,17 @@ def _is_decimal(value: Any) -> bool:
         return Decimal(value).is_finite() and isinstance(value, str)
     except (TypeError, ArithmeticError, ValueError):
         return False
+
+
+def _log_dead_letter(letter: DeadLetter) -> None:
+    """ERROR for each dead letter (Celery logs the failure at INFO: the task's ``throws``), with where the
+    record came from as ``topic[partition]@offset``."""
+    origin = letter.origin
+    logger.error(
+        "order %s from %s[%s]@%s dead-lettered at stage %s after %d attempt(s): %s", letter.task_id,
+        origin["topic"], origin["partition"], origin["offset"], letter.stage, letter.attempts,
+        letter.error_message,
+    )  # fmt: skip
 
 
 def _unknown_origin() -> RecordOrigin:

@@ -1,4 +1,5 @@
-"""What a worker reads on top of the shared settings: failure injection, retry jitter, aggregate bounds."""
+"""What a worker reads on top of the shared settings: failure injection, retry jitter, aggregate bounds,
+task events and the per-task log lines."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ class WorkerSettings(Settings, TracingSettings):
     max_products: int = Field(1000, alias="MAX_PRODUCTS", ge=1)
     # Workers send Celery task events from the start; otherwise when Flower (or `control enable_events`) asks.
     task_events: bool = Field(False, alias="TASK_EVENTS")
+    # Celery's two INFO lines per task ("Task ... received", "Task ... succeeded in ...") or neither;
+    # failures, retries and dead letters log either way (worker/task_log.py; the cost: docs/benchmarks.md).
+    task_success_log: bool = Field(True, alias="TASK_SUCCESS_LOG")
     # Replicas each aggregate write and dead-letter claim must reach before the task is acknowledged
     # (orders/core/replication.py has the default per layout; 0 = no wait).
     redis_wait_replicas: int | None = Field(None, alias="REDIS_WAIT_REPLICAS", ge=0, le=16)

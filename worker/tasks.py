@@ -10,7 +10,7 @@ import time
 
 from celery import Task
 from celery.exceptions import Reject
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 from celery.utils.log import get_task_logger
 from opentelemetry.trace import SpanKind
 
@@ -24,7 +24,7 @@ from orders.core.order import (
     order_from_payload,
     origin_is_valid,
 )
-from worker import fast_path, metrics, tracing
+from worker import fast_path, metrics, task_log, tracing
 from worker.aggregate import ClaimedForDeadLetter
 from worker.celery import app, settings
 from worker.hooks import REDIS_UNAVAILABLE, OrderTask
@@ -103,6 +103,17 @@ def _install_fast_path(**_: object) -> None:
     ``worker_init``, and the fast path needs the tasks' base class.
     """
     fast_path.install(settings(), OrderTask)
+
+
+@worker_init.connect
+def _choose_task_log_lines(**_: object) -> None:
+    """TASK_SUCCESS_LOG (worker/task_log.py), before the consumer builds its strategies and any pool forks."""
+    task_log.apply(settings())
+
+
+@worker_ready.connect
+def _announce_task_log_lines(**_: object) -> None:
+    task_log.announce(settings())
 
 
 @app.task(name=NOOP_TASK, acks_late=True)

@@ -59,6 +59,7 @@ def _wait_settled(run: Run, n: int) -> float:
 def measure_drain(
     rig: Rig, n: int, workers: int, lane: Lane = TANSU, stock: bool = False,
     bridge_env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None,
+    worker_loglevel: str = "WARNING",
 ) -> Measured:  # fmt: skip
     """A topic pre-filled with ``n`` orders; workers started, then the bridge; timed from the bridge
     joining its group to the last aggregate write. No producer in the clock or in the cost.
@@ -69,7 +70,7 @@ def measure_drain(
     run = rig.new_run("drain", lane)
     try:
         _producer(rig, run, n, 0.0, "drain").run()
-        rig.start_workers(run, workers, {**(worker_env or {}), **path})
+        rig.start_workers(run, workers, {**(worker_env or {}), **path}, loglevel=worker_loglevel)
         rig.wait_ready(run)
         rig.start_bridge(run, **{**(bridge_env or {}), **path})
         rig.wait_ready(run, interval=POLL_SECONDS)  # the bridge fetches as soon as it joined
@@ -94,19 +95,19 @@ def traced_env(zipkin_url: str, ratio: float) -> dict[str, str]:
 
 def measure_e2e(
     rig: Rig, n: int, workers: int, lane: Lane = TANSU, rate: float = 0.0, failure_rate: float = 0.0,
-    seed: int = 0, replicated: bool = False, worker_env: dict[str, str] | None = None,
+    seed: int = 0, sentinel_aggregate: bool = False, worker_env: dict[str, str] | None = None,
 ) -> Measured:  # fmt: skip
     """Workers (probed) and bridge running, then ``n`` orders produced (at ``rate``/s, 0 = flat out).
 
     Rate = n / (last aggregate write - first send): the producer is inside the clock. With failures,
     the injector is seeded and the product's backoff (2, 4, 8 s) applies. Every order's timing comes
-    from the probe (orders/bench/probe.py). ``replicated``: the aggregate on the rig's Sentinel set
-    (orders/bench/replicated.py), the broker apart.
+    from the probe (orders/bench/probe.py). ``sentinel_aggregate``: the aggregate on the rig's Sentinel set
+    (orders/bench/sentinel.py), the broker apart.
     """
     faults = {"FAILURE_INJECTION": "true", "FAILURE_RATE": str(failure_rate), "FAILURE_SEED": str(seed)}
     faults = faults if failure_rate else {}
     prefix = FAILURE_PREFIX if failure_rate else "e2e"
-    run = rig.new_run("fail" if failure_rate else "paced" if rate else "e2e", lane, replicated)
+    run = rig.new_run("fail" if failure_rate else "paced" if rate else "e2e", lane, sentinel_aggregate)
     try:
         rig.start_workers(run, workers, {**faults, **(worker_env or {})}, probe=True)
         rig.start_bridge(run)

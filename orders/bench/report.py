@@ -10,51 +10,12 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
+from orders.bench.ab import AB_TESTS, side_key
+from orders.bench.methods import METHODS
 from orders.bench.results import COST_COLUMNS, COST_LABELS, CPU, SCALING, fmt
 
 LIMITS_HEADING = "## What limits the pipeline"
 TOP_COMMANDS = 8
-METHODS = (
-    "**no-op ceilings**: N no-op tasks are published (pipelined batches of 500) under a staging key while "
-    "the workers start; once every worker is ready the list is renamed into the queue in one step. "
-    "Completed = N - queue length - kombu's unacked hash, polled every 5 ms; the rate runs from the first "
-    "completion seen to the queue and the unacked hash being empty. *Project configuration*: the "
-    "workers' own Celery settings (late acks, task events, ...) on our Redis transport, or on kombu's "
-    "(`ORDERS_STOCK_CELERY=true`). *Plain Celery app*: `orders/bench/plain.py`, every setting at its "
-    "default (early acks, prefetch 4, kombu's transport), with `-E` for events on.",
-    "**drain**: N orders are produced into a fresh topic (3 partitions) first; then the workers start, "
-    "then `orders bridge`. The clock runs from the bridge joining its consumer group to the last "
-    "aggregate write. No producer in the clock. *As shipped*: the same drain in the same bench run, "
-    "with `ORDERS_STOCK_CELERY=true` on the workers and the bridge (kombu's Redis transport and "
-    "Celery's retry tracebacks instead of the fast path, `worker/fast_path.py`).",
-    "**e2e live**: workers and bridge running; the bench's producer (its own process) sends N orders "
-    "as fast as it can; rate = N / (last aggregate write - first send): producer, broker and pipeline "
-    "share the two cores. *Intake*: N / (last order's first attempt - first send). The *backlog wait* "
-    "is each order's time from its record timestamp to being aggregated: at full speed that is time "
-    "spent queued, not a latency.",
-    "**latency at half the drain rate**: the producer paces N orders at half the median drain rate; "
-    "each order's latency runs from its *intended* send time (first send + sequence / rate, so a "
-    "producer held back hides no wait) to the end of the task that aggregated it, recorded by every "
-    "worker (`orders/bench/probe.py`, a `task_postrun` receiver). Quantiles are exact (nearest rank "
-    "over all N values).",
-    "**10% transient failures**: the same live run with `FAILURE_RATE=0.1`, a fixed `FAILURE_SEED` "
-    "and fixed order ids, so every repeat meets the same failures, on the product's backoff "
-    "(`RETRY_BACKOFF_BASE=2`: 2, 4, 8 s, then the DLQ). Intake as above; *settled per second* = N / "
-    "(last order settled - first send); the last settle is also given after the last intake.",
-    "**bridge alone**: N orders pre-produced, no worker, `MAX_QUEUE_DEPTH` above N; rate from the first "
-    "batch landing in the Celery queue to the queue holding N.",
-    "**baseline**: one consumer (`orders/bench/baseline.py`) that decodes and records each order inline "
-    "and, on an injected transient failure, sleeps in its poll loop on the same 2, 4, 8 s schedule, "
-    "then gives up; over the first orders of the failure runs' topic with the same seed, so it meets "
-    "the same failures; orders done / time from its first record.",
-    "**CPU per order**: user + system CPU (psutil) of every process of the run (and its children) over "
-    "the measured window, divided by N: the bench's producer (its own figure), the Kafka broker, the "
-    "bridge, the workers, RabbitMQ, Redis, the registry. *Redis command time* is the server's own "
-    "execution time from `INFO commandstats` (no network I/O). The ceilings count the workers and Redis.",
-    "**Apache Kafka / RabbitMQ lanes**: the drain and the half-rate latency again with Apache Kafka "
-    "4.1.1 (from the cached jars) in place of Tansu, then also with a private RabbitMQ node as Celery's "
-    "broker; half of that lane's own drain rate.",
-)
 
 
 def table(results: Mapping[str, Any]) -> Group:
@@ -72,17 +33,56 @@ def table(results: Mapping[str, Any]) -> Group:
         costs.add_column(COST_LABELS.get(name, name), justify="left" if name == "run" else "right")
     for row in _cost_rows(results, columns):
         costs.add_row(*row)
-    targets = Table(title="ratios of medians, against the targets", title_justify="left")
-    for name in ("ratio", "measured", "target", "met"):
+    targets = Table(title="ratios (of medians, or per pair), against the targets", title_justify="left")
+    for name in ("ratio", "measured", "range over pairs", "target", "met"):
         targets.add_column(name, justify="right" if name == "measured" else "left")
     for t in results["targets"]:
-        targets.add_row(t["label"], fmt(t["measured"], t["unit"]), f"{t['target']} {t['unit']}".strip(),
-                        "yes" if t["met"] else "[bold red]no[/]")  # fmt: skip
+        met = "yes" if t["met"] else "[bold red]no[/]"
+        wanted = f"{t['target']} {t['unit']}".strip()
+        targets.add_row(t["label"], fmt(t["measured"], t["unit"]), _spread(results, t["key"]), wanted, met)
     with_target = {t["key"] for t in results["targets"]}
     for key, item in results["ratios"].items():
         if key not in with_target:
-            targets.add_row(item["label"], fmt(item["value"], ""), "", "")
-    return Group(figures, costs, targets)
+            targets.add_row(item["label"], fmt(item["value"], ""), _spread(results, key), "", "")
+    ab = Table(title="A/B in the same run (medians; on / off per pair)", title_justify="left")
+    for name in AB_COLUMNS:
+        ab.add_column(name, justify="left" if name in ("change", "component") else "right")
+    for row in _ab_rows(results):
+        ab.add_row(*row)
+    return Group(figures, costs, targets, ab)
+
+
+AB_COLUMNS = ("change", "pairs", "drain off / on (orders/s)", "CPU µs/order off / on", "component",
+              "its CPU µs/order off / on", "on / off: its CPU (range)")  # fmt: skip
+
+
+def _spread(results: Mapping[str, Any], key: str) -> str:
+    """A paired ratio's lowest and highest pair, and how many pairs; '' for a ratio of medians."""
+    item = results["ratios"].get(key)
+    if not item or not item.get("paired"):
+        return ""
+    pairs = len(item["runs"])
+    return f"{item['min']:.2f}-{item['max']:.2f} ({pairs} pair{'s' if pairs > 1 else ''})"
+
+
+def _ab_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    """One row per A/B phase measured: each side's rate and CPU per order, the component's ratio."""
+    rows, figures, cost = [], results["figures"], results.get("cost", {})
+    for key, test in AB_TESTS.items():
+        off, on = side_key(key, "off"), side_key(key, "on")
+        if off not in cost or on not in cost:
+            continue
+        part = test.component
+
+        def pair(name: str, off: str = off, on: str = on) -> str:
+            return " / ".join(fmt(cost[k]["components"][name]["median"], CPU) for k in (off, on))
+
+        ratio = results["ratios"].get(f"{key}_cpu_{part}", {})
+        rates = " / ".join(fmt(figures[k]["median"], "orders/s") for k in (off, on))
+        shown = f"{ratio['value']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})" if ratio.get("paired") else ""
+        rows.append([test.label, str(len(figures[on]["runs"])), rates, pair("total"), COST_LABELS[part],
+                     pair(part), shown])  # fmt: skip
+    return rows
 
 
 def _cost_columns(results: Mapping[str, Any]) -> list[str]:
@@ -132,16 +132,23 @@ def markdown(results: Mapping[str, Any], plot: str | None, kept_limits: str | No
         cells = " | ".join(fmt(f[k], f["unit"]) for k in ("median", "min", "max"))
         lines.append(f"| {f['label']} | {cells} | {f['unit']} |")
     lines += _markdown_costs(results)
-    lines += ["", "## Against the targets of issue 16", "", "| target | measured | wanted | met |",
-              "| --- | ---: | --- | --- |"]  # fmt: skip
+    lines += ["", "## Against the targets of issues 16 and 23", "",
+              "Ratios of runs measured in the same rounds (the ratio phases, the A/B phases) are the median "
+              "of the per-round ratios, with their range; the others are ratios of medians.", "",
+              "| target | measured | range over pairs | wanted | met |",
+              "| --- | ---: | --- | --- | --- |"]  # fmt: skip
     for t in results["targets"]:
         met = "yes" if t["met"] else "**no**"
         wanted = f"{t['target']} {t['unit']}".strip()
-        lines.append(f"| {t['label']} | {fmt(t['measured'], t['unit'])} | {wanted} | {met} |")
-    others = [
-        item for key, item in results["ratios"].items() if key not in {t["key"] for t in results["targets"]}
+        spread = _spread(results, t["key"])
+        lines.append(f"| {t['label']} | {fmt(t['measured'], t['unit'])} | {spread} | {wanted} | {met} |")
+    with_target = {t["key"] for t in results["targets"]}
+    lines += [
+        f"| {item['label']} | {fmt(item['value'], '')} | {_spread(results, key)} | | |"
+        for key, item in results["ratios"].items()
+        if key not in with_target
     ]
-    lines += [f"| {item['label']} | {fmt(item['value'], '')} | | |" for item in others]
+    lines += _markdown_ab(results)
     if plot:
         lines += ["", "## Scaling", "", f"![drain throughput vs worker processes]({plot})"]
     lines += ["", "## Machine", "", "| | |", "| --- | --- |", *_machine_rows(machine), "",
@@ -149,6 +156,19 @@ def markdown(results: Mapping[str, Any], plot: str | None, kept_limits: str | No
     lines += [f"- {method}" for method in METHODS]
     lines += ["", (kept_limits or _limits_placeholder()).rstrip(), ""]
     return "\n".join(lines)
+
+
+def _markdown_ab(results: Mapping[str, Any]) -> list[str]:
+    rows = _ab_rows(results)
+    if not rows:
+        return []
+    lines = ["", "## A/B in the same run", "",
+             "Each change drained the same pre-filled topic off and on, in turns (`orders/bench/ab.py`): "
+             "medians of each side; the on / off ratio of the component's CPU per order per pair, its "
+             "median and range.", "",
+             "| " + " | ".join(AB_COLUMNS) + " |",
+             "| --- | ---: | ---: | ---: | --- | ---: | ---: |"]  # fmt: skip
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _markdown_costs(results: Mapping[str, Any]) -> list[str]:

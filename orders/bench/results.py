@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from orders.bench.ab import AB_TESTS, SIDES, side_key
 from orders.bench.cost import COMPONENTS, LABELS
 from orders.bench.stats import Summary, ratio
 
-SCHEMA = "orders-bench/2"
+# 3: ratios of runs measured in rounds carry the range over their pairs; A/B phases; "interleaved"
+SCHEMA = "orders-bench/3"
 RATE, MS, SECONDS, SHARE, CPU = "orders/s", "ms", "s", "%", "µs/order"
 SCALING = (1, 2, 4)
 QUANTILE_NAMES = ("p50", "p95", "p99", "max")
+
+
+def _short(ab_key: str) -> str:
+    """An A/B phase's name in labels: ``handoff`` for ``ab_handoff``."""
+    return ab_key.removeprefix("ab_")
 
 
 def _latencies(key: str, what: str) -> dict[str, tuple[str, str]]:
@@ -45,7 +52,10 @@ FIGURES: dict[str, tuple[str, str]] = {
     **_latencies("half_apache", "latency at half the drain rate, Apache Kafka"),
     "drain_rabbitmq": ("drain on Apache Kafka, RabbitMQ as Celery's broker", RATE),
     **_latencies("half_rabbitmq", "latency at half the drain rate, RabbitMQ as Celery's broker"),
+    "drain_kafka1": ("drain on Apache Kafka, 1 broker (the replicated lane's launcher)", RATE),
+    "drain_kafka3": ("drain on Apache Kafka, 3 brokers: replication 3, min.insync.replicas 2", RATE),
     **{f"scaling_{k}": (f"drain, {k} worker process{'es' if k > 1 else ''}", RATE) for k in SCALING},
+    **{side_key(k, side): (f"drain, A/B {_short(k)} {side}", RATE) for k in AB_TESTS for side in SIDES},
     **_latencies("wait_off", "aggregate on a Sentinel set, broker apart, no WAIT (REDIS_WAIT_REPLICAS=0)"),
     **_latencies("wait_on", "the same, each task's write and WAIT 1 in one round trip (the default)"),
 }
@@ -69,6 +79,9 @@ COSTS: dict[str, str] = {
     "half_apache": "paced, Apache Kafka",
     "drain_rabbitmq": "drain, RabbitMQ as Celery's broker",
     "half_rabbitmq": "paced, RabbitMQ as Celery's broker",
+    "drain_kafka1": "drain, Apache Kafka, 1 broker",
+    "drain_kafka3": "drain, Apache Kafka, 3 brokers (replicated)",
+    **{side_key(k, side): f"drain, A/B {_short(k)} {side}" for k in AB_TESTS for side in SIDES},
     "wait_off": "paced, aggregate on Sentinel, no WAIT",
     "wait_on": "paced, aggregate on Sentinel, WAIT 1 per task",
 }
@@ -79,9 +92,33 @@ COST_LABELS = {
     "redis_server": "Redis command time",
     "other_cores": "other work (cores)",
 }
-# key -> (label, numerator, denominator); "cpu:<key>" is the total CPU per order of that run
+
+
+def _ab_ratios() -> dict[str, tuple[str, str, str]]:
+    """Per A/B phase: on / off of the drain rate, the total CPU per order and the component's."""
+    ratios = {}
+    for key, test in AB_TESTS.items():
+        on, off, what, part = side_key(key, "on"), side_key(key, "off"), _short(key), test.component
+        ratios[f"{key}_rate"] = (f"A/B {what}: drain rate, on / off", on, off)
+        ratios[f"{key}_cpu"] = (f"A/B {what}: CPU per order, on / off", f"cpu:{on}", f"cpu:{off}")
+        ratios[f"{key}_cpu_{part}"] = (
+            f"A/B {what}: {LABELS[part]} CPU per order, on / off",
+            f"cpu.{part}:{on}",
+            f"cpu.{part}:{off}",
+        )
+    return ratios
+
+
+# key -> (label, numerator, denominator): a figure's median, or "cpu:<run>" (the run's total CPU per
+# order), "cpu.<component>:<run>" (one component's). Both sides measured in the same rounds: the
+# median of the per-round ratios, with their range (results' "paired").
 RATIOS: dict[str, tuple[str, str, str]] = {
     "drain_over_plain": ("drain / plain Celery ceiling (events off)", "drain", "plain"),
+    "cpu_drain_over_plain": (
+        "CPU per order: drain / plain Celery ceiling (events off)",
+        "cpu:drain",
+        "cpu:plain",
+    ),
     "e2e_over_plain": ("e2e live / plain Celery ceiling (events off)", "e2e", "plain"),
     "drain_over_ceiling": ("drain / project ceiling", "drain", "ceiling"),
     "drain_over_drain_stock": ("drain / drain on Celery and kombu as shipped", "drain", "drain_stock"),
@@ -93,6 +130,9 @@ RATIOS: dict[str, tuple[str, str, str]] = {
         "baseline",
     ),
     "bridge_over_drain": ("bridge alone / drain", "bridge", "drain"),
+    "kafka3_over_kafka1": ("drain: 3 brokers / 1 broker", "drain_kafka3", "drain_kafka1"),
+    "cpu_kafka3_over_kafka1": ("CPU per order: 3 brokers / 1 broker", "cpu:drain_kafka3", "cpu:drain_kafka1"),
+    **_ab_ratios(),
     "cpu_wait_on_over_off": ("CPU per order: per-task WAIT / none", "cpu:wait_on", "cpu:wait_off"),
     "p99_wait_on_over_off": (
         "p99 latency: per-task WAIT / none",
@@ -100,7 +140,7 @@ RATIOS: dict[str, tuple[str, str, str]] = {
         "wait_off_latency_p99",
     ),
 }
-# (ratio or figure key, comparison, wanted): the targets of issue 16
+# (ratio or figure key, comparison, wanted): the targets of issues 16 and 23
 TARGETS: tuple[tuple[str, str, float], ...] = (
     ("drain_over_plain", ">=", 1.5),
     ("cpu_drain_over_ceiling", "<=", 2.0),
@@ -110,6 +150,8 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("fail10_settle_after_intake_s", "<=", 16.0),
     ("fail10_result_over_baseline", ">=", 100.0),
     ("bridge_over_drain", ">=", 3.0),
+    ("ab_handoff_cpu_bridge", "<=", 0.7),  # issue 23: the bridge with the template / with Celery's messages
+    ("ab_group_commit_cpu_workers", "<=", 0.75),  # issue 23: judged once orders/bench/ab.py's slot is filled
 )
 
 
@@ -135,12 +177,11 @@ def build_results(
         for key, label in COSTS.items()
         if key in costs
     }
-    medians = {key: summary.median for key, summary in figures.items()}
-    medians.update({f"cpu:{key}": by_name["total"].median for key, by_name in costs.items()})
+    rounds = [set(group) for group in parameters.get("interleaved", [])]
     ratios = {
-        key: {"label": label, "value": value}
+        key: {"label": label, **item}
         for key, (label, top, bottom) in RATIOS.items()
-        if (value := ratio(medians.get(top), medians.get(bottom))) is not None
+        if (item := ratio_of(_series(top, figures, costs), _series(bottom, figures, costs), rounds))
     }
     return {
         "schema": SCHEMA,
@@ -157,17 +198,46 @@ def build_results(
     }
 
 
+def _series(key: str, figures: Mapping[str, Summary], costs: Mapping[str, Mapping[str, Summary]]) -> Any:
+    """(run key, its runs' Summary) for one side of a ratio; None when it was not measured."""
+    if not key.startswith("cpu"):
+        return (key, figures[key]) if key in figures else None
+    kind, _, run = key.partition(":")
+    component = kind.partition(".")[2] or "total"
+    summary = costs.get(run, {}).get(component)
+    return (run, summary) if summary is not None else None
+
+
+def ratio_of(
+    top: tuple[str, Summary] | None, bottom: tuple[str, Summary] | None, rounds: list[set[str]]
+) -> dict[str, Any] | None:
+    """The ratio's JSON: of medians, or, for two runs measured in the same rounds, the median of the
+    per-round ratios with their range (``paired``). None when a side is missing or zero."""
+    if top is None or bottom is None:
+        return None
+    (top_run, tops), (bottom_run, bottoms) = top, bottom
+    together = any({top_run, bottom_run} <= group for group in rounds)
+    if together and len(tops.runs) == len(bottoms.runs) and min(bottoms.runs) > 0:
+        pairs = Summary.of(t / b for t, b in zip(tops.runs, bottoms.runs, strict=True))
+        return {"value": pairs.median, "min": pairs.min, "max": pairs.max, "runs": list(pairs.runs),
+                "paired": True}  # fmt: skip
+    value = ratio(tops.median, bottoms.median)
+    return None if value is None else {"value": value, "paired": False}
+
+
 def evaluate_targets(figures: Mapping[str, Any], ratios: Mapping[str, Any]) -> list[dict[str, Any]]:
     targets = []
     for key, comparison, wanted in TARGETS:
+        spread = None
         if key in ratios:
             label, measured, unit = ratios[key]["label"], ratios[key]["value"], ""
+            spread = [ratios[key]["min"], ratios[key]["max"]] if ratios[key]["paired"] else None
         elif key in figures:
             label, measured, unit = figures[key]["label"], figures[key]["median"], figures[key]["unit"]
         else:
             continue
         met = measured >= wanted if comparison == ">=" else measured <= wanted
-        targets.append({"key": key, "label": label, "measured": measured, "unit": unit,
+        targets.append({"key": key, "label": label, "measured": measured, "range": spread, "unit": unit,
                         "target": f"{comparison} {wanted:g}", "met": met})  # fmt: skip
     return targets
 

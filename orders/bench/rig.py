@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from confluent_kafka.admin import NewTopic
 
 from orders.bench.lanes import (
     TANSU,
@@ -31,16 +30,18 @@ from orders.bench.lanes import (
     with_env,
 )
 from orders.bench.machine import package_version
-from orders.bench.replicated import start_sentinel_set
 from orders.bench.run import BenchError as BenchError
 from orders.bench.run import Run as Run
 from orders.bench.run import wait_until as wait_until
+from orders.bench.sentinel import start_sentinel_set
 from orders.bench.settings import BenchSettings
 from orders.core.settings import with_database
 from orders.registry.settings import REGISTRY_DATABASE
 from orders.stack import services
+from orders.stack.kafka_cluster import KafkaCluster
 from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
+from orders.stack.redis_ha import LOOPBACK
 from orders.stack.redis_sentinel import SentinelSet
 from orders.stack.stack import Stack, StackOptions, new_stack, start_services
 from orders.stack.supervisor import Service
@@ -78,6 +79,7 @@ class Rig:
             "tansu": KafkaLane(self.settings, env["KAFKA_BOOTSTRAP_SERVERS"])
         }
         self._apache: services.ApacheKafka | None = None
+        self._clusters: list[KafkaCluster] = []
         self._rabbitmq: RabbitMQ | None = None
         self._sentinels: SentinelSet | None = None
         self._database_count = _database_count(redis.Redis.from_url(self.settings.redis_url))
@@ -117,6 +119,8 @@ class Rig:
             self._sentinels.stop()
         if self._apache is not None:
             self._apache.stop()
+        for cluster in self._clusters:
+            cluster.stop()
         if self.stack is not None:
             _stop_services(self.stack)
         run_dir = self.log_dir.parent if self.stack is not None else self.log_dir
@@ -137,11 +141,23 @@ class Rig:
 
     def kafka(self, lane: Lane) -> KafkaLane:
         if lane.kafka not in self._kafka:
+            self._kafka[lane.kafka] = self._start_kafka(lane.kafka)
+        return self._kafka[lane.kafka]
+
+    def _start_kafka(self, kind: str) -> KafkaLane:
+        """Apache Kafka as `orders up --broker kafka` runs it, or one or three nodes of the replicated
+        lane's launcher (on loopback: the bench needs no partitions)."""
+        if kind == "apache":
             self._apache = services.ApacheKafka(self.log_dir)
             self._apache.format()
             running = self._apache.start()
-            self._kafka["apache"] = KafkaLane(self.settings, running.url, running.service.pid)
-        return self._kafka[lane.kafka]
+            return KafkaLane(self.settings, running.url, [running.service.pid])
+        nodes = {"kafka1": 1, "kafka3": 3}[kind]
+        cluster = KafkaCluster(self.log_dir, [LOOPBACK] * nodes, tag=f"bench-{kind}")
+        self._clusters.append(cluster)
+        cluster.start()
+        pids = [node.service.pid for node in cluster.nodes]
+        return KafkaLane(self.settings, cluster.bootstrap, pids, cluster.replication)
 
     def rabbitmq(self) -> RabbitMQ:
         if self._rabbitmq is None:
@@ -161,9 +177,10 @@ class Rig:
         if self.stack is not None:
             by_name = {child.name: child.pid for child in self.stack.children}
             pids = {"redis": [by_name["redis"]], "registry": [by_name["registry"]]}
-        broker = self.kafka(lane).pid if lane.kafka == "apache" else self._tansu_pid()
-        if broker:
-            pids["broker"] = [broker]
+        tansu = self._tansu_pid()
+        brokers = self.kafka(lane).pids if lane.jvm else [tansu] if tansu else []
+        if brokers:
+            pids["broker"] = brokers
         if lane.celery == "rabbitmq" and self.rabbitmq().service is not None:
             pids["celery_broker"] = [self.rabbitmq().service.pid]  # type: ignore[union-attr]
         return pids
@@ -175,31 +192,30 @@ class Rig:
 
     # -- a run ------------------------------------------------------------------------------
 
-    def new_run(self, label: str, lane: Lane = TANSU, replicated: bool = False) -> Run:
+    def new_run(self, label: str, lane: Lane = TANSU, sentinel_aggregate: bool = False) -> Run:
         """Fresh topics (created), consumer group, queue and an empty Redis database, on ``lane``.
 
-        ``replicated``: the aggregate on the rig's Sentinel set (:meth:`sentinels`), Celery's broker
+        ``sentinel_aggregate``: the aggregate on the rig's Sentinel set (:meth:`sentinels`), Celery's broker
         on the rig's Redis: on two primaries, where the aggregate's per-task WAIT applies.
         """
         name = f"bench-{label}-{next(self._counter)}-{uuid.uuid4().hex[:6]}"
         db = self._empty_database()
         url = with_db(self.settings.redis_url, db)
-        aggregate = with_database(self.sentinels().url(), db) if replicated else url
+        aggregate = with_database(self.sentinels().url(), db) if sentinel_aggregate else url
         kafka = self.kafka(lane)
         env = {**self.env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "REDIS_URL": aggregate,
                "CELERY_BROKER_URL": self.rabbitmq().url if lane.celery == "rabbitmq" else url,
                "ORDERS_TOPIC": name, "DLQ_TOPIC": f"{name}-dlq", "CONSUMER_GROUP": name,
                "CELERY_QUEUE": name}  # fmt: skip
-        if lane.kafka == "apache":
+        if lane.jvm:
             env.pop("KAFKA_FETCH_WAIT_MAX_MS", None)  # a Tansu quirk; Apache Kafka answers as data arrives
         run_dir = self.log_dir / name
         run_dir.mkdir()
         run = Run(with_env(self.settings, env), env, lane, run_dir)
-        if replicated:
+        if sentinel_aggregate:
             nodes = [*self.sentinels().data, *self.sentinels().sentinels]
             run.extra_pids["redis_ha"] = [node.service.pid for node in nodes]
-        kafka.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1),
-                             NewTopic(f"{name}-dlq", num_partitions=1, replication_factor=1)])  # fmt: skip
+        kafka.create_run_topics(name, PARTITIONS)
         return run
 
     def end_run(self, run: Run) -> None:
@@ -226,10 +242,11 @@ class Rig:
         self._ended.clear()
 
     def start_workers(
-        self, run: Run, count: int, env: Mapping[str, str] | None = None, probe: bool = False
-    ) -> list[Service]:
-        """Start ``count`` solo workers (with the bench probe loaded if ``probe``); :meth:`wait_ready`
-        waits until each one's /healthz answers.
+        self, run: Run, count: int, env: Mapping[str, str] | None = None, probe: bool = False,
+        loglevel: str = "WARNING",
+    ) -> list[Service]:  # fmt: skip
+        """Start ``count`` solo workers (with the bench probe loaded if ``probe``), logging from
+        ``loglevel`` up; :meth:`wait_ready` waits until each one's /healthz answers.
 
         Started from this thread: a child dies with the thread that forked it (PR_SET_PDEATHSIG).
         """
@@ -237,7 +254,7 @@ class Rig:
         for n in range(1, count + 1):
             # A node name per run: on RabbitMQ a worker's pidbox queue is exclusive to its connection, and
             # a new worker of the same name starting while the last run's still closes is refused.
-            argv = worker_argv(f"{run.settings.orders_topic}-{n}", *extra, loglevel="WARNING")
+            argv = worker_argv(f"{run.settings.orders_topic}-{n}", *extra, loglevel=loglevel)
             worker_env = {**run.env, "FAILURE_RATE": "0", "PERMANENT_FAILURE_RATE": "0",
                           STOCK: "false", **(env or {})}  # fmt: skip
             service, port = pipeline_service(

@@ -14,10 +14,11 @@ import redis
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from orders.bench.ab import AB_TESTS, SIDES, Switch, side_key
 from orders.bench.ceilings import Ceiling, Measured, measure_ceiling
-from orders.bench.lanes import APACHE, RABBITMQ, TANSU, Lane
+from orders.bench.lanes import APACHE, KAFKA1, KAFKA3, RABBITMQ, TANSU, Lane
 from orders.bench.machine import machine_facts
-from orders.bench.options import PHASES, BenchOptions
+from orders.bench.options import INTERLEAVED, PHASES, BenchOptions
 from orders.bench.phases import (
     FAILURE_RATE,
     measure_baseline,
@@ -26,10 +27,10 @@ from orders.bench.phases import (
     measure_e2e,
     traced_env,
 )
-from orders.bench.replicated import DEFAULT_RATE
-from orders.bench.replicated import RUNS as REPLICA_RUNS
 from orders.bench.results import SCALING, build_results
 from orders.bench.rig import Endpoints, Rig
+from orders.bench.sentinel import DEFAULT_RATE
+from orders.bench.sentinel import RUNS as REPLICA_RUNS
 from orders.bench.settings import BenchSettings
 from orders.bench.stats import Summary
 from orders.bench.warmup import WARM_UP_RATE, warm_up_broker
@@ -55,16 +56,32 @@ class Bench:
         self.commands: dict[str, dict[str, float]] = {}  # figure key -> Redis command -> calls per order
         self.half_rate: float | None = None
         self.warm_up: dict[str, list[float]] = {}  # JVM broker -> its JIT's share of a core in each round
+        # Figure keys measured in rounds, one run of each per round: their runs pair up by position.
+        self.interleaved: list[list[str]] = []
         self._tasks = {
             p: display.add_task(PHASES[p], status="waiting", start=False, total=1) for p in options.phases
         }
 
     def run(self) -> None:
+        """Every phase in order; the ratio phases that run are measured together, in rounds."""
+        rounds = [p for p in INTERLEAVED if p in self.options.phases]
+        done: set[str] = set()
         for phase in self.options.phases:
-            self.display.start_task(self._tasks[phase])
-            getattr(self, f"_{phase}")()
-            self.display.update(self._tasks[phase], completed=1)
-            self.display.stop_task(self._tasks[phase])
+            if phase in done:
+                continue
+            group = rounds if phase in rounds and len(rounds) > 1 else [phase]
+            for p in group:
+                self.display.start_task(self._tasks[p])
+            if len(group) > 1:
+                self._ratio_rounds(group)
+            elif phase in AB_TESTS:
+                self._ab(phase)
+            else:
+                getattr(self, f"_{phase}")()
+            for p in group:
+                self.display.update(self._tasks[p], completed=1)
+                self.display.stop_task(self._tasks[p])
+            done.update(group)
 
     def _status(self, phase: str, text: str) -> None:
         self.display.update(self._tasks[phase], status=text)
@@ -77,6 +94,24 @@ class Bench:
             last = f"; last {runs[-1].rate:,.0f}/s" if runs else ""
             self._status(phase, f"{note}run {i + 1}/{self.options.repeat}{last}")
             runs.append(measure())
+        return self._record(phase, key, runs)
+
+    def _rounds(self, measures: dict[str, tuple[str, Callable[[], Measured]]]) -> dict[str, list[Measured]]:
+        """``repeat`` rounds of one run per key (key -> its phase's progress line, its measurement), in
+        turn; the keys' runs pair up by round. Each key's figures are recorded as :meth:`_measure`'s."""
+        runs: dict[str, list[Measured]] = {key: [] for key in measures}
+        for i in range(self.options.repeat):
+            for key, (phase, measure) in measures.items():
+                last = f"; last {runs[key][-1].rate:,.0f}/s" if runs[key] else ""
+                self._status(phase, f"round {i + 1}/{self.options.repeat}: {key}{last}")
+                runs[key].append(measure())
+        for key, (phase, _) in measures.items():
+            self._record(phase, key, runs[key])
+        self.interleaved.append(list(measures))
+        return runs
+
+    def _record(self, phase: str, key: str, runs: list[Measured]) -> Summary:
+        """Summaries of ``runs`` under ``key``: its rate, its other figures, its CPU per order."""
         self.figures[key] = summary = Summary.of(r.rate for r in runs)
         for name in runs[0].figures:
             self.figures[f"{key}_{name}"] = Summary.of(r.figures[name] for r in runs)
@@ -114,9 +149,41 @@ class Bench:
         summary = self._measure(
             phase, f"drain{lane.suffix}", lambda: measure_drain(self.rig, o.orders, o.workers, lane)
         )
-        if lane == TANSU and o.workers in SCALING and "scaling" in o.phases:
-            self.figures[f"scaling_{o.workers}"] = summary
+        if lane == TANSU:
+            self._count_as_scaling(summary)
         return summary
+
+    def _count_as_scaling(self, drain: Summary) -> None:
+        """The drain is also the scaling phase's figure at the layout's worker count."""
+        if self.options.workers in SCALING and "scaling" in self.options.phases:
+            self.figures[f"scaling_{self.options.workers}"] = drain
+
+    def _ratio_rounds(self, phases: list[str]) -> None:
+        """The ratio phases (INTERLEAVED) that run, in rounds: ceiling, plain, drain, ceiling, ..."""
+        o = self.options
+        measures = {
+            "ceiling": lambda: measure_ceiling(self.rig, o.orders, o.workers, "project"),
+            "plain": lambda: measure_ceiling(self.rig, o.orders, o.workers, "plain"),
+            "drain": lambda: measure_drain(self.rig, o.orders, o.workers),
+        }
+        self._rounds({phase: (phase, measures[phase]) for phase in phases})
+        if "drain" in phases:
+            self._count_as_scaling(self.figures["drain"])
+
+    def _ab(self, key: str) -> None:
+        """One change off and on (orders/bench/ab.py): the drain with each side's switch, in turns."""
+        test, o = AB_TESTS[key], self.options
+
+        def drain(switch: Switch) -> Callable[[], Measured]:
+            return functools.partial(
+                measure_drain, self.rig, o.orders, o.workers, bridge_env=dict(switch.bridge),
+                worker_env=dict(switch.workers), worker_loglevel=test.worker_loglevel,
+            )  # fmt: skip
+
+        runs = self._rounds({side_key(key, side): (key, drain(getattr(test, side))) for side in SIDES})
+        off, on = (self.costs[side_key(key, side)][test.component].median for side in SIDES)
+        self._status(key, f"{test.component} CPU per order: off {off:,.0f} µs, on {on:,.0f} µs "
+                          f"({len(runs[side_key(key, 'on')])} pairs)")  # fmt: skip
 
     def _drain_stock(self) -> None:
         o = self.options
@@ -172,10 +239,22 @@ class Bench:
         self._measure("baseline", "baseline", lambda: measure_baseline(self.rig, o.baseline_orders, o.seed))
 
     def _lane(self, lane: Lane, phase: str) -> None:
-        if lane.kafka == "apache" and lane.kafka not in self.warm_up:
+        if lane.jvm and lane.kafka not in self.warm_up:
             self._warm_up(lane, phase)
         drain = self._drain(lane, phase)
         self._half(lane, phase, drain.median / 2)
+
+    def _replicated(self) -> None:
+        """Drain on one and on three brokers of the same launcher (heap, JVM flags, tuning): what
+        replication (acks=all to 3 replicas, 2 in sync) costs in throughput and CPU per order."""
+        for lane in (KAFKA1, KAFKA3):
+            if lane.kafka not in self.warm_up:
+                self._warm_up(lane, "replicated")
+            self._drain(lane, "replicated")
+        one, three = self.figures["drain_kafka1"].median, self.figures["drain_kafka3"].median
+        cpu = [self.costs[f"drain_kafka{k}"]["total"].median for k in (1, 3)]
+        self._status("replicated", f"1 broker {one:,.0f}/s, 3 brokers {three:,.0f}/s; "
+                     f"{cpu[0]:,.0f} vs {cpu[1]:,.0f} µs CPU/order")  # fmt: skip
 
     def _warm_up(self, lane: Lane, phase: str) -> None:
         """Unmeasured rounds until the new JVM broker compiled its request path (orders/bench/warmup.py)."""
@@ -194,13 +273,13 @@ class Bench:
         self._lane(RABBITMQ, "rabbitmq")
 
     def _replica_wait(self) -> None:
-        """The aggregate's per-task WAIT against none, same paced load and bench (bench/replicated.py)."""
+        """The aggregate's per-task WAIT against none, same paced load and bench (bench/sentinel.py)."""
         o = self.options
         rate = self.half_rate or DEFAULT_RATE
         for key, replicas in REPLICA_RUNS.items():
             env = {"REDIS_WAIT_REPLICAS": replicas}
             measure = lambda e=env: measure_e2e(  # noqa: E731
-                self.rig, o.orders, o.workers, rate=rate, replicated=True, worker_env=e
+                self.rig, o.orders, o.workers, rate=rate, sentinel_aggregate=True, worker_env=e
             )
             self._measure("replica_wait", key, measure, note=f"{key} at {rate:,.0f}/s: ")
         off, on = (self.figures[f"{key}_latency_p99"].median for key in REPLICA_RUNS)
@@ -238,7 +317,7 @@ def run_bench(options: BenchOptions, endpoints: Endpoints | None, command: str) 
     finally:
         rig.close(keep_logs=failed)
     parameters = {**asdict(options), "phases": list(options.phases), "half_load_rate": bench.half_rate,
-                  "broker_warm_up_jit_cores": bench.warm_up}  # fmt: skip
+                  "broker_warm_up_jit_cores": bench.warm_up, "interleaved": bench.interleaved}  # fmt: skip
     return build_results(
         parameters, bench.figures, machine, command, started, _now(), bench.costs, bench.commands
     )

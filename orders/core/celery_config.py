@@ -6,6 +6,7 @@ visibility timeout can never differ between the process that sends an order and 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 # FAST_TRANSPORT is named where the broker connection is made; worker/transport.py reads it from here.
@@ -29,6 +30,9 @@ RESTORE_SWEEP_SECONDS = 10
 # Records read again after a bridge crash, or the unacknowledged tail of a replay that crashed, arrive
 # within minutes; the dedupe window keeps this much more than the longest redelivery.
 REREAD_MARGIN = 3600
+# AMQP's short string (the correlation_id Celery copies the task id into) holds 255 bytes.
+MAX_TASK_ID_BYTES = 255
+LONG_ID_NAMESPACE = uuid.UUID("6f7a2d1c-52b0-4c1e-9a61-0c2f3e9d8b47")  # task ids of over-long orderIds
 
 
 def countdowns(settings: Settings) -> list[int]:
@@ -155,5 +159,15 @@ def task_reprs(payload: OrderPayload, origin: RecordOrigin) -> dict[str, str]:
 
 
 def task_id_for(order: OrderPayload) -> str:
-    """Derived from the order, so a redelivered or replayed order keeps its identity in Flower."""
-    return order["orderId"]
+    """Derived from the order, so a redelivered or replayed order keeps its identity in Flower.
+
+    The orderId itself, unless its UTF-8 is longer than AMQP's short strings allow: Celery puts the task
+    id in the message's ``correlation_id`` (255 bytes at most), and py-amqp cannot encode a longer one,
+    so such an order (valid: 256 characters may take 1,024 bytes) stopped the bridge on RabbitMQ. Then a
+    UUID derived from the orderId, the same for every copy of the order; Flower shows the orderId in the
+    task's arguments either way.
+    """
+    order_id = order["orderId"]
+    if len(order_id.encode("utf-8", "surrogatepass")) <= MAX_TASK_ID_BYTES:
+        return order_id
+    return str(uuid.uuid5(LONG_ID_NAMESPACE, order_id))

@@ -18,14 +18,14 @@ from bridge.amqp_handoff import AmqpHandoff
 from bridge.consumer import BROKER_ERRORS
 from bridge.handoff import create_sender
 from bridge.metrics import QueueCollector
-from orders.core.celery_config import task_reprs
-from orders.core.order import PROCESS_ORDER_TASK
+from orders.core.celery_config import task_id_for, task_reprs
+from orders.core.order import MAX_ID_LENGTH, PROCESS_ORDER_TASK
 from orders.core.queue_depth import QueueDepthReader, QueueDepthUnavailable, depth_reader
 from orders.core.settings import Settings
 from orders.dashboard.sampler import RedisFigures
 from orders.stack.rabbitmq import RabbitMQ
 from orders.stack.supervisor import free_port
-from tests.integration.test_handoff import ORDER, ORIGIN, VOLATILE
+from tests.integration.test_handoff import CASES, ORDER, ORIGIN, TRACE, VOLATILE
 
 READER_NAME = "orders depth reader"
 
@@ -49,28 +49,36 @@ def _orders(n: int, first: int = 0) -> list[Any]:
     return [({**ORDER, "orderId": f"o-{i}"}, {**ORIGIN, "offset": i}) for i in range(first, first + n)]
 
 
-def test_hand_off_sends_what_send_task_sends(rabbitmq: RabbitMQ) -> None:
-    app = _sender(rabbitmq, "q-same")
-    handoff = AmqpHandoff(app, "q-same")
-    handoff.hand_off([(ORDER, ORIGIN)])
-    app.send_task(
-        PROCESS_ORDER_TASK, args=(ORDER, ORIGIN), task_id="o-1", queue="q-same", **task_reprs(ORDER, ORIGIN)
-    )
-    ours, celerys = _take_all(rabbitmq.url, "q-same")
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("template", [True, False], ids=["template", "celery"])
+def test_hand_off_sends_what_send_task_sends(rabbitmq: RabbitMQ, template: bool, case: str) -> None:
+    """Field by field, as RabbitMQ delivers them: the headers (in order), the body's bytes, every property."""
+    order, origin, trace = CASES[case]
+    queue = f"q-same-{case}-{template}"
+    app = _sender(rabbitmq, queue)
+    handoff = AmqpHandoff(app, queue, template=template)
+    handoff.hand_off([(order, origin)], [trace] if trace else None)
+    app.send_task(PROCESS_ORDER_TASK, args=(order, origin), task_id=order["orderId"], queue=queue,
+                  headers=trace, **task_reprs(order, origin))  # fmt: skip
+    ours, celerys = _take_all(rabbitmq.url, queue)
     handoff.close()
 
-    assert ours.headers == celerys.headers
-    assert ours.headers["id"] == "o-1" and ours.headers["argsrepr"] == "o-1 Laptop 999.99"
-    assert json.loads(ours.body) == json.loads(celerys.body)
+    assert list(ours.headers.items()) == list(celerys.headers.items())
+    assert ours.headers["id"] == order["orderId"]
+    assert {k: ours.headers.get(k) for k in TRACE} == {k: (trace or {}).get(k) for k in TRACE}
+    assert ours.body == celerys.body and json.loads(ours.body)[0] == [order, origin]
     assert ours.properties["delivery_mode"] == celerys.properties["delivery_mode"] == 2  # persistent
+    assert ours.properties["correlation_id"] == order["orderId"] and ours.properties["reply_to"]
     assert {k: v for k, v in ours.properties.items() if k not in VOLATILE} == {
         k: v for k, v in celerys.properties.items() if k not in VOLATILE
     }
 
 
-def test_a_batch_is_confirmed_and_counted_by_the_queue_depth(rabbitmq: RabbitMQ) -> None:
-    handoff = AmqpHandoff(_sender(rabbitmq, "q-depth"), "q-depth")
-    reader = depth_reader(rabbitmq.url, "q-depth")
+@pytest.mark.parametrize("template", [True, False], ids=["template", "celery"])
+def test_a_batch_is_confirmed_and_counted_by_the_queue_depth(rabbitmq: RabbitMQ, template: bool) -> None:
+    queue = f"q-depth-{template}"
+    handoff = AmqpHandoff(_sender(rabbitmq, queue), queue, template=template)
+    reader = depth_reader(rabbitmq.url, queue)
     assert reader.depth() == 0  # before anything declared the queue
     handoff.hand_off(_orders(500))
     # Returned means confirmed: RabbitMQ has every message, none in flight.
@@ -78,7 +86,7 @@ def test_a_batch_is_confirmed_and_counted_by_the_queue_depth(rabbitmq: RabbitMQ)
     handoff.hand_off(_orders(3, first=500))
     assert reader.depth() == 503
     assert (reader.figures().waiting, reader.figures().unacknowledged) == (503, None)  # RabbitMQ does not say
-    ids = [m.headers["id"] for m in _take_all(rabbitmq.url, "q-depth")]
+    ids = [m.headers["id"] for m in _take_all(rabbitmq.url, queue)]
     handoff.close()
     reader.close()
     assert ids == [f"o-{i}" for i in range(503)]
@@ -215,3 +223,25 @@ def test_the_dashboard_reads_a_rabbitmq_queue_depth(rabbitmq: RabbitMQ, redis_ur
     read = figures.read()
     assert (read.queued, read.in_flight) == (7, None)
     assert read.snapshot.count == 0  # the aggregate still comes from REDIS_URL
+
+
+@pytest.mark.parametrize("template", [True, False], ids=["template", "celery"])
+def test_an_order_id_longer_than_an_amqp_short_string_is_handed_off(
+    rabbitmq: RabbitMQ, template: bool
+) -> None:
+    """A valid orderId may take up to 1,024 bytes of UTF-8; AMQP's correlation_id holds 255. The task id
+    (Celery puts it there) is then derived from the orderId, the same for every copy of the order."""
+    queue = f"q-long-id-{template}"
+    long_id = "é" * MAX_ID_LENGTH  # 256 characters, 512 bytes
+    handoff = AmqpHandoff(_sender(rabbitmq, queue), queue, template=template)
+    handoff.hand_off([({**ORDER, "orderId": long_id}, ORIGIN)])
+    [message] = _take_all(rabbitmq.url, queue)
+    handoff.close()
+
+    assert json.loads(message.body)[0][0]["orderId"] == long_id
+    assert (
+        message.headers["id"]
+        == message.properties["correlation_id"]
+        == task_id_for({**ORDER, "orderId": long_id})
+    )
+    assert len(message.properties["correlation_id"].encode()) <= 255

@@ -3,7 +3,9 @@ queue's depth as every reader sees it."""
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,46 +35,87 @@ ORDER = {"orderId": "o-1", "product": "Laptop", "price": "999.99"}
 # Differ per message whoever sends it: kombu's delivery tag. send_task also copies argsrepr and
 # kwargsrepr into the message properties, where nothing reads them (Flower reads the headers).
 VOLATILE = {"delivery_tag", "argsrepr", "kwargsrepr"}
+TRACE = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "ro=1,x=y"}
+# (order, origin, trace headers): what the template must get right, each against send_task's message.
+CASES = {
+    "plain": (ORDER, ORIGIN, None),
+    "unicode-traced": (
+        {"orderId": "ord-ü-☃-7", "product": "Ноутбук «Pro» 漢字 ☃", "price": "1234.50"},
+        {**ORIGIN, "key": None, "value": "AAAAAAEY8J+Ygw=="},
+        TRACE,
+    ),
+    "long-escapes": (  # quotes, backslashes and format specifiers in a 256-character product
+        {"orderId": "o-%(id)s-\\x", "product": ('say "hi" \\ %s %(id)s {0} ' * 12)[:256], "price": "0.01"},
+        {**ORIGIN, "topic": "orders-eu", "partition": 11, "offset": 2**40, "timestamp": 1_700_000_000_000},
+        {"traceparent": TRACE["traceparent"]},
+    ),
+}
 
 
 def _queued(client: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in client.lrange("q", 0, -1)[::-1]]  # kombu pushes on the left
 
 
-@pytest.mark.parametrize("backend", [None, "results"], ids=["no-results", "result-backend"])
-def test_hand_off_sends_what_send_task_sends(redis_url: str, backend: str | None) -> None:
-    env = {"REDIS_URL": redis_url, "CELERY_QUEUE": "q"}
-    if backend:
-        env["CELERY_RESULT_BACKEND"] = redis_url
-    app = create_sender(Settings.from_env(env, env_file=None))
+def assert_same_message(ours: dict[str, Any], celerys: dict[str, Any]) -> None:
+    """Field by field (JSON as kombu's Redis transport pushes it): what differs between two messages of
+    send_task for the same order (the delivery tag) and the properties nothing reads may differ."""
+    assert set(ours) == set(celerys)
+    assert list(ours["headers"].items()) == list(celerys["headers"].items())  # in Celery's order too
+    assert base64.b64decode(ours["body"]) == base64.b64decode(celerys["body"])
+    for key in ("content-type", "content-encoding"):
+        assert ours[key] == celerys[key], key
+    same = {k: v for k, v in celerys["properties"].items() if k not in VOLATILE}
+    assert {k: v for k, v in ours["properties"].items() if k not in VOLATILE} == same
+    assert uuid.UUID(ours["properties"]["delivery_tag"]).version == 4  # unique per message, as kombu's
+    assert ours["properties"]["reply_to"] and ours["headers"]["origin"]  # the sender's, as send_task's
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("template", [True, False], ids=["template", "celery"])
+def test_hand_off_sends_what_send_task_sends(redis_url: str, template: bool, case: str) -> None:
+    order, origin, trace = CASES[case]
+    app = create_sender(Settings.from_env({"REDIS_URL": redis_url, "CELERY_QUEUE": "q"}, env_file=None))
     client = redis.Redis.from_url(redis_url)
+
+    Handoff(app, "q", template=template).hand_off([(order, origin)], [trace] if trace else None)
+    app.send_task(PROCESS_ORDER_TASK, args=(order, origin), task_id=order["orderId"], queue="q",
+                  headers=trace, **task_reprs(order, origin))  # fmt: skip
+
+    ours, celerys = _queued(client)
+    assert_same_message(ours, celerys)
+    assert ours["headers"]["id"] == order["orderId"]
+    assert json.loads(base64.b64decode(ours["body"]))[0] == [order, origin]
+    assert {k: ours["headers"].get(k) for k in TRACE} == {k: (trace or {}).get(k) for k in TRACE}
+
+
+def test_hand_off_sends_what_send_task_sends_with_a_result_backend(redis_url: str) -> None:
+    env = {"REDIS_URL": redis_url, "CELERY_QUEUE": "q", "CELERY_RESULT_BACKEND": redis_url}
+    app = create_sender(Settings.from_env(env, env_file=None))
 
     Handoff(app, "q").hand_off([(ORDER, ORIGIN)])
     app.send_task(
         PROCESS_ORDER_TASK, args=(ORDER, ORIGIN), task_id="o-1", queue="q", **task_reprs(ORDER, ORIGIN)
     )
 
-    ours, celerys = _queued(client)
-    assert ours["headers"] == celerys["headers"]
-    assert ours["headers"]["id"] == "o-1"
+    ours, celerys = _queued(redis.Redis.from_url(redis_url))
+    assert_same_message(ours, celerys)
     assert ours["headers"]["argsrepr"] == "o-1 Laptop 999.99"
     assert ours["headers"]["kwargsrepr"] == "orders[2]@41"
-    assert ours["body"] == celerys["body"]
-    assert {k: v for k, v in ours["properties"].items() if k not in VOLATILE} == {
-        k: v for k, v in celerys["properties"].items() if k not in VOLATILE
-    }
-    assert ours["content-type"] == celerys["content-type"] == "application/json"
 
 
-def test_hand_off_publishes_a_batch_in_order(redis_url: str) -> None:
+@pytest.mark.parametrize("template", [True, False], ids=["template", "celery"])
+def test_hand_off_publishes_a_batch_in_order(redis_url: str, template: bool) -> None:
     client = redis.Redis.from_url(redis_url)
-    handoff = Handoff(create_sender(Settings.from_env({"REDIS_URL": redis_url}, env_file=None)), "q")
+    sender = create_sender(Settings.from_env({"REDIS_URL": redis_url}, env_file=None))
+    handoff = Handoff(sender, "q", template=template)
     orders = [({**ORDER, "orderId": f"o-{i}"}, {**ORIGIN, "offset": i}) for i in range(5)]
 
     handoff.hand_off(orders[:2])
     handoff.hand_off(orders[2:])  # the second batch no longer declares the queue
 
-    assert [m["headers"]["id"] for m in _queued(client)] == [f"o-{i}" for i in range(5)]
+    queued = _queued(client)
+    assert [m["headers"]["id"] for m in queued] == [f"o-{i}" for i in range(5)]
+    assert len({m["properties"]["delivery_tag"] for m in queued}) == 5
 
 
 def test_after_a_failed_hand_off_the_retry_goes_through(tmp_path: Path) -> None:

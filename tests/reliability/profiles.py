@@ -23,6 +23,8 @@ class Profile:
     fuzz_records: int  # scenario 6
     soak_seconds: int  # scenario 7, at soak_rate orders per second
     soak_rate: int
+    cluster_orders: int  # scenarios 13-18 (the replicated Kafka lane), at cluster_rate per second
+    cluster_rate: int
     ha_orders: int  # scenarios 22a-22e (replicated Redis), produced at ha_rate per second
     ha_rate: int
 
@@ -36,6 +38,7 @@ SHORT = Profile(
     registry_orders=500, registry_outage=30.0,
     fuzz_records=300,
     soak_seconds=15, soak_rate=50,
+    cluster_orders=1200, cluster_rate=100,
     ha_orders=600, ha_rate=150,
 )  # fmt: skip
 
@@ -48,6 +51,7 @@ LONG = Profile(
     registry_orders=2000, registry_outage=30.0,
     fuzz_records=2000,
     soak_seconds=180, soak_rate=60,
+    cluster_orders=4000, cluster_rate=150,
     ha_orders=3000, ha_rate=300,
 )  # fmt: skip
 

@@ -14,7 +14,7 @@ from orders.bench.cost import RunCost, command_delta
 from orders.bench.options import PHASES
 from orders.bench.probe import Attempt, read_attempts
 from orders.bench.report import kept_limits_section, markdown, table, write_report
-from orders.bench.results import build_results
+from orders.bench.results import SCHEMA, build_results
 from orders.bench.stats import Summary, ratio
 from orders.bench.timeline import Timeline, exact_quantile, quantiles_ms
 
@@ -213,7 +213,7 @@ def test_a_missed_target_and_missing_figures() -> None:
     assert results["cost"] == {}
     assert results["targets"] == [
         {"key": "drain_over_plain", "label": "drain / plain Celery ceiling (events off)",
-         "measured": pytest.approx(2 / 3), "unit": "", "target": ">= 1.5", "met": False}
+         "measured": pytest.approx(2 / 3), "range": None, "unit": "", "target": ">= 1.5", "met": False}
     ]  # fmt: skip
 
 
@@ -225,9 +225,10 @@ def test_markdown_has_the_tables_targets_machine_command_plot_and_limits_placeho
     )
     assert "| drain | 112 | 336 | 112 | 560 | 56 |" in text  # bridge, workers, Redis, total, command time
     assert "- drain: evalsha 1.00, llen 0.01" in text
-    assert "| drain / plain Celery ceiling (events off) | 1.65 | >= 1.5 | yes |" in text
-    assert "| latency at half the drain rate, Apache Kafka, p99 | 55.0 | <= 50 ms | **no** |" in text
-    assert "| 10% transient failures: last settle after the last intake | 15.0 | <= 16 s | yes |" in text
+    assert "| drain / plain Celery ceiling (events off) | 1.65 |  | >= 1.5 | yes |" in text  # not paired
+    assert "| latency at half the drain rate, Apache Kafka, p99 | 55.0 |  | <= 50 ms | **no** |" in text
+    assert "| 10% transient failures: last settle after the last intake | 15.0 |  | <= 16 s | yes |" in text
+    assert "## A/B in the same run" not in text  # none measured
     assert "```sh\norders bench\n```" in text
     assert "| CPU | Test CPU, 2 cores, None GiB |" in text
     assert "| load average (1 min) at start / end | 0.4 / 1.1 |" in text
@@ -270,3 +271,71 @@ def test_table_lists_every_figure_cost_and_verdict() -> None:
     assert "<= 50 ms" in text and "<= 16 s" in text
     assert "CPU µs per order" in text and "560" in text
     assert text.count("│ yes │") == 7 and text.count("│ no  │") == 1
+
+
+# -- rounds: the ratio phases interleaved, and the A/B phases -------------------------------------------
+
+
+def _costs_of(**totals: list[float]) -> dict[str, dict[str, Summary]]:
+    """Per run key, per-run totals split 60/40 between the workers and the bridge."""
+    return {
+        key: {"total": Summary.of(runs), "workers": Summary.of(r * 0.6 for r in runs),
+              "bridge": Summary.of(r * 0.4 for r in runs)}
+        for key, runs in totals.items()
+    }  # fmt: skip
+
+
+def _rounds_results(interleaved: list[list[str]], figures: dict[str, list[float]], costs: dict) -> dict:  # type: ignore[type-arg]
+    parameters = {"orders": 3000, "repeat": 3, "workers": 2, "interleaved": interleaved}
+    summaries = {key: Summary.of(runs) for key, runs in figures.items()}
+    return build_results(parameters, summaries, {"load": []}, "orders bench", "s", "f", costs)
+
+
+def test_ratios_of_runs_in_the_same_rounds_are_per_pair_with_their_range() -> None:
+    figures = {"plain": [2000.0, 1000.0, 1500.0], "drain": [3000.0, 2500.0, 2400.0], "ceiling": [6000.0] * 3}
+    costs = _costs_of(drain=[700.0, 800.0, 600.0], ceiling=[200.0, 400.0, 300.0])
+    results = _rounds_results([["ceiling", "plain", "drain"]], figures, costs)
+
+    drain_over_plain = results["ratios"]["drain_over_plain"]
+    assert drain_over_plain["paired"] is True
+    assert drain_over_plain["runs"] == pytest.approx([1.5, 2.5, 1.6])  # round by round
+    assert (drain_over_plain["value"], drain_over_plain["min"], drain_over_plain["max"]) == pytest.approx(
+        (1.6, 1.5, 2.5)
+    )  # the ratio of the medians would be 2,500 / 1,500 = 1.67
+    cpu = results["ratios"]["cpu_drain_over_ceiling"]
+    assert cpu["runs"] == pytest.approx([3.5, 2.0, 2.0]) and cpu["value"] == pytest.approx(2.0)
+    target = next(t for t in results["targets"] if t["key"] == "drain_over_plain")
+    assert target["range"] == pytest.approx([1.5, 2.5]) and target["met"] is True
+    assert results["schema"] == SCHEMA
+    assert "| drain / plain Celery ceiling (events off) | 1.60 | 1.50-2.50 (3 pairs) | >= 1.5 | yes |" in (
+        markdown(results, None)
+    )
+
+
+def test_runs_measured_apart_are_compared_by_their_medians() -> None:
+    figures = {"plain": [2000.0, 1000.0, 1500.0], "drain": [3000.0, 2500.0, 2400.0]}
+    results = _rounds_results([], figures, {})
+    label = "drain / plain Celery ceiling (events off)"
+    assert results["ratios"]["drain_over_plain"] == {
+        "label": label, "value": pytest.approx(2500 / 1500), "paired": False
+    }  # fmt: skip
+
+
+def test_an_ab_phase_gives_each_sides_figures_and_the_on_off_ratios_per_pair() -> None:
+    figures = {"ab_handoff_off": [2000.0, 2100.0], "ab_handoff_on": [2400.0, 2200.0]}
+    costs = _costs_of(ab_handoff_off=[800.0, 1000.0], ab_handoff_on=[600.0, 600.0])
+    results = _rounds_results([["ab_handoff_off", "ab_handoff_on"]], figures, costs)
+
+    assert results["figures"]["ab_handoff_on"]["label"] == "drain, A/B handoff on"
+    bridge = results["ratios"]["ab_handoff_cpu_bridge"]
+    assert bridge["runs"] == pytest.approx([0.75, 0.6]) and bridge["paired"] is True
+    assert results["ratios"]["ab_handoff_rate"]["runs"] == pytest.approx([1.2, 2200 / 2100])
+    target = next(t for t in results["targets"] if t["key"] == "ab_handoff_cpu_bridge")
+    assert (target["measured"], target["met"]) == (pytest.approx(0.675), True)  # <= 0.7
+    assert "ab_group_commit_cpu_workers" not in {t["key"] for t in results["targets"]}  # the slot, unmeasured
+    text = markdown(results, None)
+    assert "## A/B in the same run" in text
+    assert (
+        "| hand-off: messages built by Celery (off) or from the template (on) | 2 | 2,050 / 2,300 "
+        "| 900 / 600 | bridge | 360 / 240 | 0.68 (0.60-0.75) |"
+    ) in text

@@ -33,9 +33,11 @@ PROCESSES: list[type[Settings]] = [
         ("FAILURE_RATE", "1.5", {WorkerSettings, BenchSettings}),
         ("DEDUPE_TTL_SECONDS", "0", {WorkerSettings, BenchSettings}),
         ("TASK_EVENTS", "maybe", {WorkerSettings, BenchSettings}),
+        ("TASK_SUCCESS_LOG", "maybe", {WorkerSettings, BenchSettings}),
         ("MAX_QUEUE_DEPTH", "1", {BridgeSettings}),
         ("BRIDGE_BATCH_SIZE", "0", {BridgeSettings}),
         ("BRIDGE_REJOIN_TIMEOUT", "-1", {BridgeSettings}),
+        ("BRIDGE_HANDOFF", "fast", {BridgeSettings}),
     ],
 )
 def test_a_bad_variable_stops_only_the_processes_that_read_it(
@@ -79,6 +81,7 @@ def test_the_worker_defaults() -> None:
 def test_the_bridge_defaults() -> None:
     s = BridgeSettings.from_env({}, env_file=None)
     assert (s.max_queue_depth, s.bridge_batch_size, s.bridge_rejoin_timeout) == (10_000, 500, 360.0)
+    assert s.bridge_handoff == "template"
 
 
 def test_dashboard_origins_are_checked() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from celery.utils.time import get_exponential_backoff_interval
 
+from orders.core.celery_config import task_id_for
 from worker.tasks import process_order
 
 
@@ -34,3 +36,21 @@ def test_task_events_are_sent_while_someone_watches_unless_asked_for() -> None:
     assert (quiet["worker_send_task_events"], quiet["task_send_sent_event"]) == (False, False)
     watched = worker_config(WorkerSettings.from_env({"TASK_EVENTS": "true"}, env_file=None))
     assert (watched["worker_send_task_events"], watched["task_send_sent_event"]) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("order_id", "kept"),
+    [
+        ("o-1", True),
+        ("x" * 255, True),
+        ("é" * 127, True),
+        ("x" * 256, False),
+        ("é" * 128, False),
+        ("é" * 256, False),
+    ],
+)
+def test_the_task_id_is_the_order_id_unless_amqp_cannot_carry_it(order_id: str, kept: bool) -> None:
+    task_id = task_id_for({"orderId": order_id, "product": "p", "price": "1.00"})
+    assert (task_id == order_id) is kept
+    assert len(task_id.encode()) <= 255
+    assert task_id == task_id_for({"orderId": order_id, "product": "other", "price": "2.00"})  # every copy
