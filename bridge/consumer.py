@@ -41,6 +41,9 @@ HandOff = tuple[OrderPayload, RecordOrigin]
 BROKER_ERRORS = (OperationalError, BatchPublishError, redis.RedisError, OSError)
 DLQ_ERRORS = (DeadLetterNotDelivered, KafkaException, BufferError)
 MAX_BACKOFF = 30.0
+# A hand-off is retried at least this often: each try is one bounded round trip to the broker, and the
+# bridge follows a failed-over broker within one interval of its return.
+HANDOFF_MAX_BACKOFF = 2.0
 # Builds a consumer whose librdkafka statistics go to the given callback.
 ConsumerFactory = Callable[[Callable[[str], None]], Consumer]
 
@@ -75,14 +78,19 @@ class Bridge:
         self._paused = False
         # Ready once the current consumer has joined its group (an assignment, even an empty one).
         self._joined = False
+        # The hand-off the loop retries until Celery's broker takes it, with the error (for /healthz).
+        self._waiting_for: str | None = None
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit and return (safe from a signal handler)."""
         self._stop.set()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """What /healthz answers: ready once in the consumer group; paused and stopping as details."""
-        return self._joined and not self._stop.is_set(), {"paused": self._paused}
+        """What /healthz answers: ready once in the consumer group and while Celery's broker takes the
+        hand-offs; paused, and what it waits for, as details."""
+        waiting = self._waiting_for
+        ready = self._joined and not self._stop.is_set() and waiting is None
+        return ready, {"paused": self._paused, **({"waiting_for": waiting} if waiting else {})}
 
     def run(self) -> None:
         self._subscribe()
@@ -136,8 +144,9 @@ class Bridge:
             # Untraced and without incoming contexts, no headers at all: the hand-off costs what it did.
             carried = trace_headers if any(trace_headers) else None
             self._until_done(
-                lambda: self._handoff.hand_off(hand_offs, carried), "hand-off to Celery", BROKER_ERRORS
-            )
+                lambda: self._handoff.hand_off(hand_offs, carried), "hand-off to Celery", BROKER_ERRORS,
+                HANDOFF_MAX_BACKOFF, unready=True,
+            )  # fmt: skip
             self._queue.pushed(len(hand_offs))
             metrics.HANDED_OFF.inc(len(hand_offs))
         if letters:
@@ -219,18 +228,34 @@ class Bridge:
         log.warning("consumer error on %s[%s]: %s", message.topic(), message.partition(), error)
         return True
 
-    def _until_done(self, action: Callable[[], T], what: str, retry_on: tuple[type[BaseException], ...]) -> T:
-        """Run ``action`` until it succeeds, backing off on ``retry_on`` errors; never skip a record."""
+    def _until_done(
+        self,
+        action: Callable[[], T],
+        what: str,
+        retry_on: tuple[type[BaseException], ...],
+        max_backoff: float = MAX_BACKOFF,
+        unready: bool = False,
+    ) -> T:
+        """Run ``action`` until it succeeds, backing off on ``retry_on`` errors; never skip a record.
+
+        ``unready``: meanwhile /healthz answers 503, saying what the bridge waits for (the hand-off: a
+        broker the bridge cannot reach; a registry outage is the decode's own, logged, retry).
+        """
         delay = 0.5
         while True:
             try:
-                return action()
+                result = action()
+                if unready:
+                    self._waiting_for = None
+                return result
             except retry_on as exc:
                 if self._stop.is_set():
                     raise Stopping from exc
+                if unready:
+                    self._waiting_for = f"{what}: {exc}"
                 log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
+                delay = min(delay * 2, max_backoff)
 
     # -- backpressure and rebalances ------------------------------------------------------------
 

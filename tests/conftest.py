@@ -21,7 +21,7 @@ import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from orders.core.queue_depth import depth_reader
-from orders.stack.processes import bridge_argv, healthz_ready, pipeline_service, worker_argv
+from orders.stack.processes import bridge_argv, healthz, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
 from orders.stack.supervisor import Service, wait_for
 from tests.harness import services
@@ -277,16 +277,18 @@ class Pipeline:
         service = Service(self._unique(name), argv, self.log_dir, {**self.env, **env}, services.REPO_ROOT)
         return self._launch(name, service, lambda: ready(service), timeout)
 
-    def start_worker(self, *extra: str, pool: str = "solo", **env: str) -> Service:
+    def start_worker(self, *extra: str, pool: str = "solo", healthy: bool = True, **env: str) -> Service:
         """A real `celery -A worker worker` process on this test's queue, ready when its /healthz is.
 
         ``pool="prefork"`` runs Celery's default pool (two children), as a bare `celery -A worker worker`.
+        ``healthy=False``: started once /healthz answers at all (a worker whose Redis is away says 503).
         """
         name = self._unique("worker")
         concurrency = ("-c", "2") if pool == "prefork" else ()
         argv = worker_argv(name, "--without-mingle", *concurrency, *extra, pool=pool)
         service, port = pipeline_service(name, argv, self.log_dir, {**self.env, **env}, services.REPO_ROOT)
-        return self._launch("worker", service, lambda: healthz_ready(port))
+        ready = (lambda: healthz_ready(port)) if healthy else (lambda: healthz(port)[0] is not None)
+        return self._launch("worker", service, ready)
 
     def start_bridge(self, **env: str) -> Service:
         """`orders bridge` on this test's topics, ready when its /healthz says it joined the group."""

@@ -56,6 +56,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     "drain_kafka3": ("drain on Apache Kafka, 3 brokers: replication 3, min.insync.replicas 2", RATE),
     **{f"scaling_{k}": (f"drain, {k} worker process{'es' if k > 1 else ''}", RATE) for k in SCALING},
     **{side_key(k, side): (f"drain, A/B {_short(k)} {side}", RATE) for k in AB_TESTS for side in SIDES},
+    **_latencies("wait_off", "aggregate on a Sentinel set, broker apart, no WAIT (REDIS_WAIT_REPLICAS=0)"),
+    **_latencies("wait_on", "the same, each task's write and WAIT 1 in one round trip (the default)"),
 }
 # figure key -> label of its cost row
 COSTS: dict[str, str] = {
@@ -80,6 +82,8 @@ COSTS: dict[str, str] = {
     "drain_kafka1": "drain, Apache Kafka, 1 broker",
     "drain_kafka3": "drain, Apache Kafka, 3 brokers (replicated)",
     **{side_key(k, side): f"drain, A/B {_short(k)} {side}" for k in AB_TESTS for side in SIDES},
+    "wait_off": "paced, aggregate on Sentinel, no WAIT",
+    "wait_on": "paced, aggregate on Sentinel, WAIT 1 per task",
 }
 COST_COLUMNS = (*COMPONENTS, "total", "redis_server", "other_cores")
 COST_LABELS = {
@@ -129,6 +133,12 @@ RATIOS: dict[str, tuple[str, str, str]] = {
     "kafka3_over_kafka1": ("drain: 3 brokers / 1 broker", "drain_kafka3", "drain_kafka1"),
     "cpu_kafka3_over_kafka1": ("CPU per order: 3 brokers / 1 broker", "cpu:drain_kafka3", "cpu:drain_kafka1"),
     **_ab_ratios(),
+    "cpu_wait_on_over_off": ("CPU per order: per-task WAIT / none", "cpu:wait_on", "cpu:wait_off"),
+    "p99_wait_on_over_off": (
+        "p99 latency: per-task WAIT / none",
+        "wait_on_latency_p99",
+        "wait_off_latency_p99",
+    ),
 }
 # (ratio or figure key, comparison, wanted): the targets of issues 16 and 23
 TARGETS: tuple[tuple[str, str, float], ...] = (

@@ -11,12 +11,10 @@ import itertools
 import logging
 import shutil
 import signal
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -32,13 +30,19 @@ from orders.bench.lanes import (
     with_env,
 )
 from orders.bench.machine import package_version
+from orders.bench.run import BenchError as BenchError
+from orders.bench.run import Run as Run
+from orders.bench.run import wait_until as wait_until
+from orders.bench.sentinel import start_sentinel_set
 from orders.bench.settings import BenchSettings
+from orders.core.settings import with_database
 from orders.registry.settings import REGISTRY_DATABASE
 from orders.stack import services
 from orders.stack.kafka_cluster import KafkaCluster
 from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
 from orders.stack.redis_ha import LOOPBACK
+from orders.stack.redis_sentinel import SentinelSet
 from orders.stack.stack import Stack, StackOptions, new_stack, start_services
 from orders.stack.supervisor import Service
 
@@ -50,56 +54,11 @@ DEFAULT_DATABASES = 16  # redis-server's default; the stack's registry keeps its
 STOCK = "ORDERS_STOCK_CELERY"
 
 
-class BenchError(Exception):
-    """The bench cannot go on (no free Redis database, a child died, a run stalled)."""
-
-
 @dataclass(frozen=True)
 class Endpoints:
     kafka: str
     redis: str
     registry: str
-
-
-@dataclass
-class Run:
-    """One measured run's names and environment; ``settings`` is what this process uses for it."""
-
-    settings: BenchSettings
-    env: dict[str, str]
-    lane: Lane
-    dir: Path  # the workers' working directory (where the bench probe writes)
-    services: list[Service] = field(default_factory=list)
-    ready_checks: list[Callable[[], bool]] = field(default_factory=list)
-    workers: list[Service] = field(default_factory=list)
-    bridges: list[Service] = field(default_factory=list)
-
-    @property
-    def queue(self) -> str:
-        return self.settings.celery_queue
-
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url)
-
-    def check_alive(self) -> None:
-        """Raise BenchError with its log tail if one of this run's children exited."""
-        for service in self.services:
-            if not service.running():
-                raise BenchError(f"{service.name} exited during the run; its log:\n{service.tail(30)}")
-
-    def stop_workers(self) -> None:
-        """SIGTERM the workers and wait: a probed worker writes its file as it shuts down."""
-        for worker in self.workers:
-            worker.signal(signal.SIGTERM)
-        for worker in self.workers:
-            assert worker.proc is not None
-            code: int | None
-            try:
-                code = worker.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                code = worker.stop(grace=1)
-            if code != 0:
-                raise BenchError(f"{worker.name} exited {code} when stopped; its log:\n{worker.tail(30)}")
 
 
 class Rig:
@@ -122,6 +81,7 @@ class Rig:
         self._apache: services.ApacheKafka | None = None
         self._clusters: list[KafkaCluster] = []
         self._rabbitmq: RabbitMQ | None = None
+        self._sentinels: SentinelSet | None = None
         self._database_count = _database_count(redis.Redis.from_url(self.settings.redis_url))
         # Never the dev registry's database: a run's database is flushed when the run ends.
         usable = [db for db in range(1, self._database_count) if db != REGISTRY_DATABASE]
@@ -155,6 +115,8 @@ class Rig:
             lane.close()
         if self._rabbitmq is not None:
             self._rabbitmq.stop()
+        if self._sentinels is not None:
+            self._sentinels.stop()
         if self._apache is not None:
             self._apache.stop()
         for cluster in self._clusters:
@@ -202,6 +164,13 @@ class Rig:
             self._rabbitmq = RabbitMQ(self.log_dir, name="bench_rabbitmq").start()
         return self._rabbitmq
 
+    def sentinels(self) -> SentinelSet:
+        """A Sentinel set on loopback (a primary, two replicas, three Sentinels), started on first use, with
+        the shipped ``min-replicas-to-write`` 1 / ``-max-lag`` 10."""
+        if self._sentinels is None:
+            self._sentinels = start_sentinel_set(self.log_dir)
+        return self._sentinels
+
     def service_pids(self, lane: Lane) -> dict[str, list[int]]:
         """The shared services a run on ``lane`` uses, by cost component (empty: given as endpoints)."""
         pids: dict[str, list[int]] = {}
@@ -223,12 +192,18 @@ class Rig:
 
     # -- a run ------------------------------------------------------------------------------
 
-    def new_run(self, label: str, lane: Lane = TANSU) -> Run:
-        """Fresh topics (created), consumer group, queue and an empty Redis database, on ``lane``."""
+    def new_run(self, label: str, lane: Lane = TANSU, sentinel_aggregate: bool = False) -> Run:
+        """Fresh topics (created), consumer group, queue and an empty Redis database, on ``lane``.
+
+        ``sentinel_aggregate``: the aggregate on the rig's Sentinel set (:meth:`sentinels`), Celery's broker
+        on the rig's Redis: on two primaries, where the aggregate's per-task WAIT applies.
+        """
         name = f"bench-{label}-{next(self._counter)}-{uuid.uuid4().hex[:6]}"
-        url = with_db(self.settings.redis_url, self._empty_database())
+        db = self._empty_database()
+        url = with_db(self.settings.redis_url, db)
+        aggregate = with_database(self.sentinels().url(), db) if sentinel_aggregate else url
         kafka = self.kafka(lane)
-        env = {**self.env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "REDIS_URL": url,
+        env = {**self.env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "REDIS_URL": aggregate,
                "CELERY_BROKER_URL": self.rabbitmq().url if lane.celery == "rabbitmq" else url,
                "ORDERS_TOPIC": name, "DLQ_TOPIC": f"{name}-dlq", "CONSUMER_GROUP": name,
                "CELERY_QUEUE": name}  # fmt: skip
@@ -237,6 +212,9 @@ class Rig:
         run_dir = self.log_dir / name
         run_dir.mkdir()
         run = Run(with_env(self.settings, env), env, lane, run_dir)
+        if sentinel_aggregate:
+            nodes = [*self.sentinels().data, *self.sentinels().sentinels]
+            run.extra_pids["redis_ha"] = [node.service.pid for node in nodes]
         kafka.create_run_topics(name, PARTITIONS)
         return run
 
@@ -256,6 +234,8 @@ class Rig:
             for service in reversed(run.services):
                 service.stop(grace=10)
             run.redis().flushdb()
+            if run.extra_pids:  # the aggregate elsewhere: the broker's database too
+                redis.Redis.from_url(run.settings.broker_url).flushdb()
             self.kafka(run.lane).delete_topics([run.settings.orders_topic, run.settings.dlq_topic])
             if run.lane.celery == "rabbitmq":
                 delete_queue(run.settings.broker_url, run.queue)
@@ -348,15 +328,3 @@ def _database_count(client: redis.Redis) -> int:
         return int(client.config_get("databases").get("databases") or DEFAULT_DATABASES)
     except redis.ResponseError:  # CONFIG may be disabled on a managed Redis
         return DEFAULT_DATABASES
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, run: Run, interval: float = 0.02
-) -> None:
-    """Poll ``condition`` until true; BenchError if ``timeout`` passes or a child of ``run`` dies."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        run.check_alive()
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)

@@ -29,6 +29,8 @@ from orders.bench.phases import (
 )
 from orders.bench.results import SCALING, build_results
 from orders.bench.rig import Endpoints, Rig
+from orders.bench.sentinel import DEFAULT_RATE
+from orders.bench.sentinel import RUNS as REPLICA_RUNS
 from orders.bench.settings import BenchSettings
 from orders.bench.stats import Summary
 from orders.bench.warmup import WARM_UP_RATE, warm_up_broker
@@ -269,6 +271,22 @@ class Bench:
 
     def _rabbitmq(self) -> None:
         self._lane(RABBITMQ, "rabbitmq")
+
+    def _replica_wait(self) -> None:
+        """The aggregate's per-task WAIT against none, same paced load and bench (bench/sentinel.py)."""
+        o = self.options
+        rate = self.half_rate or DEFAULT_RATE
+        for key, replicas in REPLICA_RUNS.items():
+            env = {"REDIS_WAIT_REPLICAS": replicas}
+            measure = lambda e=env: measure_e2e(  # noqa: E731
+                self.rig, o.orders, o.workers, rate=rate, sentinel_aggregate=True, worker_env=e
+            )
+            self._measure("replica_wait", key, measure, note=f"{key} at {rate:,.0f}/s: ")
+        off, on = (self.figures[f"{key}_latency_p99"].median for key in REPLICA_RUNS)
+        cpu_off, cpu_on = (self.costs[key]["total"].median for key in REPLICA_RUNS)
+        self._status(
+            "replica_wait", f"p99 {off:.1f} -> {on:.1f} ms; CPU {cpu_off:,.0f} -> {cpu_on:,.0f} µs/order"
+        )
 
     def _scaling(self) -> None:
         o = self.options

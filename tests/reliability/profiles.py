@@ -25,6 +25,8 @@ class Profile:
     soak_rate: int
     cluster_orders: int  # scenarios 13-18 (the replicated Kafka lane), at cluster_rate per second
     cluster_rate: int
+    ha_orders: int  # scenarios 22a-22e (replicated Redis), produced at ha_rate per second
+    ha_rate: int
 
 
 SHORT = Profile(
@@ -37,6 +39,7 @@ SHORT = Profile(
     fuzz_records=300,
     soak_seconds=15, soak_rate=50,
     cluster_orders=1200, cluster_rate=100,
+    ha_orders=600, ha_rate=150,
 )  # fmt: skip
 
 LONG = Profile(
@@ -49,6 +52,7 @@ LONG = Profile(
     fuzz_records=2000,
     soak_seconds=180, soak_rate=60,
     cluster_orders=4000, cluster_rate=150,
+    ha_orders=3000, ha_rate=300,
 )  # fmt: skip
 
 PROFILES = {p.name: p for p in (SHORT, LONG)}

@@ -36,18 +36,21 @@ python -m pytest tests/reliability --long        # short and long profiles
 python -m pytest tests/reliability --long --reliability-report   # and rewrite this report
 ```
 
-The short profile runs scenarios 1 (≥ 5,000 orders), 4, 5, 7 and 9-12 on one Kafka lane each and the
-others on both (worker scenarios on both pools); the long profile runs every scenario on every lane where
-it applies. Scenario 3 (and 3b) needs the Apache Kafka lane (Tansu keeps no data across restarts).
+The short profile runs scenarios 1 (≥ 5,000 orders), 4, 5, 7, 9-12 and 22a-22e on one Kafka lane each
+and the others on both (worker scenarios on both pools; 22a-22e on one pool each); the long profile runs
+every scenario on every lane where it applies. Scenario 3 (and 3b) needs the Apache Kafka lane (Tansu
+keeps no data across restarts).
 Sizes are in `tests/reliability/profiles.py`.
 
 Scenarios with replicated Redis or silent partitions run on the test network
 (`tests/harness/netns.py`): run them as root (CAP_NET_ADMIN and CAP_SYS_ADMIN) with nftables installed
 (`bash .ci/setup` does it); elsewhere they fail and say why. The harness's own checks, with the measured
-failover times in a "redis ha timings" section of the summary:
+failover times in a "redis ha timings" section of the summary (`test_redis_client.py`: how fast a
+client follows):
 
 ```sh
-python -m pytest tests/integration/test_test_network.py tests/integration/test_redis_ha.py
+python -m pytest tests/integration/test_test_network.py tests/integration/test_redis_ha.py \
+    tests/integration/test_redis_client.py
 ```
 
 A run killed with SIGKILL leaves namespaces (`orderst-<pid>-...`) and links (`ot<pid>...`) behind; the
@@ -181,4 +184,16 @@ python -m pytest tests/reliability/cluster --long --reliability-report          
   One remembered order costs Redis ~133-139 bytes with 22-character orderIds
   (`tests/integration/test_aggregate.py::test_what_one_remembered_order_costs_redis`); the README gives
   the formula for a `maxmemory`.
+- **Replicated Redis (22a-22e).** A Sentinel set on the test network (a primary, two replicas, a Sentinel
+  beside each, down-after 1 s; `tests/harness/ha_fixtures.py`), the workers and the bridge on the host;
+  `min-replicas-to-write` 1 / `-max-lag` 10 as shipped. The replicas' lag is injected by cutting the
+  primary's node from theirs (packets dropped): frozen replicas (SIGSTOP) lag less than it seems, as
+  the kernel still takes the replication stream into their sockets. Before the waits and the fixes:
+  22a lost 452 and 468 of 900 orders without the aggregate's WAIT (the issue's reproduction: 895 of
+  3,000); 22b lost 35 of 900 without the hand-off's WAIT; 22c lost 65-76 of 900 while a retry's publish
+  kept going to the old primary (NOREPLICAS was not taken as "ask the Sentinels again", and kombu's
+  failover switch to the next `;` URL fell back to its stock transport); 22d stopped the prefork worker
+  ("Unrecoverable error": a requeue the refusing broker did not take). The recovery column of 22a-22c
+  is from the cut, of 22d from the broker's death, of 22e from the partition to counting again and
+  /healthz 200 on every process (it answers 503, naming what it waits for, meanwhile).
 """
