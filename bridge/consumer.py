@@ -41,6 +41,9 @@ HandOff = tuple[OrderPayload, RecordOrigin]
 BROKER_ERRORS = (OperationalError, BatchPublishError, redis.RedisError, OSError)
 DLQ_ERRORS = (DeadLetterNotDelivered, KafkaException, BufferError)
 MAX_BACKOFF = 30.0
+# A hand-off is retried at least this often: each try is one bounded round trip to the broker, and the
+# bridge follows a failed-over broker within one interval of its return.
+HANDOFF_MAX_BACKOFF = 2.0
 # Builds a consumer whose librdkafka statistics go to the given callback.
 ConsumerFactory = Callable[[Callable[[str], None]], Consumer]
 
@@ -75,14 +78,19 @@ class Bridge:
         self._paused = False
         # Ready once the current consumer has joined its group (an assignment, even an empty one).
         self._joined = False
+        # The hand-off the loop retries until Celery's broker takes it, with the error (for /healthz).
+        self._waiting_for: str | None = None
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit and return (safe from a signal handler)."""
         self._stop.set()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """What /healthz answers: ready once in the consumer group; paused and stopping as details."""
-        return self._joined and not self._stop.is_set(), {"paused": self._paused}
+        """What /healthz answers: ready once in the consumer group and while Celery's broker takes the
+        hand-offs; paused, and what it waits for, as details."""
+        waiting = self._waiting_for
+        ready = self._joined and not self._stop.is_set() and waiting is None
+        return ready, {"paused": self._paused, **({"waiting_for": waiting} if waiting else {})}
 
     def run(self) -> None:
         self._subscribe()
@@ -136,8 +144,9 @@ class Bridge:
             # Untraced and without incoming contexts, no headers at all: the hand-off costs what it did.
             carried = trace_headers if any(trace_headers) else None
             self._until_done(
-                lambda: self._handoff.hand_off(hand_offs, carried), "hand-off to Celery", BROKER_ERRORS
-            )
+                lambda: self._handoff.hand_off(hand_offs, carried), "hand-off to Celery", BROKER_ERRORS,
+                HANDOFF_MAX_BACKOFF, unready=True,
+            )  # fmt: skip
             self._queue.pushed(len(hand_offs))
             metrics.HANDED_OFF.inc(len(hand_offs))
         if letters:
@@ -146,6 +155,8 @@ class Bridge:
                 metrics.DEAD_LETTERS.labels(letter.stage).inc()
                 self._counts.add(dead_letter_event(letter.stage), 1)
         self._spans.end(spans)
+        if log.isEnabledFor(logging.DEBUG):  # what a bridge handed off, and when (LOG_LEVEL=DEBUG)
+            log.debug("handed off %d, dead-lettered %d: %s", len(hand_offs), len(letters), _spans(records))
         self._store_offsets(records)
         self._counts.add("consumed", len(records))
         self._counts.add("dlq", len(letters))
@@ -217,18 +228,34 @@ class Bridge:
         log.warning("consumer error on %s[%s]: %s", message.topic(), message.partition(), error)
         return True
 
-    def _until_done(self, action: Callable[[], T], what: str, retry_on: tuple[type[BaseException], ...]) -> T:
-        """Run ``action`` until it succeeds, backing off on ``retry_on`` errors; never skip a record."""
+    def _until_done(
+        self,
+        action: Callable[[], T],
+        what: str,
+        retry_on: tuple[type[BaseException], ...],
+        max_backoff: float = MAX_BACKOFF,
+        unready: bool = False,
+    ) -> T:
+        """Run ``action`` until it succeeds, backing off on ``retry_on`` errors; never skip a record.
+
+        ``unready``: meanwhile /healthz answers 503, saying what the bridge waits for (the hand-off: a
+        broker the bridge cannot reach; a registry outage is the decode's own, logged, retry).
+        """
         delay = 0.5
         while True:
             try:
-                return action()
+                result = action()
+                if unready:
+                    self._waiting_for = None
+                return result
             except retry_on as exc:
                 if self._stop.is_set():
                     raise Stopping from exc
+                if unready:
+                    self._waiting_for = f"{what}: {exc}"
                 log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
+                delay = min(delay * 2, max_backoff)
 
     # -- backpressure and rebalances ------------------------------------------------------------
 
@@ -263,7 +290,10 @@ class Bridge:
 
     def _subscribe(self) -> None:
         self._consumer.subscribe(
-            [self._settings.orders_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            [self._settings.orders_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
 
     def _replace_consumer_if_stalled(self) -> None:
@@ -297,6 +327,18 @@ class Bridge:
         log.info("partitions revoked: %s; committing what is handed off", _describe(partitions))
         self._commit(consumer)
 
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group gave these partitions away without us (we missed our session: frozen, cut off).
+
+        Their new owner already reads on from the last commit, so nothing is committed for them (the
+        group would refuse it). What this bridge handed off since that commit is read again there,
+        and counted once.
+        """
+        log.warning(
+            "partitions lost: %s (out of the group past the session timeout); not committing for them",
+            _describe(partitions),
+        )
+
     def _commit(self, consumer: Consumer | None = None) -> None:
         try:
             (consumer or self._consumer).commit(asynchronous=False)
@@ -316,6 +358,15 @@ def _close_quietly(consumer: Consumer) -> None:
         consumer.close()
     except (KafkaException, RuntimeError) as exc:
         log.warning("closing the replaced consumer: %s", exc)
+
+
+def _spans(records: Sequence[Message]) -> str:
+    """``topic[partition]@first-last`` for each partition of a batch (records are in order per partition)."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for m in records:
+        span = spans.setdefault((m.topic() or "", m.partition() or 0), [m.offset() or 0, 0])
+        span[1] = m.offset() or 0
+    return ", ".join(f"{t}[{p}]@{first}-{last}" for (t, p), (first, last) in spans.items())
 
 
 def _describe(partitions: Sequence[TopicPartition]) -> str:

@@ -10,6 +10,7 @@ from celery import Celery
 from celery.utils.nodenames import anon_nodename
 
 from bridge.task_message import RedisTemplate, TemplateError, celery_task_message
+from orders.core.broker_connection import publish_wait
 from orders.core.celery_config import celery_config, task_id_for, task_reprs
 from orders.core.order import PROCESS_ORDER_TASK, OrderPayload, RecordOrigin
 from orders.core.settings import Settings
@@ -21,10 +22,19 @@ TraceHeadersList = Sequence[TraceHeaders | None] | None
 log = logging.getLogger(__name__)
 
 
-def create_sender(settings: Settings) -> Celery:
-    """A Celery app that only publishes; it knows the task by name, not by import."""
+def create_sender(settings: Settings, wait_replicas: int = 0) -> Celery:
+    """A Celery app that only publishes; it knows the task by name, not by import.
+
+    ``wait_replicas``: each batch waits until that many replicas of the broker's Redis have it
+    (CELERY_BROKER_WAIT_REPLICAS, orders/core/replication.py), so no offset is stored on a push a
+    failover could lose; a shortfall fails the batch like a refused push.
+    """
     app = Celery("orders-bridge", set_as_current=False)
-    app.conf.update(celery_config(settings))
+    config = celery_config(settings)
+    if settings.broker_kind == "redis":
+        wait = publish_wait(wait_replicas, settings.redis_wait_timeout)
+        config["broker_transport_options"] = {**config["broker_transport_options"], **wait}
+    app.conf.update(config)
     return app
 
 

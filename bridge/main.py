@@ -7,8 +7,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
 from bridge.amqp_handoff import AmqpHandoff
 from bridge.consumer import Bridge
 from bridge.handoff import Handoff, create_sender
@@ -21,6 +19,8 @@ from orders.core.kafka import create_consumer, create_registry_client
 from orders.core.metrics_server import serve_metrics
 from orders.core.process import start_process, stop_on_signals
 from orders.core.queue_depth import depth_reader
+from orders.core.redis_client import connect
+from orders.core.redis_health import combined, pipeline_redis
 from orders.core.settings import Settings, SettingsError
 from orders.core.tracing import start_tracing
 
@@ -42,7 +42,7 @@ def run_bridge(settings: BridgeSettings) -> None:
     """Consume ORDERS_TOPIC until SIGTERM/SIGINT, then commit what was handed off and return."""
     log.info("bridge starting: %s", settings.redacted())
     dead_letters = create_dead_letter_publisher(settings, settings.dlq_delivery_timeout)
-    aggregate = Aggregate(redis.Redis.from_url(settings.redis_url))
+    aggregate = Aggregate(connect(settings.redis))  # counters and /metrics' figures, every wait bounded
     handoff = create_handoff(settings)
     tracing = start_tracing(settings, "bridge")
     # One reader for the loop's backpressure and the scrape thread's figure, on a connection of its own.
@@ -61,7 +61,8 @@ def run_bridge(settings: BridgeSettings) -> None:
         settings.metrics_port,
         AggregateCollector(aggregate),
         QueueCollector(depth, settings.max_queue_depth),
-        readiness=loop.readiness,
+        # Not ready while the loop retries something, or a Redis it needs does not answer (the reason shown).
+        readiness=combined(loop.readiness, pipeline_redis(settings)),
         host=settings.metrics_host,
     )
     stop_on_signals(loop.stop)
@@ -72,9 +73,10 @@ def run_bridge(settings: BridgeSettings) -> None:
 
 
 def create_handoff(settings: BridgeSettings) -> Handoff:
-    """The hand-off for the Celery broker CELERY_BROKER_URL names: Redis or RabbitMQ; its messages from
-    a template unless BRIDGE_HANDOFF=celery or ORDERS_STOCK_CELERY (Celery and kombu as shipped)."""
-    app = create_sender(settings)
+    """The hand-off for the Celery broker CELERY_BROKER_URL names: Redis (waiting for its replicas per
+    batch, if it has any) or RabbitMQ; its messages from a template unless BRIDGE_HANDOFF=celery or
+    ORDERS_STOCK_CELERY (Celery and kombu as shipped)."""
+    app = create_sender(settings, settings.handoff_wait_replicas)
     template = settings.bridge_handoff == "template" and not settings.stock_celery
     if settings.broker_kind == "amqp":
         # a batch unconfirmed for CELERY_BROKER_TIMEOUT is handed off again (through the next node)

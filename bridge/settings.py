@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from orders.core.replication import handoff_replicas
 from orders.core.settings import Settings
 from orders.core.tracing_settings import TracingSettings
 
@@ -25,3 +26,11 @@ class BridgeSettings(Settings, TracingSettings):
     # How each task message is built (bridge/task_message.py): from a template of Celery's own message
     # (the default), or by Celery and kombu for every order, as the stock lane always does.
     bridge_handoff: Literal["template", "celery"] = Field("template", alias="BRIDGE_HANDOFF")
+    # Replicas each hand-off batch must reach before its Kafka offsets are stored
+    # (orders/core/replication.py has the default per layout; 0 = no wait).
+    celery_broker_wait_replicas: int | None = Field(None, alias="CELERY_BROKER_WAIT_REPLICAS", ge=0, le=16)
+
+    @property
+    def handoff_wait_replicas(self) -> int:
+        """CELERY_BROKER_WAIT_REPLICAS, or the layout's default."""
+        return handoff_replicas(self, self.celery_broker_wait_replicas)

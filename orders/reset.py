@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import click
-import redis
 
 from orders.core.aggregate import PREFIX, Aggregate, clear_aggregate
 from orders.core.control import CONTROL_KEY
+from orders.core.redis_client import connect
 from orders.core.settings import Settings, redact_url
 
 
 def reset_aggregate(settings: Settings) -> int:
     """Delete the aggregate's keys in REDIS_URL; the failure-rate control stays. Returns how many."""
-    with redis.Redis.from_url(settings.redis_url) as client:
+    with connect(settings.redis) as client:
         return clear_aggregate(client, keep=frozenset({CONTROL_KEY}))
 
 
@@ -27,7 +27,7 @@ def reset(yes: bool) -> None:
     from orders.core.process import start_process
 
     settings = start_process(Settings)
-    with redis.Redis.from_url(settings.redis_url) as client:
+    with connect(settings.redis) as client:
         snapshot = Aggregate(client).snapshot()
     where = redact_url(settings.redis_url)
     question = (

@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 import click
-import redis
 from confluent_kafka import KafkaException
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -16,6 +15,7 @@ from rich.text import Text
 
 from orders.core.aggregate import Aggregate, Snapshot
 from orders.core.lag import LagReader, PartitionLag, lag_json
+from orders.core.redis_client import connect
 from orders.core.settings import Settings
 
 
@@ -109,7 +109,7 @@ def show_stats(settings: Settings, as_json: bool) -> None:
 
     Redis errors propagate; Kafka not answering shows the lag as unavailable.
     """
-    with redis.Redis.from_url(settings.redis_url) as client:
+    with connect(settings.redis) as client:
         snapshot = Aggregate(client).snapshot()
     lags, error = read_lag(settings)
     if as_json:

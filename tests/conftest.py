@@ -21,15 +21,21 @@ import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from orders.core.queue_depth import depth_reader
-from orders.stack.processes import bridge_argv, healthz_ready, pipeline_service, worker_argv
+from orders.stack.processes import bridge_argv, healthz, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
 from orders.stack.rabbitmq_cluster import RabbitCluster
 from orders.stack.supervisor import Service, wait_for
 from tests.harness import services
 
-# Replicated Redis (Sentinel, Cluster) and the RabbitMQ cluster on the test network of namespaces:
-# tests/harness/ha_fixtures.py, rabbit_fixtures.py
-pytest_plugins = ("tests.harness.ha_fixtures", "tests.harness.rabbit_fixtures")
+# Replicated Redis (Sentinel, Cluster), Kafka (three brokers) and the RabbitMQ cluster on the test network
+# of namespaces: tests/harness/ha_fixtures.py, kafka_fixtures.py, rabbit_fixtures.py; the independent
+# checker: tests/checker/fixtures.py
+pytest_plugins = (
+    "tests.harness.ha_fixtures",
+    "tests.harness.kafka_fixtures",
+    "tests.harness.rabbit_fixtures",
+    "tests.checker.fixtures",
+)
 log = logging.getLogger("harness")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LANES = ["tansu", "apache"]
@@ -201,18 +207,22 @@ def registry(service_logs: Path, redis_server: services.Running) -> Iterator[ser
 
 @dataclass
 class Broker:
+    """Where a lane's Kafka is; ``running`` is None for a cluster (tests/harness/kafka_fixtures.py)."""
+
     lane: str
     bootstrap: str
-    running: services.Running
+    running: services.Running | None
     kafka: services.ApacheKafka | None = None
+    replication_factor: int = 1
 
     def admin(self) -> AdminClient:
         return AdminClient({"bootstrap.servers": self.bootstrap})
 
     def create_topics(self, *names: str, partitions: int = 3) -> None:
         admin = self.admin()  # kept alive until the futures resolve
+        replicas = self.replication_factor
         futures = admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+            [NewTopic(name, num_partitions=partitions, replication_factor=replicas) for name in names]
         )
         for future in futures.values():
             future.result(timeout=30)
@@ -240,7 +250,7 @@ def kafka_broker(request: pytest.FixtureRequest, service_logs: Path) -> Iterator
     yield broker
     if broker.kafka is not None:
         broker.kafka.stop()
-    else:
+    elif broker.running is not None:
         broker.running.service.stop()
 
 
@@ -291,16 +301,18 @@ class Pipeline:
         service = Service(self._unique(name), argv, self.log_dir, {**self.env, **env}, services.REPO_ROOT)
         return self._launch(name, service, lambda: ready(service), timeout)
 
-    def start_worker(self, *extra: str, pool: str = "solo", **env: str) -> Service:
+    def start_worker(self, *extra: str, pool: str = "solo", healthy: bool = True, **env: str) -> Service:
         """A real `celery -A worker worker` process on this test's queue, ready when its /healthz is.
 
         ``pool="prefork"`` runs Celery's default pool (two children), as a bare `celery -A worker worker`.
+        ``healthy=False``: started once /healthz answers at all (a worker whose Redis is away says 503).
         """
         name = self._unique("worker")
         concurrency = ("-c", "2") if pool == "prefork" else ()
         argv = worker_argv(name, "--without-mingle", *concurrency, *extra, pool=pool)
         service, port = pipeline_service(name, argv, self.log_dir, {**self.env, **env}, services.REPO_ROOT)
-        return self._launch("worker", service, lambda: healthz_ready(port))
+        ready = (lambda: healthz_ready(port)) if healthy else (lambda: healthz(port)[0] is not None)
+        return self._launch("worker", service, ready)
 
     def start_bridge(self, **env: str) -> Service:
         """`orders bridge` on this test's topics, ready when its /healthz says it joined the group."""

@@ -20,6 +20,11 @@
 -- Returns 1 if the order was counted, 0 if its orderId was already seen, -1 if it was claimed for the
 -- dead-letter queue (then it is never counted: an order ends counted or dead-lettered, never both).
 --
+-- Every outcome writes: a duplicate refreshes its marker's TTL, a claimed order its claim's. A WAIT sent
+-- after the script (worker/aggregate.py) covers only this connection's own writes; after a script that
+-- wrote nothing it would prove nothing about the first copy's write, which another worker made and
+-- may not have reached a replica. Written after it, the refresh reaches a replica only behind it.
+--
 -- Sums stay exact because they never pass through Lua numbers (doubles, exact only below 2^53):
 -- the price travels as a string into HINCRBY, which adds 64-bit integers on the server.
 
@@ -31,10 +36,14 @@ if cents ~= '0' and not string.match(cents, '^%-?[1-9]%d*$') then
     return redis.error_reply('price must be an integer number of cents, got ' .. cents)
 end
 
+-- EXISTS before EXPIRE: once a script has called a write command, Redis skips the maxmemory check of
+-- its later ones (so as not to stop it half-way), and a full Redis must refuse a new order's writes.
 if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then
+    redis.call('EXPIRE', KEYS[8], ARGV[3])
     return -1
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
     return 0
 end
 

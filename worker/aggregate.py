@@ -1,14 +1,25 @@
 """The workers' writes to the running average: one atomic Lua script per order, dead-letter claims,
-and the retry/DLQ notes of the activity list."""
+and the retry/DLQ notes of the activity list.
+
+Durability: with ``replicas`` set (REDIS_WAIT_REPLICAS, orders/core/replication.py), the order's script
+and a ``WAIT replicas timeout`` go in one pipeline on one connection (one round trip: WAIT covers only
+its own connection's writes). Fewer replicas than asked acknowledged in time is :class:`ReplicasBehind`:
+the task hands its order back, and the redelivered copy finds it counted, refreshes the marker and
+waits again. Every write of the order goes through :meth:`AggregateWriter._run` (the seam where a
+Redis Cluster would pick the node that owns the order's keys and send the WAIT there).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import redis
+from redis.commands.core import Script
 
 from orders.core.aggregate import (
     COUNTERS_KEY,
@@ -30,7 +41,9 @@ from orders.core.aggregate import (
     recent_entry,
     seen_key,
 )
+from orders.core.redis_client import ReplicasBehind, Unwritable, as_unwritable, reconnect, wait_for_replicas
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 SCRIPT: Final = (HERE / "aggregate.lua").read_text(encoding="utf-8")
 CLAIM_SCRIPT: Final = (HERE / "claim.lua").read_text(encoding="utf-8")
@@ -54,13 +67,20 @@ class AggregateWriter(Aggregate):
     """The aggregate as a worker uses it: counts an order exactly once, or claims it for the DLQ."""
 
     def __init__(
-        self, client: redis.Redis, dedupe_ttl_seconds: int, max_products: int = DEFAULT_MAX_PRODUCTS
+        self,
+        client: redis.Redis,
+        dedupe_ttl_seconds: int,
+        max_products: int = DEFAULT_MAX_PRODUCTS,
+        replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         if dedupe_ttl_seconds < 1:
             raise ValueError(f"dedupe_ttl_seconds must be at least 1, got {dedupe_ttl_seconds}")
         super().__init__(client)
         self._ttl = dedupe_ttl_seconds
         self._max_products = max_products
+        self._replicas = replicas
+        self._wait_ms = max(1, round(wait_timeout * 1000))
         self._record = client.register_script(SCRIPT)
         self._claim = client.register_script(CLAIM_SCRIPT)
 
@@ -79,23 +99,77 @@ class AggregateWriter(Aggregate):
         entry = recent_entry(order_id, product, cents_to_money(price_cents), "succeeded")
         args: list[str | int] = [str(price_cents), product, self._ttl, WINDOW, entry, RECENT_SIZE,
                                  self._max_products, OTHER_PRODUCT]  # fmt: skip
-        outcome = int(self._record(keys=keys, args=args))
+        outcome = int(self._run(self._record, keys, args))
         if outcome < 0:
             raise ClaimedForDeadLetter(f"order {order_id} was claimed for the dead-letter queue")
         return outcome == 1
 
     def claim_dead_letter(self, order_id: str, error_class: str, error_message: str) -> Claim:
-        """Claim the order for the DLQ unless it was counted (worker/claim.lua)."""
+        """Claim the order for the DLQ unless it was counted (worker/claim.lua).
+
+        With ``replicas`` set, returns only once the claim (or what it found) is on them: a letter
+        published on a claim the failover lost would let a redelivered copy count the order too.
+        Raises ReplicasBehind (the order is handed back and nothing published) and redis errors.
+        """
         keys = [seen_key(order_id), dead_key(order_id)]
-        state, cls, message = self._claim(keys=keys, args=[self._ttl, error_class, error_message[:2000]])
+        args: list[str | int] = [self._ttl, error_class, error_message[:2000]]
+        state, cls, message = self._run(self._claim, keys, args)
         return Claim(_text(state), _text(cls), _text(message))
 
     def mark_dead_lettered(self, order_id: str) -> None:
-        """The DLQ acknowledged the order's letter: a later copy of its message must not send another."""
+        """The DLQ acknowledged the order's letter: a later copy of its message must not send another.
+
+        A mark the replicas miss costs at most a second letter of the same order (never a count), so a
+        short WAIT here is logged, not raised: the letter is out, and the order must not be tried again.
+        """
         pipe = self._client.pipeline(transaction=False)
         pipe.hset(dead_key(order_id), "state", "published")
         pipe.expire(dead_key(order_id), self._ttl)  # had the claim expired, HSET would keep it forever
-        pipe.execute()
+        if self._replicas:
+            pipe.wait(self._replicas, self._wait_ms)
+        replies = pipe.execute()
+        try:
+            if self._replicas:
+                wait_for_replicas(replies, self._replicas)
+        except ReplicasBehind as exc:
+            log.warning("order %s: its published mark is not on the replicas yet (%s)", order_id, exc)
+
+    def _run(self, script: Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """Run one of the order's scripts, then (with ``replicas``) WAIT, in one round trip.
+
+        Raises Unwritable (NOREPLICAS, MASTERDOWN) or ReplicasBehind after dropping the client's
+        connections, so the next attempt asks the Sentinels where the primary is (a primary cut off from
+        its replicas answers so on every command and never drops a connection itself).
+        """
+        try:
+            if not self._replicas:
+                return script(keys=keys, args=args)
+            return self._run_and_wait(script, keys, args)
+        except (ReplicasBehind, Unwritable):
+            reconnect(self._client)
+            raise
+        except redis.ResponseError as exc:
+            unwritable = as_unwritable(exc)
+            if unwritable is exc:
+                raise
+            reconnect(self._client)
+            raise unwritable from exc
+
+    def _run_and_wait(self, script: Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        for _ in range(2):  # a second time only after loading the script (a new or restarted primary)
+            pipe = self._client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.wait(self._replicas, self._wait_ms)
+            replies = pipe.execute(raise_on_error=False)
+            reply = replies[0]
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                self._client.script_load(script.script)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            wait_for_replicas(replies, self._replicas)
+            return reply
+        raise redis.exceptions.NoScriptError(f"script {script.sha} not found after loading it")
 
     def note_status(
         self,

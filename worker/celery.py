@@ -19,6 +19,7 @@ from celery.signals import worker_init, worker_ready
 from orders.core.celery_config import PREFETCH_MULTIPLIER, TASK_TIME_LIMIT, celery_config, check_dedupe_window
 from orders.core.metrics_server import serve_metrics
 from orders.core.order import PROCESS_ORDER_TASK
+from orders.core.redis_health import pipeline_redis
 from orders.core.settings import SettingsError
 from orders.core.tracing import LOG_SUFFIX, log_trace_ids
 from worker.delayed_delivery import quiet_direct_exchange_warning
@@ -128,9 +129,10 @@ app.config_from_object(_LazyConfig())
 def _serve_metrics(**_: object) -> None:
     """/metrics and /healthz from the process that runs the tasks (solo) or merges them (prefork).
 
-    Served once the worker consumes, so /healthz answering is the worker's readiness signal.
+    Served once the worker consumes, so /healthz answering is the worker's readiness signal; it answers
+    503, saying what it waits for, while the worker cannot reach its Redis (aggregate or broker).
     """
-    serve_metrics(settings().metrics_port, host=settings().metrics_host)
+    serve_metrics(settings().metrics_port, readiness=pipeline_redis(settings()), host=settings().metrics_host)
 
 
 @worker_init.connect

@@ -11,12 +11,18 @@
 -- ARGV[2]  error class, ARGV[3] error message (kept by the first claim only)
 --
 -- Returns {state, class, message}: state "counted" (nothing claimed), "claimed" or "published".
+--
+-- Every outcome writes (a TTL refreshed at least), so the WAIT sent after it (worker/aggregate.py)
+-- proves that what it found is on the replicas too, whichever copy of the message wrote it first.
 
+-- EXISTS before EXPIRE: a script's first write is where Redis checks maxmemory (see aggregate.lua).
 if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
     return {'counted', '', ''}
 end
 local current = redis.call('HMGET', KEYS[2], 'state', 'class', 'message')
 if current[1] then
+    redis.call('EXPIRE', KEYS[2], ARGV[1])
     return current
 end
 redis.call('HSET', KEYS[2], 'state', 'claimed', 'class', ARGV[2], 'message', ARGV[3])

@@ -20,7 +20,8 @@ upstream; ``make canary`` runs them on the newest kombu and Celery 5.x before a 
 checked against kombu 5.7.0, Celery 5.7.0, billiard 4.3.2 and py-amqp 5.4.2 (``CHECKED_AGAINST`` in
 tests/contract/contract.py).
 
-kombu, kombu/transport/redis.py (used by worker/transport.py and fetch.lua):
+kombu, kombu/transport/redis.py (used by worker/transport.py, acks.py, sentinel_transport.py,
+publish_wait.py and fetch.lua):
   K1  ``super(kombu_redis.QoS, self).append/ack`` skip the Redis QoS on purpose: the parent,
       ``virtual.QoS``, keeps only the in-memory bookkeeping (fetch.lua recorded the message already;
       the ack rides with the next fetch).
@@ -52,6 +53,14 @@ kombu, kombu/transport/redis.py (used by worker/transport.py and fetch.lua):
       ours sends pending acks first.
   K13 the ``unacked_restore_interval`` and ``unacked_restore_throttle`` transport options (new in 5.7,
       public): a dead worker's orders come back within the visibility timeout + 10 s, not + 100 s.
+  K14 ``SentinelChannel._sentinel_managed_pool(asynchronous)`` makes the pool ``_get_pool`` uses, from
+      ``_connparams`` and the ``master_name``/``sentinel_kwargs`` options, and keeps the client in
+      ``_sentinel_manager``; ``Connection.switch`` to the next ``;`` URL takes its scheme as the transport,
+      so one URL is given (worker/sentinel_transport.py: the broker on Sentinel).
+  K15 ``PublishBatch.pipeline``: the redis-py pipeline ``flush()`` executes once per batch
+      (worker/publish_wait.py appends the hand-off's WAIT to it).
+  K16 ``QoS.reject`` writes to Redis before ``virtual.QoS.ack`` forgets the tag (worker/acks.py: a
+      reject the broker refuses leaves the message unacknowledged for the sweep).
 
 Celery (used by worker/retry_info.py and this module):
   C1  ``celery.app.trace`` looks ``ExceptionInfo`` up as a module global each time a task raises Retry,

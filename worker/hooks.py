@@ -27,6 +27,7 @@ from orders.core.dead_letter import DeadLetter, decode_origin_bytes
 from orders.core.dead_letter_publisher import DeadLetterNotDelivered
 from orders.core.errors import OrderError, TransientError
 from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, origin_is_valid
+from orders.core.redis_client import ReplicasBehind, Unwritable
 from orders.core.trace_context import trace_id_of
 from worker import metrics, tracing
 from worker.celery import settings
@@ -39,7 +40,8 @@ logger = get_task_logger(__name__)
 DLQ_REQUEUE_COUNTDOWN = 5
 DLQ_ERRORS = (DeadLetterNotDelivered, KafkaException, BufferError)
 # Redis answering nothing, or refusing writes (a replica after a failover, maxmemory with
-# noeviction, still loading its data): none of it is the order's fault.
+# noeviction, still loading its data, fewer replicas than min-replicas-to-write, a replica that lost its
+# primary), or the write not on enough replicas in time: none of it is the order's fault.
 REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
@@ -48,6 +50,8 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.exceptions.BusyLoadingError,
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
+    Unwritable,  # NOREPLICAS, MASTERDOWN
+    ReplicasBehind,  # a WAIT short of REDIS_WAIT_REPLICAS
 )
 
 

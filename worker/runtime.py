@@ -16,14 +16,12 @@ import redis
 from orders.core.celery_config import WORKER_DLQ_WAIT
 from orders.core.control import FailureRateOverride
 from orders.core.dead_letter_publisher import DeadLetterPublisher, create_dead_letter_publisher
+from orders.core.redis_client import connect
 from worker.aggregate import AggregateWriter
 from worker.celery import settings
 from worker.faults import FailureInjector, configured_injector, with_override
 
 T = TypeVar("T")
-# No Redis command may hold a task longer than this (TASK_TIME_LIMIT bounds the whole attempt, and
-# the solo pool enforces no time limit: the bounds of each wait are what keep a task short there).
-REDIS_SOCKET_TIMEOUT = 3.0
 
 
 def per_process(build: Callable[[], T]) -> Callable[[], T]:
@@ -43,15 +41,17 @@ def per_process(build: Callable[[], T]) -> Callable[[], T]:
 
 @per_process
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings().redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT, socket_connect_timeout=REDIS_SOCKET_TIMEOUT
-    )
+    """The aggregate's Redis. Every wait is bounded (orders/core/redis_client.py: a command 3 s at most),
+    well inside TASK_TIME_LIMIT: the solo pool enforces no time limit, so these bounds keep a task short."""
+    return connect(settings().redis)
 
 
 @per_process
 def aggregate() -> AggregateWriter:
     s = settings()
-    return AggregateWriter(redis_client(), s.dedupe_ttl_seconds, s.max_products)
+    return AggregateWriter(
+        redis_client(), s.dedupe_ttl_seconds, s.max_products, s.aggregate_wait_replicas, s.redis_wait_timeout
+    )
 
 
 @per_process

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from orders.core.replication import aggregate_replicas
 from orders.core.settings import DAY_SECONDS, Settings
 from orders.core.tracing_settings import TracingSettings
 
@@ -33,3 +34,11 @@ class WorkerSettings(Settings, TracingSettings):
     # Celery's two INFO lines per task ("Task ... received", "Task ... succeeded in ...") or neither;
     # failures, retries and dead letters log either way (worker/task_log.py; the cost: docs/benchmarks.md).
     task_success_log: bool = Field(True, alias="TASK_SUCCESS_LOG")
+    # Replicas each aggregate write and dead-letter claim must reach before the task is acknowledged
+    # (orders/core/replication.py has the default per layout; 0 = no wait).
+    redis_wait_replicas: int | None = Field(None, alias="REDIS_WAIT_REPLICAS", ge=0, le=16)
+
+    @property
+    def aggregate_wait_replicas(self) -> int:
+        """REDIS_WAIT_REPLICAS, or the layout's default."""
+        return aggregate_replicas(self, self.redis_wait_replicas)

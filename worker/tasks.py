@@ -77,11 +77,12 @@ def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool
             # An earlier attempt claimed it for the DLQ (its letter may not have gone out): finish that.
             raise PermanentError(str(exc)) from exc
         except REDIS_UNAVAILABLE as exc:
-            # Redis being away is no fault of the order: never dead-letter it for that. Hand the
-            # message back unacknowledged (if Redis is down the reject fails too, and the message
-            # returns after the visibility timeout); the pause keeps a worker whose broker is up
-            # from spinning on it.
-            logger.warning("order %s: aggregate unreachable (%s); handing it back", parsed.order_id, exc)
+            # Redis being away, refusing writes or short of replicas (a write no replica has may
+            # vanish in a failover: the order must not be acknowledged on it) is no fault of the
+            # order: never dead-letter it for that. Hand the message back unacknowledged (if the
+            # broker is down the reject fails too, and the message returns after the visibility
+            # timeout); the pause keeps a worker whose broker is up from spinning on it.
+            logger.warning("order %s: aggregate unavailable (%s); handing it back", parsed.order_id, exc)
             tracing.outcome("handed_back", exc)
             time.sleep(AGGREGATE_DOWN_PAUSE)
             raise Reject(exc, requeue=True) from exc

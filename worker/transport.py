@@ -51,6 +51,9 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 from orders.core.celery_config import FAST_TRANSPORT, LEASE_RENEW_SECONDS
+from orders.core.redis_client import refuses_writes
+from worker.acks import QoS
+from worker.publish_wait import wait_for_replicas_in
 
 log = logging.getLogger(__name__)
 
@@ -61,45 +64,9 @@ FETCH_SHA = hashlib.sha1(FETCH_SCRIPT.encode()).hexdigest()
 # Most messages one fetch takes; the prefetch budget (prefetch multiplier x concurrency) limits it too.
 FETCH_BATCH = 16
 COMMANDS = {"take": "EVALSHA", "wait": "BLMOVE"}
-# Redis answers but will not write: a replica after a failover, or maxmemory with noeviction.
-UNWRITABLE = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError)
+# After Redis answered that it will not write now (a replica after a failover, maxmemory with noeviction,
+# NOREPLICAS, MASTERDOWN: orders/core/redis_client.py's refuses_writes), the next fetch waits this long.
 UNWRITABLE_PAUSE = 0.5
-
-
-class QoS(kombu_redis.QoS):  # type: ignore[misc]
-    """kombu's ack emulation, minus the writes fetch.lua already made or the next fetch will make."""
-
-    channel: Channel
-
-    def append(self, message: Any, delivery_tag: str) -> None:
-        if self.channel._fetched_by_script:
-            # fetch.lua recorded it in Redis; keep kombu's in-memory bookkeeping only (K1).
-            super(kombu_redis.QoS, self).append(message, delivery_tag)
-        else:
-            super().append(message, delivery_tag)
-
-    def ack(self, delivery_tag: str) -> None:
-        if self.channel.connection.cycle.in_event_loop:
-            # Sent with the fetch this loop tick issues, or on their own at the end of the tick (K1).
-            self.channel._pending_acks.append(delivery_tag)
-            super(kombu_redis.QoS, self).ack(delivery_tag)
-        else:
-            super().ack(delivery_tag)
-
-    def restore_unacked(self, client: Any = None) -> None:
-        self.channel._send_pending_acks()  # acked messages must not be restored with the rest
-        super().restore_unacked(client)
-
-    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
-        """kombu's sweep for expired messages, skipped for a tick while Redis refuses writes.
-
-        Its lock is a SET: on a full (noeviction) or read-only Redis it raised out of the event
-        loop and stopped the worker. The next tick sweeps again.
-        """
-        try:
-            super().restore_visible(*args, **kwargs)
-        except UNWRITABLE as exc:
-            log.warning("broker Redis refuses writes (%s); sweeping for expired messages later", exc)
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
@@ -210,16 +177,27 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             self._script_loaded, self._take_next = False, True
             self._retry_acks_in_flight(fetch)
             raise Empty() from exc
-        except UNWRITABLE as exc:
-            # A replica answering (failover), or maxmemory reached with noeviction: the script ran
-            # nothing. Wait a little rather than spin, and try again with the same acks.
+        except redis.ResponseError as exc:
+            if not refuses_writes(exc):
+                raise
+            # The script ran nothing: try again with the same acks.
             self._retry_acks_in_flight(fetch)
-            log.warning("broker Redis refuses writes (%s); fetching again in %.1fs", exc, UNWRITABLE_PAUSE)
-            sleep(UNWRITABLE_PAUSE)
-            raise Empty() from exc
+            self._refused(exc)
         if fetch == "take":
             self._script_loaded, self._acks_in_flight = True, []
         return reply
+
+    def _refused(self, exc: redis.ResponseError) -> None:
+        """The broker answered but will not write (a replica, full, short of replicas): wait a little
+        rather than spin, and fetch again (raises Empty). A Sentinel channel looks for the primary anew."""
+        log.warning("broker Redis refuses writes (%s); fetching again in %.1fs", exc, UNWRITABLE_PAUSE)
+        sleep(UNWRITABLE_PAUSE)
+        raise Empty() from exc
+
+    def create_publish_batch(self, max_size: int) -> Any:
+        """kombu's batched publish (the bridge's hand-off), which waits for replicas when the bridge asks
+        (``publish_wait_replicas``): worker/publish_wait.py."""
+        return wait_for_replicas_in(super().create_publish_batch(max_size), self)
 
     def _retry_acks_in_flight(self, fetch: str) -> None:
         """A fetch whose reply never came may not have run: its acks go out again (HDEL is idempotent)."""
@@ -296,7 +274,9 @@ class MultiChannelPoller(kombu_redis.MultiChannelPoller):  # type: ignore[misc]
             try:
                 channel._send_pending_acks()  # the acks no fetch took (prefetch full, a wait in flight)
                 channel._renew_leases()
-            except UNWRITABLE as exc:  # kept for the next tick (acks) or the next interval (leases)
+            except redis.ResponseError as exc:  # kept for the next tick (acks) or interval (leases)
+                if not refuses_writes(exc):
+                    raise
                 log.warning("broker Redis refuses writes (%s); acks and leases wait", exc)
 
 

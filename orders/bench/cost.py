@@ -16,10 +16,10 @@ import psutil
 import redis
 
 # The components in table order; "producer" is the bench's own producer process.
-COMPONENTS = ("producer", "broker", "bridge", "workers", "celery_broker", "redis", "registry")
+COMPONENTS = ("producer", "broker", "bridge", "workers", "celery_broker", "redis", "redis_ha", "registry")
 LABELS = {
     "producer": "producer", "broker": "Kafka broker", "bridge": "bridge", "workers": "workers",
-    "celery_broker": "RabbitMQ", "redis": "Redis", "registry": "registry",
+    "celery_broker": "RabbitMQ", "redis": "Redis", "redis_ha": "Redis (Sentinel set)", "registry": "registry",
 }  # fmt: skip
 
 

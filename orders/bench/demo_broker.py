@@ -25,9 +25,9 @@ from typing import Any
 
 import click
 import psutil
-import redis
 
 from orders.core.aggregate import Aggregate
+from orders.core.redis_client import connect
 from orders.stack.services import KAFKA_JARS_CACHE
 
 BROKER_CHILD = {"tansu": "tansu", "kafka": "kafka"}
@@ -103,7 +103,7 @@ def main(broker: str, minutes: float, every: float, rate: float) -> None:
         state = wait_for_state(home, proc, timeout=180)
         ready_s = time.monotonic() - launched
         process = psutil.Process(int(state["children"][BROKER_CHILD[broker]]))
-        aggregate = Aggregate(redis.Redis.from_url(state["env"]["REDIS_URL"]))
+        aggregate = Aggregate(connect(state["env"]["REDIS_URL"]))
         samples = [read(process, aggregate, launched + ready_s)]
         while samples[-1].at < minutes * 60:
             time.sleep(every)

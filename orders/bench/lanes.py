@@ -18,11 +18,21 @@ log = logging.getLogger(__name__)
 S = TypeVar("S", bound=Settings)
 
 
+KAFKA_NAMES = {
+    "tansu": "Tansu",
+    "apache": "Apache Kafka",
+    "kafka1": "Apache Kafka, 1 broker (the cluster's launcher)",
+    "kafka3": "Apache Kafka, 3 brokers (replication 3, min.insync.replicas 2)",
+}
+
+
 @dataclass(frozen=True)
 class Lane:
     """Which Kafka broker and which Celery broker a run uses."""
 
-    kafka: str = "tansu"  # "tansu" (embedded) or "apache" (Apache Kafka from the cached jars)
+    # "tansu" (embedded), "apache" (Apache Kafka from the cached jars), "kafka1" / "kafka3" (one or
+    # three nodes of orders/stack/kafka_cluster.py: same JVM flags and heap, replication the only change)
+    kafka: str = "tansu"
     celery: str = "redis"  # "redis", "rabbitmq" (one node, a classic queue) or "rabbitmq_cluster"
 
     @property
@@ -31,12 +41,16 @@ class Lane:
         return "" if self == Lane() else "_" + (self.celery if self.celery != "redis" else self.kafka)
 
     def describe(self) -> str:
-        kafka = {"tansu": "Tansu", "apache": "Apache Kafka"}[self.kafka]
-        return f"{kafka}, Celery on {CELERY_BROKERS[self.celery]}"
+        return f"{KAFKA_NAMES[self.kafka]}, Celery on {CELERY_BROKERS[self.celery]}"
 
     @property
     def on_rabbitmq(self) -> bool:
         return self.celery.startswith("rabbitmq")
+
+    @property
+    def jvm(self) -> bool:
+        """Its Kafka is a JVM broker (warmed up before it is measured: orders/bench/warmup.py)."""
+        return self.kafka != "tansu"
 
 
 CELERY_BROKERS = {
@@ -46,20 +60,36 @@ CELERY_BROKERS = {
 }
 TANSU, APACHE, RABBITMQ = Lane(), Lane("apache"), Lane("apache", "rabbitmq")
 RABBITMQ_CLUSTER = Lane("apache", "rabbitmq_cluster")
+KAFKA1, KAFKA3 = Lane("kafka1"), Lane("kafka3")
 
 
 class KafkaLane:
-    """One Kafka broker's admin client and warm-up topic (every bench producer delivers one record there
-    first, so its start-up is never timed)."""
+    """One Kafka's admin client and warm-up topic (every bench producer delivers one record there
+    first, so its start-up is never timed); ``pids``: its broker processes, ``replication``: the
+    replication factor and min.insync.replicas of the topics a run gets."""
 
-    def __init__(self, settings: Settings, bootstrap: str, pid: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        pids: list[int] | None = None,
+        replication: tuple[int, int] = (1, 1),
+    ) -> None:
         self.bootstrap = bootstrap
-        self.pid = pid
+        self.pids = pids or []
+        self.replication = replication
         self.admin: AdminClient = create_admin(
             settings.model_copy(update={"kafka_bootstrap_servers": bootstrap})
         )
         self.warm_up_topic = f"bench-warm-up-{uuid.uuid4().hex[:6]}"
         self.create_topics([NewTopic(self.warm_up_topic, num_partitions=1, replication_factor=1)])
+
+    def create_run_topics(self, name: str, partitions: int) -> None:
+        """A run's orders topic and its DLQ (``name``-dlq), replicated as this Kafka's topics are."""
+        factor, min_isr = self.replication
+        config = {"min.insync.replicas": str(min_isr)} if factor > 1 else {}
+        self.create_topics([NewTopic(name, partitions, factor, config=config),
+                            NewTopic(f"{name}-dlq", 1, factor, config=config)])  # fmt: skip
 
     def create_topics(self, topics: list[NewTopic]) -> None:
         for future in self.admin.create_topics(topics).values():

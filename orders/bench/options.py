@@ -28,6 +28,8 @@ PHASES: dict[str, str] = {
     "apache": "Apache Kafka: drain, half-rate latency",
     "rabbitmq": "RabbitMQ broker: drain, half-rate latency",
     "rabbitmq_cluster": "RabbitMQ cluster, quorum: the same",
+    "replicated": "Apache Kafka, 3 brokers vs 1: drain",
+    "replica_wait": "aggregate on Sentinel: WAIT off / on",
     "scaling": "scaling: drain at 1, 2, 4 workers",
 }
 NEEDS = {"latency_half": "drain"}  # half load is half of the measured drain rate

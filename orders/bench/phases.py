@@ -37,7 +37,7 @@ def _producer(rig: Rig, run: Run, n: int, rate: float, prefix: str) -> ProducerP
 
 
 def _pids(rig: Rig, run: Run) -> dict[str, list[int]]:
-    return {**rig.service_pids(run.lane), "bridge": [b.pid for b in run.bridges],
+    return {**rig.service_pids(run.lane), **run.extra_pids, "bridge": [b.pid for b in run.bridges],
             "workers": [w.pid for w in run.workers]}  # fmt: skip
 
 
@@ -95,20 +95,21 @@ def traced_env(zipkin_url: str, ratio: float) -> dict[str, str]:
 
 def measure_e2e(
     rig: Rig, n: int, workers: int, lane: Lane = TANSU, rate: float = 0.0, failure_rate: float = 0.0,
-    seed: int = 0,
+    seed: int = 0, sentinel_aggregate: bool = False, worker_env: dict[str, str] | None = None,
 ) -> Measured:  # fmt: skip
     """Workers (probed) and bridge running, then ``n`` orders produced (at ``rate``/s, 0 = flat out).
 
     Rate = n / (last aggregate write - first send): the producer is inside the clock. With failures,
     the injector is seeded and the product's backoff (2, 4, 8 s) applies. Every order's timing comes
-    from the probe (orders/bench/probe.py).
+    from the probe (orders/bench/probe.py). ``sentinel_aggregate``: the aggregate on the rig's Sentinel set
+    (orders/bench/sentinel.py), the broker apart.
     """
     faults = {"FAILURE_INJECTION": "true", "FAILURE_RATE": str(failure_rate), "FAILURE_SEED": str(seed)}
     faults = faults if failure_rate else {}
     prefix = FAILURE_PREFIX if failure_rate else "e2e"
-    run = rig.new_run("fail" if failure_rate else "paced" if rate else "e2e", lane)
+    run = rig.new_run("fail" if failure_rate else "paced" if rate else "e2e", lane, sentinel_aggregate)
     try:
-        rig.start_workers(run, workers, faults, probe=True)
+        rig.start_workers(run, workers, {**faults, **(worker_env or {})}, probe=True)
         rig.start_bridge(run)
         producer = _producer(rig, run, n, rate, prefix)  # warms up while the workers boot
         rig.wait_ready(run)

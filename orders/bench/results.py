@@ -52,6 +52,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     **_latencies("half_apache", "latency at half the drain rate, Apache Kafka"),
     "drain_rabbitmq": ("drain on Apache Kafka, RabbitMQ as Celery's broker", RATE),
     **_latencies("half_rabbitmq", "latency at half the drain rate, RabbitMQ as Celery's broker"),
+    "drain_kafka1": ("drain on Apache Kafka, 1 broker (the replicated lane's launcher)", RATE),
+    "drain_kafka3": ("drain on Apache Kafka, 3 brokers: replication 3, min.insync.replicas 2", RATE),
     "drain_rabbitmq_cluster": (
         "drain, a three-node RabbitMQ cluster (quorum queue) as Celery's broker",
         RATE,
@@ -59,6 +61,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     **_latencies("half_rabbitmq_cluster", "latency at half the drain rate, three-node RabbitMQ cluster"),
     **{f"scaling_{k}": (f"drain, {k} worker process{'es' if k > 1 else ''}", RATE) for k in SCALING},
     **{side_key(k, side): (f"drain, A/B {_short(k)} {side}", RATE) for k in AB_TESTS for side in SIDES},
+    **_latencies("wait_off", "aggregate on a Sentinel set, broker apart, no WAIT (REDIS_WAIT_REPLICAS=0)"),
+    **_latencies("wait_on", "the same, each task's write and WAIT 1 in one round trip (the default)"),
 }
 # figure key -> label of its cost row
 COSTS: dict[str, str] = {
@@ -80,9 +84,13 @@ COSTS: dict[str, str] = {
     "half_apache": "paced, Apache Kafka",
     "drain_rabbitmq": "drain, RabbitMQ as Celery's broker",
     "half_rabbitmq": "paced, RabbitMQ as Celery's broker",
+    "drain_kafka1": "drain, Apache Kafka, 1 broker",
+    "drain_kafka3": "drain, Apache Kafka, 3 brokers (replicated)",
     "drain_rabbitmq_cluster": "drain, three-node RabbitMQ cluster, quorum queue",
     "half_rabbitmq_cluster": "paced, three-node RabbitMQ cluster, quorum queue",
     **{side_key(k, side): f"drain, A/B {_short(k)} {side}" for k in AB_TESTS for side in SIDES},
+    "wait_off": "paced, aggregate on Sentinel, no WAIT",
+    "wait_on": "paced, aggregate on Sentinel, WAIT 1 per task",
 }
 COST_COLUMNS = (*COMPONENTS, "total", "redis_server", "other_cores")
 COST_LABELS = {
@@ -129,7 +137,15 @@ RATIOS: dict[str, tuple[str, str, str]] = {
         "baseline",
     ),
     "bridge_over_drain": ("bridge alone / drain", "bridge", "drain"),
+    "kafka3_over_kafka1": ("drain: 3 brokers / 1 broker", "drain_kafka3", "drain_kafka1"),
+    "cpu_kafka3_over_kafka1": ("CPU per order: 3 brokers / 1 broker", "cpu:drain_kafka3", "cpu:drain_kafka1"),
     **_ab_ratios(),
+    "cpu_wait_on_over_off": ("CPU per order: per-task WAIT / none", "cpu:wait_on", "cpu:wait_off"),
+    "p99_wait_on_over_off": (
+        "p99 latency: per-task WAIT / none",
+        "wait_on_latency_p99",
+        "wait_off_latency_p99",
+    ),
 }
 # (ratio or figure key, comparison, wanted): the targets of issues 16 and 23
 TARGETS: tuple[tuple[str, str, float], ...] = (

@@ -11,16 +11,13 @@ import itertools
 import logging
 import shutil
 import signal
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from confluent_kafka.admin import NewTopic
 
 from orders.bench.lanes import (
     TANSU,
@@ -33,13 +30,20 @@ from orders.bench.lanes import (
     with_env,
 )
 from orders.bench.machine import package_version
+from orders.bench.run import BenchError as BenchError
+from orders.bench.run import Run as Run
+from orders.bench.run import wait_until as wait_until
+from orders.bench.sentinel import start_sentinel_set
 from orders.bench.settings import BenchSettings
+from orders.core.settings import with_database
 from orders.registry.settings import REGISTRY_DATABASE
 from orders.stack import services
+from orders.stack.kafka_cluster import KafkaCluster
 from orders.stack.processes import PYTHON, bridge_argv, healthz_ready, pipeline_service, worker_argv
 from orders.stack.rabbitmq import RabbitMQ
 from orders.stack.rabbitmq_cluster import RabbitCluster
 from orders.stack.redis_ha import LOOPBACK
+from orders.stack.redis_sentinel import SentinelSet
 from orders.stack.stack import Stack, StackOptions, new_stack, start_services
 from orders.stack.supervisor import Service
 
@@ -51,56 +55,11 @@ DEFAULT_DATABASES = 16  # redis-server's default; the stack's registry keeps its
 STOCK = "ORDERS_STOCK_CELERY"
 
 
-class BenchError(Exception):
-    """The bench cannot go on (no free Redis database, a child died, a run stalled)."""
-
-
 @dataclass(frozen=True)
 class Endpoints:
     kafka: str
     redis: str
     registry: str
-
-
-@dataclass
-class Run:
-    """One measured run's names and environment; ``settings`` is what this process uses for it."""
-
-    settings: BenchSettings
-    env: dict[str, str]
-    lane: Lane
-    dir: Path  # the workers' working directory (where the bench probe writes)
-    services: list[Service] = field(default_factory=list)
-    ready_checks: list[Callable[[], bool]] = field(default_factory=list)
-    workers: list[Service] = field(default_factory=list)
-    bridges: list[Service] = field(default_factory=list)
-
-    @property
-    def queue(self) -> str:
-        return self.settings.celery_queue
-
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url)
-
-    def check_alive(self) -> None:
-        """Raise BenchError with its log tail if one of this run's children exited."""
-        for service in self.services:
-            if not service.running():
-                raise BenchError(f"{service.name} exited during the run; its log:\n{service.tail(30)}")
-
-    def stop_workers(self) -> None:
-        """SIGTERM the workers and wait: a probed worker writes its file as it shuts down."""
-        for worker in self.workers:
-            worker.signal(signal.SIGTERM)
-        for worker in self.workers:
-            assert worker.proc is not None
-            code: int | None
-            try:
-                code = worker.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                code = worker.stop(grace=1)
-            if code != 0:
-                raise BenchError(f"{worker.name} exited {code} when stopped; its log:\n{worker.tail(30)}")
 
 
 class Rig:
@@ -121,8 +80,10 @@ class Rig:
             "tansu": KafkaLane(self.settings, env["KAFKA_BOOTSTRAP_SERVERS"])
         }
         self._apache: services.ApacheKafka | None = None
+        self._clusters: list[KafkaCluster] = []
         self._rabbitmq: RabbitMQ | None = None
         self._rabbit_cluster: RabbitCluster | None = None
+        self._sentinels: SentinelSet | None = None
         self._database_count = _database_count(redis.Redis.from_url(self.settings.redis_url))
         # Never the dev registry's database: a run's database is flushed when the run ends.
         usable = [db for db in range(1, self._database_count) if db != REGISTRY_DATABASE]
@@ -158,8 +119,12 @@ class Rig:
             self._rabbitmq.stop()
         if self._rabbit_cluster is not None:
             self._rabbit_cluster.stop()
+        if self._sentinels is not None:
+            self._sentinels.stop()
         if self._apache is not None:
             self._apache.stop()
+        for cluster in self._clusters:
+            cluster.stop()
         if self.stack is not None:
             _stop_services(self.stack)
         run_dir = self.log_dir.parent if self.stack is not None else self.log_dir
@@ -180,11 +145,23 @@ class Rig:
 
     def kafka(self, lane: Lane) -> KafkaLane:
         if lane.kafka not in self._kafka:
+            self._kafka[lane.kafka] = self._start_kafka(lane.kafka)
+        return self._kafka[lane.kafka]
+
+    def _start_kafka(self, kind: str) -> KafkaLane:
+        """Apache Kafka as `orders up --broker kafka` runs it, or one or three nodes of the replicated
+        lane's launcher (on loopback: the bench needs no partitions)."""
+        if kind == "apache":
             self._apache = services.ApacheKafka(self.log_dir)
             self._apache.format()
             running = self._apache.start()
-            self._kafka["apache"] = KafkaLane(self.settings, running.url, running.service.pid)
-        return self._kafka[lane.kafka]
+            return KafkaLane(self.settings, running.url, [running.service.pid])
+        nodes = {"kafka1": 1, "kafka3": 3}[kind]
+        cluster = KafkaCluster(self.log_dir, [LOOPBACK] * nodes, tag=f"bench-{kind}")
+        self._clusters.append(cluster)
+        cluster.start()
+        pids = [node.service.pid for node in cluster.nodes]
+        return KafkaLane(self.settings, cluster.bootstrap, pids, cluster.replication)
 
     def rabbitmq(self) -> RabbitMQ:
         if self._rabbitmq is None:
@@ -210,15 +187,23 @@ class Rig:
             return {"CELERY_BROKER_URL": self.rabbit_cluster().url, "CELERY_QUEUE_TYPE": "quorum"}
         return {"CELERY_BROKER_URL": redis_url}
 
+    def sentinels(self) -> SentinelSet:
+        """A Sentinel set on loopback (a primary, two replicas, three Sentinels), started on first use, with
+        the shipped ``min-replicas-to-write`` 1 / ``-max-lag`` 10."""
+        if self._sentinels is None:
+            self._sentinels = start_sentinel_set(self.log_dir)
+        return self._sentinels
+
     def service_pids(self, lane: Lane) -> dict[str, list[int]]:
         """The shared services a run on ``lane`` uses, by cost component (empty: given as endpoints)."""
         pids: dict[str, list[int]] = {}
         if self.stack is not None:
             by_name = {child.name: child.pid for child in self.stack.children}
             pids = {"redis": [by_name["redis"]], "registry": [by_name["registry"]]}
-        broker = self.kafka(lane).pid if lane.kafka == "apache" else self._tansu_pid()
-        if broker:
-            pids["broker"] = [broker]
+        tansu = self._tansu_pid()
+        brokers = self.kafka(lane).pids if lane.jvm else [tansu] if tansu else []
+        if brokers:
+            pids["broker"] = brokers
         if lane.celery == "rabbitmq" and self.rabbitmq().service is not None:
             pids["celery_broker"] = [self.rabbitmq().service.pid]  # type: ignore[union-attr]
         if lane.celery == "rabbitmq_cluster":  # the three nodes' CPU, as one broker's
@@ -232,21 +217,29 @@ class Rig:
 
     # -- a run ------------------------------------------------------------------------------
 
-    def new_run(self, label: str, lane: Lane = TANSU) -> Run:
-        """Fresh topics (created), consumer group, queue and an empty Redis database, on ``lane``."""
+    def new_run(self, label: str, lane: Lane = TANSU, sentinel_aggregate: bool = False) -> Run:
+        """Fresh topics (created), consumer group, queue and an empty Redis database, on ``lane``.
+
+        ``sentinel_aggregate``: the aggregate on the rig's Sentinel set (:meth:`sentinels`), Celery's broker
+        on the rig's Redis: on two primaries, where the aggregate's per-task WAIT applies.
+        """
         name = f"bench-{label}-{next(self._counter)}-{uuid.uuid4().hex[:6]}"
-        url = with_db(self.settings.redis_url, self._empty_database())
+        db = self._empty_database()
+        url = with_db(self.settings.redis_url, db)
+        aggregate = with_database(self.sentinels().url(), db) if sentinel_aggregate else url
         kafka = self.kafka(lane)
-        env = {**self.env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "REDIS_URL": url,
+        env = {**self.env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "REDIS_URL": aggregate,
                **self.celery_broker(lane, url), "ORDERS_TOPIC": name, "DLQ_TOPIC": f"{name}-dlq",
                "CONSUMER_GROUP": name, "CELERY_QUEUE": name}  # fmt: skip
-        if lane.kafka == "apache":
+        if lane.jvm:
             env.pop("KAFKA_FETCH_WAIT_MAX_MS", None)  # a Tansu quirk; Apache Kafka answers as data arrives
         run_dir = self.log_dir / name
         run_dir.mkdir()
         run = Run(with_env(self.settings, env), env, lane, run_dir)
-        kafka.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1),
-                             NewTopic(f"{name}-dlq", num_partitions=1, replication_factor=1)])  # fmt: skip
+        if sentinel_aggregate:
+            nodes = [*self.sentinels().data, *self.sentinels().sentinels]
+            run.extra_pids["redis_ha"] = [node.service.pid for node in nodes]
+        kafka.create_run_topics(name, PARTITIONS)
         return run
 
     def end_run(self, run: Run) -> None:
@@ -265,6 +258,8 @@ class Rig:
             for service in reversed(run.services):
                 service.stop(grace=10)
             run.redis().flushdb()
+            if run.extra_pids:  # the aggregate elsewhere: the broker's database too
+                redis.Redis.from_url(run.settings.broker_url).flushdb()
             self.kafka(run.lane).delete_topics([run.settings.orders_topic, run.settings.dlq_topic])
             if run.lane.on_rabbitmq:
                 delete_queue(run.settings.broker_url, run.queue)
@@ -357,15 +352,3 @@ def _database_count(client: redis.Redis) -> int:
         return int(client.config_get("databases").get("databases") or DEFAULT_DATABASES)
     except redis.ResponseError:  # CONFIG may be disabled on a managed Redis
         return DEFAULT_DATABASES
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, run: Run, interval: float = 0.02
-) -> None:
-    """Poll ``condition`` until true; BenchError if ``timeout`` passes or a child of ``run`` dies."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        run.check_alive()
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)

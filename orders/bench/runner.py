@@ -16,7 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from orders.bench.ab import AB_TESTS, SIDES, Switch, side_key
 from orders.bench.ceilings import Ceiling, Measured, measure_ceiling
-from orders.bench.lanes import APACHE, RABBITMQ, RABBITMQ_CLUSTER, TANSU, Lane
+from orders.bench.lanes import APACHE, KAFKA1, KAFKA3, RABBITMQ, RABBITMQ_CLUSTER, TANSU, Lane
 from orders.bench.machine import machine_facts
 from orders.bench.options import INTERLEAVED, PHASES, BenchOptions
 from orders.bench.phases import (
@@ -29,6 +29,8 @@ from orders.bench.phases import (
 )
 from orders.bench.results import SCALING, build_results
 from orders.bench.rig import Endpoints, Rig
+from orders.bench.sentinel import DEFAULT_RATE
+from orders.bench.sentinel import RUNS as REPLICA_RUNS
 from orders.bench.settings import BenchSettings
 from orders.bench.stats import Summary
 from orders.bench.warmup import WARM_UP_RATE, warm_up_broker
@@ -237,10 +239,22 @@ class Bench:
         self._measure("baseline", "baseline", lambda: measure_baseline(self.rig, o.baseline_orders, o.seed))
 
     def _lane(self, lane: Lane, phase: str) -> None:
-        if lane.kafka == "apache" and lane.kafka not in self.warm_up:
+        if lane.jvm and lane.kafka not in self.warm_up:
             self._warm_up(lane, phase)
         drain = self._drain(lane, phase)
         self._half(lane, phase, drain.median / 2)
+
+    def _replicated(self) -> None:
+        """Drain on one and on three brokers of the same launcher (heap, JVM flags, tuning): what
+        replication (acks=all to 3 replicas, 2 in sync) costs in throughput and CPU per order."""
+        for lane in (KAFKA1, KAFKA3):
+            if lane.kafka not in self.warm_up:
+                self._warm_up(lane, "replicated")
+            self._drain(lane, "replicated")
+        one, three = self.figures["drain_kafka1"].median, self.figures["drain_kafka3"].median
+        cpu = [self.costs[f"drain_kafka{k}"]["total"].median for k in (1, 3)]
+        self._status("replicated", f"1 broker {one:,.0f}/s, 3 brokers {three:,.0f}/s; "
+                     f"{cpu[0]:,.0f} vs {cpu[1]:,.0f} µs CPU/order")  # fmt: skip
 
     def _warm_up(self, lane: Lane, phase: str) -> None:
         """Unmeasured rounds until the new JVM broker compiled its request path (orders/bench/warmup.py)."""
@@ -260,6 +274,22 @@ class Bench:
 
     def _rabbitmq_cluster(self) -> None:
         self._lane(RABBITMQ_CLUSTER, "rabbitmq_cluster")
+
+    def _replica_wait(self) -> None:
+        """The aggregate's per-task WAIT against none, same paced load and bench (bench/sentinel.py)."""
+        o = self.options
+        rate = self.half_rate or DEFAULT_RATE
+        for key, replicas in REPLICA_RUNS.items():
+            env = {"REDIS_WAIT_REPLICAS": replicas}
+            measure = lambda e=env: measure_e2e(  # noqa: E731
+                self.rig, o.orders, o.workers, rate=rate, sentinel_aggregate=True, worker_env=e
+            )
+            self._measure("replica_wait", key, measure, note=f"{key} at {rate:,.0f}/s: ")
+        off, on = (self.figures[f"{key}_latency_p99"].median for key in REPLICA_RUNS)
+        cpu_off, cpu_on = (self.costs[key]["total"].median for key in REPLICA_RUNS)
+        self._status(
+            "replica_wait", f"p99 {off:.1f} -> {on:.1f} ms; CPU {cpu_off:,.0f} -> {cpu_on:,.0f} µs/order"
+        )
 
     def _scaling(self) -> None:
         o = self.options

@@ -54,15 +54,21 @@ def warmed(compiler_share: list[float]) -> bool:
 def warm_up_broker(
     rig: Rig, lane: Lane, workers: int, rate: float, report: Callable[[list[float]], None]
 ) -> list[float]:
-    """Unmeasured paced pipeline rounds on ``lane`` until :func:`warmed`; the compiler's share in each."""
-    pid = rig.kafka(lane).pid
+    """Unmeasured paced pipeline rounds on ``lane`` until :func:`warmed`; the compiler's share in each
+    (summed over the brokers of a cluster)."""
+    pids = rig.kafka(lane).pids
     shares: list[float] = []
     while not warmed(shares):
-        before, started = compiler_cpu_seconds(pid) if pid else None, time.monotonic()
+        before, started = _compiler_seconds(pids), time.monotonic()
         measure_e2e(rig, WARM_UP_ORDERS, workers, lane, rate=rate)
-        after = compiler_cpu_seconds(pid) if pid else None
+        after = _compiler_seconds(pids)
         if before is None or after is None:
             break  # a broker given as an endpoint, or no /proc: nothing to watch
         shares.append((after - before) / (time.monotonic() - started))
         report(shares)
     return shares
+
+
+def _compiler_seconds(pids: list[int]) -> float | None:
+    each = [compiler_cpu_seconds(pid) for pid in pids]
+    return None if not each or None in each else sum(e for e in each if e is not None)

@@ -11,6 +11,9 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+# FAST_TRANSPORT is named where the broker connection is made; worker/transport.py reads it from here.
+from orders.core.broker_connection import FAST_TRANSPORT as FAST_TRANSPORT
+from orders.core.broker_connection import redis_broker
 from orders.core.order import OrderPayload, RecordOrigin
 from orders.core.settings import Settings, SettingsError
 
@@ -32,8 +35,6 @@ REREAD_MARGIN = 3600
 # AMQP's short string (the correlation_id Celery copies the task id into) holds 255 bytes.
 MAX_TASK_ID_BYTES = 255
 LONG_ID_NAMESPACE = uuid.UUID("6f7a2d1c-52b0-4c1e-9a61-0c2f3e9d8b47")  # task ids of over-long orderIds
-# The fast path's Redis transport, by the path kombu resolves (worker/transport.py; core imports no worker).
-FAST_TRANSPORT = "worker.transport:Transport"
 
 
 def countdowns(settings: Settings) -> list[int]:
@@ -101,36 +102,42 @@ def check_dedupe_window(settings: Settings, dedupe_ttl_seconds: int) -> None:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings shared by the bridge (sender) and the workers.
 
-    The broker URL's scheme picks the transport: Redis (ours, worker/transport.py) or RabbitMQ.
+    The broker URL's scheme picks the transport: Redis (ours, worker/transport.py; one server or
+    Sentinel-managed, every wait bounded: orders/core/broker_connection.py) or RabbitMQ.
     """
-    config = {
-        "broker_url": settings.broker_url,
+    if settings.broker_kind == "amqp":
+        config = {**shared_config(settings), **amqp_transport(settings)}
+        if settings.celery_queue_type == "quorum":
+            config.update(quorum_queues(settings))
+        return config
+    broker = redis_broker(settings)
+    config = {**shared_config(settings), **broker}
+    config["broker_transport_options"] = {
+        **broker["broker_transport_options"],
+        "visibility_timeout": visibility_timeout(settings),
+        # kombu sweeps expired unacked messages back only every interval x throttle seconds
+        # (10 x 10 by default since 5.7): scan on every 10 s tick instead, so a dead worker's
+        # orders return within the visibility timeout + 10 s, not + 100 s.
+        "unacked_restore_interval": RESTORE_SWEEP_SECONDS,
+        "unacked_restore_throttle": 1,
+        # One Redis list per queue: worker/transport.py fetches from it atomically.
+        "priority_steps": [0],
+    }
+    return config
+
+
+def shared_config(settings: Settings) -> dict[str, Any]:
+    """What every broker shares: serialization, the queue, results."""
+    return {
         "result_backend": settings.celery_result_backend,
         "task_ignore_result": settings.celery_result_backend is None,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
         "task_default_queue": settings.celery_queue,
-        "broker_transport_options": {
-            "visibility_timeout": visibility_timeout(settings),
-            # kombu sweeps expired unacked messages back only every interval x throttle seconds
-            # (10 x 10 by default since 5.7): scan on every 10 s tick instead, so a dead worker's
-            # orders return within the visibility timeout + 10 s, not + 100 s.
-            "unacked_restore_interval": RESTORE_SWEEP_SECONDS,
-            "unacked_restore_throttle": 1,
-            # One Redis list per queue: worker/transport.py fetches from it atomically.
-            "priority_steps": [0],
-        },
         "broker_connection_retry_on_startup": True,
-        # The fast path's Redis transport (worker/fast_path.py lists what it overrides), or kombu's own.
-        "broker_transport": None if settings.stock_celery else FAST_TRANSPORT,
         "enable_utc": True,
     }
-    if settings.broker_kind == "amqp":
-        config.update(amqp_transport(settings))
-        if settings.celery_queue_type == "quorum":
-            config.update(quorum_queues(settings))
-    return config
 
 
 def amqp_transport(settings: Settings) -> dict[str, Any]:
@@ -148,6 +155,7 @@ def amqp_transport(settings: Settings) -> dict[str, Any]:
     """
     timeout = settings.celery_broker_timeout
     return {
+        "broker_url": settings.broker_url,
         "broker_transport_options": {
             "confirm_publish": True,
             "read_timeout": timeout,

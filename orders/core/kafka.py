@@ -17,21 +17,41 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from orders.core.kafka_options import options_for
 from orders.core.settings import Settings, SettingsError, option_to_env_name
 
+# How long a client waits for a broker's answer before it drops the connection and asks another
+# broker who leads now. librdkafka's 60 s default kept a partition's orders waiting for as long as a
+# silent network partition cut its old leader off (scenario 14: 31.6 s for a 25 s cut; 12.1 s with
+# this). A fetch may wait fetch.wait.max.ms on top. KAFKA_SOCKET_TIMEOUT_MS overrides it.
+SOCKET_TIMEOUT_MS = 10_000
+
 
 def _base(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": SOCKET_TIMEOUT_MS}
+
+
+# Every producer of ours: acknowledged only once every in-sync replica has the record (with the
+# topic's min.insync.replicas, no acknowledged record lives on one broker alone), and idempotent, so
+# the retries that follow a leader change write no duplicate and keep each partition in order.
+DURABLE: dict[str, Any] = {"acks": "all", "enable.idempotence": True}
+# What librdkafka accepts as the same values, under either name of the acks option.
+_SAME_AS_DURABLE = {
+    "acks": {"all", "-1"}, "request.required.acks": {"all", "-1"}, "enable.idempotence": {"true"},
+}  # fmt: skip
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """An idempotent producer: acks=all, no duplicates on internal retries, ordered per partition."""
-    return {
-        **_base(settings),
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 5,
-        **options_for(settings.kafka_options, "producer"),
-        **overrides,
-    }
+    """An idempotent producer: acks=all, no duplicates on internal retries, ordered per partition.
+
+    Raises SettingsError for a ``KAFKA_*`` variable that would weaken either (KAFKA_ACKS=1, ...).
+    """
+    options = options_for(settings.kafka_options, "producer")
+    for name, allowed in _SAME_AS_DURABLE.items():
+        if name in options and str(options[name]).lower() not in allowed:
+            raise SettingsError(
+                f"Invalid configuration:\n  {option_to_env_name(name)}: every producer of the pipeline "
+                f"writes with acks=all and idempotence, so that no acknowledged order is lost when a broker "
+                f"fails; remove it (got {options[name]!r})"
+            )
+    return {**_base(settings), **DURABLE, "linger.ms": 5, **options, **overrides}
 
 
 def consumer_config(settings: Settings, group_id: str | None = None, **overrides: Any) -> dict[str, Any]:
@@ -108,6 +128,15 @@ REGISTRY_UNREACHABLE: tuple[type[Exception], ...] = (httpx2.HTTPError, OSError)
 REGISTRY_ERRORS: tuple[type[Exception], ...] = (SchemaRegistryError, *REGISTRY_UNREACHABLE)
 
 
+# Seconds a registry request may take, and how often the client tries again itself (its defaults:
+# no timeout at all, 3 retries). A registry behind a link that silently drops packets held the bridge,
+# its batch and its SIGTERM until TCP gave up (minutes); now a decode fails as RegistryUnavailable
+# within ~11 s (two tries and the wait between them), and the bridge retries it, saying so.
+REGISTRY_TIMEOUT = 5
+REGISTRY_RETRIES = 1
+
+
 def create_registry_client(settings: Settings, **overrides: Any) -> SchemaRegistryClient:
     """A registry client; ``overrides`` are client options such as ``timeout`` or ``max.retries``."""
-    return SchemaRegistryClient({**registry_config(settings), **overrides})
+    defaults = {"timeout": REGISTRY_TIMEOUT, "max.retries": REGISTRY_RETRIES}
+    return SchemaRegistryClient({**registry_config(settings), **defaults, **overrides})

@@ -18,6 +18,7 @@ import redis
 from kombu import Connection
 from kombu.exceptions import KombuError
 
+from orders.core.redis_client import DEFAULT_BOUNDS, Bounds, connect
 from orders.core.settings import AMQP_SCHEMES
 
 # kombu's Redis transport keeps the messages it handed to a worker, not yet acknowledged, in this hash
@@ -59,11 +60,12 @@ class QueueDepthReader(Protocol):
 
 
 def depth_reader(broker_url: str, queue: str, timeout: float = DEFAULT_TIMEOUT) -> QueueDepthReader:
-    """The reader for the Celery broker ``broker_url`` names (Redis or RabbitMQ); connects on first use."""
+    """The reader for the Celery broker ``broker_url`` names (Redis, Sentinel-managed or not, or RabbitMQ);
+    connects on first use."""
     if urlsplit(broker_url).scheme in AMQP_SCHEMES:
         return AmqpDepthReader(broker_url, queue, timeout)
-    client = redis.Redis.from_url(broker_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    return RedisDepthReader(client, queue)
+    bounds = Bounds(socket_timeout=timeout, connect_timeout=min(timeout, DEFAULT_BOUNDS.connect_timeout))
+    return RedisDepthReader(connect(broker_url, bounds), queue)
 
 
 class RedisDepthReader:

@@ -11,17 +11,26 @@ import os
 import warnings
 from collections.abc import Mapping
 from typing import Any, Literal, Self
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from redis.connection import parse_url
+
+from orders.core.redis_url import (
+    REDIS_SCHEMES,
+    ClusterUrl,
+    RedisUrl,
+    check_tls,
+    parse_redis_url,
+    redact,
+)
+from orders.core.redis_url import same_database as same_database  # what the processes import from here
+from orders.core.redis_url import with_database as with_database
 
 KAFKA_PREFIX = "KAFKA_"
 DAY_SECONDS = 24 * 3600
 MASK = "**********"
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 # RabbitMQ through py-amqp (kombu's "pyamqp" transport, Celery's default for amqp://).
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 BrokerKind = Literal["redis", "amqp"]
@@ -105,6 +114,10 @@ class Settings(BaseSettings):
     # The interface /metrics and /healthz listen on (127.0.0.1 keeps them on this machine).
     metrics_host: str = Field("0.0.0.0", alias="METRICS_HOST", min_length=1)
 
+    # Seconds a WAIT for replicas may block (the aggregate's per task, the hand-off's per batch); below
+    # the clients' socket timeout (orders/core/redis_client.py), which must outlast it.
+    redis_wait_timeout: float = Field(1.0, alias="REDIS_WAIT_TIMEOUT", gt=0, le=2.0)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
@@ -115,7 +128,7 @@ class Settings(BaseSettings):
     def _broker_scheme(cls, value: str | None) -> str | None:
         return None if value is None else check_broker_urls(value)
 
-    @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
+    @field_validator("celery_result_backend")
     @classmethod
     def _rediss_checks_certificates(cls, value: str | None) -> str | None:
         return check_rediss_certificates(value)
@@ -161,8 +174,18 @@ class Settings(BaseSettings):
 
     @property
     def broker_kind(self) -> BrokerKind:
-        """Which Celery broker the URL names: "redis" or "amqp" (RabbitMQ)."""
+        """Which Celery broker the URL names: "redis" (one, or Sentinel-managed) or "amqp" (RabbitMQ)."""
         return "amqp" if urlsplit(self.broker_url).scheme in AMQP_SCHEMES else "redis"
+
+    @property
+    def redis(self) -> RedisUrl:
+        """REDIS_URL parsed (orders/core/redis_url.py): one server or a Sentinel-managed primary."""
+        return parse_redis_url(self.redis_url)
+
+    @property
+    def broker_redis(self) -> RedisUrl | None:
+        """CELERY_BROKER_URL parsed, when Celery's broker is a Redis; None for RabbitMQ."""
+        return None if self.broker_kind == "amqp" else parse_redis_url(self.broker_url)
 
     @classmethod
     def settings_customise_sources(
@@ -224,45 +247,49 @@ class Settings(BaseSettings):
 
 
 def check_redis_url(value: str) -> str:
-    """A field validator's check: ``value`` is a redis://, rediss:// or unix:// URL."""
-    if urlsplit(value).scheme not in REDIS_SCHEMES:
-        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    """A field validator's check: one of the Redis URL forms orders/core/redis_url.py reads, and one
+    this version can connect to (a Cluster URL is reserved)."""
+    if isinstance(parse_redis_url(value), ClusterUrl):
+        raise ValueError(
+            "Redis Cluster support is not built yet: use one Redis (redis://, rediss://, unix://) or a "
+            "Sentinel-managed one (sentinel://...?master_name=NAME)"
+        )
     return value
 
 
 def check_broker_urls(value: str) -> str:
-    """A field validator's check: one Redis or RabbitMQ URL, or several RabbitMQ ones (a cluster's
-    nodes) separated by ``;``, which Celery, the bridge and the depth reader fail over between."""
+    """A field validator's check: RabbitMQ URLs (several, ``;``-separated, are a cluster's nodes, which
+    Celery, the bridge and the depth reader fail over between) or one Redis URL (a Sentinel URL lists
+    its sentinels the same way: orders/core/redis_url.py)."""
     urls = value.split(";")
-    schemes = [urlsplit(url.strip()).scheme for url in urls]
-    if len(urls) == 1:
-        if schemes[0] not in REDIS_SCHEMES | AMQP_SCHEMES:
-            raise ValueError("must be a Redis (redis://, rediss://, unix://) or RabbitMQ (amqp://) URL")
-        return value
-    if any(not url.strip() for url in urls):
+    amqp = [urlsplit(url.strip()).scheme in AMQP_SCHEMES for url in urls]
+    if any(amqp) and any(not url.strip() for url in urls):
         raise ValueError("an empty URL in the ';'-separated list (a stray ';'?)")
-    if any(url != url.strip() for url in urls):
+    if any(amqp) and any(url != url.strip() for url in urls):
         raise ValueError("spaces around a ';' in the list of broker URLs")
-    if not all(scheme in AMQP_SCHEMES for scheme in schemes):
+    if all(amqp):
+        return value
+    if any(amqp):
         raise ValueError(
-            "several ';'-separated URLs must all be RabbitMQ (amqp://, amqps://) nodes of one cluster "
-            f"(got schemes {', '.join(s or 'none' for s in schemes)}); Redis fails over with Sentinel"
+            "several ';'-separated URLs must all be RabbitMQ (amqp://, amqps://) nodes of one cluster; "
+            "Redis fails over with Sentinel (sentinel://...;sentinel://...)"
+        )
+    try:
+        parsed = parse_redis_url(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or RabbitMQ (amqp://) URLs") from None
+    if isinstance(parsed, ClusterUrl):
+        raise ValueError(
+            "kombu has no Redis Cluster transport: Celery's broker must be one Redis (redis://, "
+            "rediss://, unix://), a Sentinel-managed one (sentinel://) or RabbitMQ (amqp://)"
         )
     return value
 
 
 def check_rediss_certificates(value: str | None) -> str | None:
-    """A field validator's check: a rediss:// URL says how the server's certificate is checked.
-
-    A bare rediss:// is not what it looks like: kombu's stock transport then skips the certificate
-    check, and with worker/transport.py it speaks plain TCP. Celery's result backend refuses it.
-    """
-    parts = urlsplit(value or "")
-    if parts.scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(parts.query):
-        raise ValueError(
-            "a rediss:// URL must say how to check the server's certificate: add "
-            "?ssl_cert_reqs=required (and &ssl_ca_certs=/path/ca.pem for a private CA)"
-        )
+    """A field validator's check: a TLS Redis URL says how the server's certificate is checked."""
+    if value is not None and urlsplit(value).scheme in REDIS_SCHEMES | {"sentinel"}:
+        check_tls(value)
     return value
 
 
@@ -306,44 +333,10 @@ def is_secret_option(option: str) -> bool:
     return any(word in option.lower() for word in SECRET_OPTION_WORDS)
 
 
-def with_database(url: str, database: int) -> str:
-    """The same Redis server, another database: ``redis://h:6379/0`` -> ``redis://h:6379/2``.
-
-    A unix socket URL names its database in the query (``?db=N``).
-    """
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(database))]
-        return f"{url.partition('?')[0]}?{urlencode(query)}"
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-def same_database(first: str, second: str) -> bool:
-    """Whether two Redis URLs name the same database of the same server (as redis-py reads them);
-    False when either is not a Redis URL."""
-    if not {urlsplit(first).scheme, urlsplit(second).scheme} <= {"redis", "rediss", "unix"}:
-        return False
-
-    def place(url: str) -> tuple[object, ...]:
-        kwargs = parse_url(url)
-        host = kwargs.get("host", "localhost")
-        host = "localhost" if host in {"127.0.0.1", "::1", "localhost"} else host
-        return (kwargs.get("path"), host, int(kwargs.get("port", 6379)), int(kwargs.get("db", 0)))
-
-    return place(first) == place(second)
-
-
 def redact_url(url: str) -> str:
-    """``redis://:pw@host:6379/0`` -> ``redis://:****@host:6379/0``; each URL of a ``;``-separated list."""
-    if ";" in url:
-        return ";".join(redact_url(part) for part in url.split(";"))
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:****@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``redis://:pw@host:6379/0`` -> ``redis://:****@host:6379/0``; each URL of a ``;``-separated
+    RabbitMQ list, Sentinel URLs and password options in the query too (orders/core/redis_url.py)."""
+    return redact(url)
 
 
 def describe_errors(exc: ValidationError, secret_names: set[str]) -> str:

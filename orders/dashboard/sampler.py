@@ -20,6 +20,7 @@ from orders.core.control import get_failure_rate
 from orders.core.kafka import REGISTRY_ERRORS, create_admin, create_registry_client
 from orders.core.lag import LagReader
 from orders.core.queue_depth import QueueDepthUnavailable, depth_reader
+from orders.core.redis_client import Bounds, connect
 from orders.core.settings import Settings
 from orders.dashboard.state import (
     RECENT_ROWS,
@@ -33,13 +34,14 @@ from orders.dashboard.state import (
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT: Final = 2.0
+HEALTH_BOUNDS: Final = Bounds(socket_timeout=HEALTH_TIMEOUT)
 
 
 class RedisFigures:
     """The aggregate, recent activity, queue depth and the failure-rate override."""
 
     def __init__(self, settings: Settings) -> None:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=HEALTH_TIMEOUT)
+        client = connect(settings.redis, HEALTH_BOUNDS)
         self._aggregate = Aggregate(client)
         self._client = client
         self._queue = depth_reader(settings.broker_url, settings.celery_queue, timeout=HEALTH_TIMEOUT)
@@ -74,7 +76,7 @@ class HealthProbe:
 
     def __init__(self, settings: Settings) -> None:
         self._admin = create_admin(settings)
-        self._redis = redis.Redis.from_url(settings.redis_url, socket_timeout=HEALTH_TIMEOUT)
+        self._redis = connect(settings.redis, HEALTH_BOUNDS)
         self._registry = create_registry_client(settings, timeout=HEALTH_TIMEOUT, **{"max.retries": 0})
         self._celery = create_sender(settings)
 

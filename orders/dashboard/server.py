@@ -20,6 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
 from orders.core.control import set_failure_rate
+from orders.core.redis_client import connect
 from orders.dashboard.access import Access, check_listen, default_origins
 from orders.dashboard.demo_producer import DemoProducer
 from orders.dashboard.handlers import (
@@ -83,7 +84,7 @@ async def serve(settings: DashboardSettings, host: str, port: int) -> None:
     loop = IOLoop.current()
     publisher = Publisher()
     demo = DemoProducer(settings)
-    controls = PipelineControls(demo, redis.Redis.from_url(settings.redis_url))
+    controls = PipelineControls(demo, connect(settings.redis))
 
     def status() -> dict[str, Any]:
         # traces_url: the page links a dead letter's trace id to the trace backend's page for it.

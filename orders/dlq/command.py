@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from orders.core.process import start_process
+from orders.core.redis_client import connect
 from orders.core.tracing_settings import trace_link
 from orders.dlq.settings import DlqSettings
 
@@ -165,7 +166,6 @@ def list_command(limit: int, as_json: bool, **filters: Any) -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; produce and commit nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def replay(group: str | None, dry_run: bool, quiet: bool, **filters: Any) -> None:
-    import redis
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -189,7 +189,7 @@ def replay(group: str | None, dry_run: bool, quiet: bool, **filters: Any) -> Non
         (settings.dlq_topic, settings.orders_topic),
         build_filter(filters),
         settings.dlq_delivery_timeout + 5,
-        Aggregate(redis.Redis.from_url(settings.redis_url)).release_dead_letter_claims,
+        Aggregate(connect(settings.redis)).release_dead_letter_claims,
         tracing,
     )
     columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

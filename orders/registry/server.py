@@ -23,6 +23,7 @@ import tornado.web
 from tornado import httputil
 from tornado.httpserver import HTTPServer
 
+from orders.core.redis_client import connect
 from orders.core.settings import redact_url
 from orders.registry import errors
 from orders.registry.access import BasicAuth, check_listen, server_tls
@@ -272,9 +273,9 @@ def serve(
     auth = BasicAuth.from_setting(settings.registry_basic_auth)
     check_listen(host, auth)
     tls = server_tls(certfile, keyfile)
-    # Requests run on the event loop; bounded timeouts keep a stuck Redis from hanging it for good.
+    # Requests run on the event loop; bounded waits keep a stuck Redis from hanging it for good.
     state_url = settings.registry_redis_url or settings.redis_url
-    client = redis.Redis.from_url(state_url, socket_connect_timeout=5, socket_timeout=10)
+    client = connect(state_url)
     check_apart(settings, client)
     app = make_app(RegistryService(RegistryStore(client)), auth)
     try:

@@ -6,10 +6,12 @@ from Celery's worker_ready signal (it consumes by then), a bridge once its consu
 
 from __future__ import annotations
 
+import json
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from orders.stack.supervisor import Service, free_port
 
@@ -19,13 +21,24 @@ PYTHON = sys.executable
 FLOWER_MAX_TASKS = 10_000
 
 
-def healthz_ready(port: int) -> bool:
-    """True once ``http://127.0.0.1:port/healthz`` answers 200 (503 while not ready, refused before)."""
+def healthz_ready(port: int, host: str = "127.0.0.1") -> bool:
+    """True once ``http://host:port/healthz`` answers 200 (503 while not ready, refused before)."""
+    return healthz(port, host=host)[0] == 200
+
+
+def healthz(port: int, timeout: float = 3.0, host: str = "127.0.0.1") -> tuple[int | None, dict[str, Any]]:
+    """``/healthz``'s status and JSON body; (None, {}) while nothing answers.
+
+    503 says what the process waits for (its Redis, its consumer group); the Redis check takes up to
+    ~2 s while a Redis does not answer, hence the timeout.
+    """
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=timeout) as response:
+            return int(response.status), json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), json.loads(exc.read() or b"{}")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None, {}
 
 
 def worker_argv(name: str, *extra: str, pool: str = "solo", loglevel: str = "INFO") -> list[str]:

@@ -27,6 +27,7 @@ from typing import Any
 import redis
 from redis.sentinel import Sentinel
 
+from orders.core.redis_url import SentinelUrl
 from orders.stack.redis_ha import (
     FAST_SYNC,
     LOOPBACK,
@@ -134,6 +135,13 @@ class SentinelSet:
             socket_timeout=2.0,
             **options,
         )
+
+    def url(self, db: int = 0) -> str:
+        """The ``sentinel://`` URL the pipeline's processes are given for this set (core/redis_url.py)."""
+        return SentinelUrl(
+            tuple(s.address for s in self.sentinels), self.service, db,
+            password=self.password, sentinel_password=self.sentinel_password,
+        ).to_url()  # fmt: skip
 
     def views(self) -> list[tuple[str, int] | None]:
         """Each Sentinel's answer to get-master-addr-by-name (None: it did not answer)."""

@@ -156,6 +156,15 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+def kafka_java(jars: Path, main: str, *args: str, heap: tuple[str, str] = ("256m", "768m")) -> list[str]:
+    """``java`` running ``main`` from the broker's classpath, with ``heap`` as (-Xms, -Xmx)."""
+    return [
+        "java", f"-Xms{heap[0]}", f"-Xmx{heap[1]}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+        "-cp", f"{jars}/*", main, *args,
+    ]  # fmt: skip
+
+
 def kafka_properties(data_dir: Path, port: int, controller_port: int) -> str:
     """A single-node KRaft broker and controller on loopback."""
     return "\n".join(
@@ -208,11 +217,7 @@ class ApacheKafka:
         return kafka_ready(self.port)
 
     def _java(self, main: str, *args: str) -> list[str]:
-        return [
-            "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
-            "-cp", f"{self.jars}/*", main, *args,
-        ]  # fmt: skip
+        return kafka_java(self.jars, main, *args)
 
     @property
     def formatted(self) -> bool:
@@ -262,20 +267,21 @@ def start_registry(
     basic_auth: str | None = None,
     tls: tuple[Path, Path] | None = None,
     aggregate_url: str | None = None,
+    host: str = "127.0.0.1",
 ) -> Running:
     """The project's own schema registry (`orders registry`), keeping its state in ``redis_url``
     (its REGISTRY_REDIS_URL), which must not be the aggregate's database (``aggregate_url``).
 
-    ``basic_auth`` ("user:password") is the one credential it accepts; ``tls`` (certificate, key) makes
-    it serve HTTPS. Readiness is its port accepting connections.
+    ``basic_auth`` ("user:password") is the one credential it accepts (required beyond loopback);
+    ``tls`` (certificate, key) makes it serve HTTPS. Readiness is its port accepting connections.
     """
     port = port or free_port()
-    argv = [sys.executable, "-m", "orders.cli", "registry", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "orders.cli", "registry", "--host", host, "--port", str(port)]
     if tls is not None:
         argv += ["--certfile", str(tls[0]), "--keyfile", str(tls[1])]
     env = {"REGISTRY_REDIS_URL": redis_url, **({"REGISTRY_BASIC_AUTH": basic_auth} if basic_auth else {})}
     if aggregate_url is not None:
         env["REDIS_URL"] = aggregate_url
     service = Service(name or f"registry-{port}", argv, log_dir, env=env)
-    service.start(lambda: port_open(port), timeout=30)
-    return Running(service, port, f"{'https' if tls else 'http'}://127.0.0.1:{port}")
+    service.start(lambda: port_open(port, host), timeout=30)
+    return Running(service, port, f"{'https' if tls else 'http'}://{host}:{port}")

@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from orders.core.settings import Settings, with_database
 from orders.registry.settings import REGISTRY_DATABASE
 from orders.stack import services
+from orders.stack.kafka_cluster import replication_for
 from orders.stack.options import RunSecrets, StackOptions, with_credentials
 from orders.stack.processes import (
     PYTHON,
@@ -175,10 +176,14 @@ def start_trace_backend(stack: Stack) -> None:
 
 
 def create_topics(stack: Stack) -> None:
+    """The orders topic and the DLQ, replicated as the broker count allows (:func:`replication_for`:
+    one replica on the one broker `orders up` runs; 3 with min.insync.replicas=2 from three brokers)."""
     admin = AdminClient({"bootstrap.servers": stack.env["KAFKA_BOOTSTRAP_SERVERS"]})
+    factor, min_isr = replication_for(len(admin.list_topics(timeout=30).brokers))
+    config = {"min.insync.replicas": str(min_isr)} if factor > 1 else {}
     topics = [
-        NewTopic(stack.settings.orders_topic, num_partitions=stack.options.partitions, replication_factor=1),
-        NewTopic(stack.settings.dlq_topic, num_partitions=1, replication_factor=1),
+        NewTopic(stack.settings.orders_topic, stack.options.partitions, factor, config=config),
+        NewTopic(stack.settings.dlq_topic, 1, factor, config=config),
     ]
     for future in admin.create_topics(topics).values():
         try:

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from orders.core.aggregate import Aggregate
 from orders.core.queue_depth import QueueDepthUnavailable, depth_reader
+from orders.core.redis_client import connect
 from orders.stack.supervisor import Service
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class StatusLine:
     """A single refreshed line: orders counted, average, retries, DLQ, queue depth, rate."""
 
     def __init__(self, stack: Stack) -> None:
-        self._aggregate = Aggregate(redis.Redis.from_url(stack.env["REDIS_URL"]))
+        self._aggregate = Aggregate(connect(stack.env["REDIS_URL"]))
         broker_url = stack.env.get("CELERY_BROKER_URL", stack.env["REDIS_URL"])  # the children's broker
         self._queue = depth_reader(broker_url, stack.settings.celery_queue)
         self._live = Live(Text("starting..."), console=console, refresh_per_second=2, transient=False)

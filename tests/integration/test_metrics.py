@@ -104,12 +104,13 @@ def test_healthz_is_the_readiness_signal(pipeline: Pipeline) -> None:
     """A worker answers 200 once it consumes; a bridge 503 until its consumer joins the group, then 200."""
     worker_port, bridge_port, lonely_port = free_port(), free_port(), free_port()
     pipeline.start_worker(METRICS_PORT=str(worker_port))
-    assert healthz(worker_port) == (200, {"ready": True})
+    reached = {"redis": {"aggregate": "ok"}}  # the Redis it needs (orders/core/redis_health.py)
+    assert healthz(worker_port) == (200, {"ready": True, **reached})
     pipeline.start_bridge(METRICS_PORT=str(bridge_port))
-    assert healthz(bridge_port) == (200, {"ready": True, "paused": False})
+    assert healthz(bridge_port) == (200, {"ready": True, "paused": False, **reached})
     # A bridge whose broker is not there is alive but never ready.
     pipeline.start(
         "bridge-without-kafka", bridge_argv(), lambda _s: port_open(lonely_port),
         METRICS_PORT=str(lonely_port), KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
     )  # fmt: skip
-    assert healthz(lonely_port) == (503, {"ready": False, "paused": False})
+    assert healthz(lonely_port) == (503, {"ready": False, "paused": False, **reached})

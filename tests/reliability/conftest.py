@@ -37,6 +37,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if (is_long and (not run_long or profile == "short")) or (lane is not None and lane not in lanes):
             drop.append(item)
             continue
+        pools = item.get_closest_marker("pools")  # pools(short="solo"): one pool in the short profile
+        wanted = pools.kwargs.get(profile) if pools is not None else None
+        if wanted is not None and callspec.params.get("pool") not in (None, wanted):
+            drop.append(item)
+            continue
         item.add_marker(pytest.mark.timeout(PROFILES[profile].timeout))
         keep.append(item)
     if drop:

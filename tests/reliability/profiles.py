@@ -23,6 +23,10 @@ class Profile:
     fuzz_records: int  # scenario 6
     soak_seconds: int  # scenario 7, at soak_rate orders per second
     soak_rate: int
+    cluster_orders: int  # scenarios 13-18 (the replicated Kafka lane), at cluster_rate per second
+    cluster_rate: int
+    ha_orders: int  # scenarios 22a-22e (replicated Redis), produced at ha_rate per second
+    ha_rate: int
     rabbit_orders: int  # scenarios Q1, Q2 (the RabbitMQ cluster), produced at rabbit_rate per second
     rabbit_rate: int
     rabbit_faults: int  # leader faults per run
@@ -38,6 +42,8 @@ SHORT = Profile(
     registry_orders=500, registry_outage=30.0,
     fuzz_records=300,
     soak_seconds=15, soak_rate=50,
+    cluster_orders=1200, cluster_rate=100,
+    ha_orders=600, ha_rate=150,
     rabbit_orders=900, rabbit_rate=60, rabbit_faults=1, rabbit_partition=15.0,
 )  # fmt: skip
 
@@ -50,6 +56,8 @@ LONG = Profile(
     registry_orders=2000, registry_outage=30.0,
     fuzz_records=2000,
     soak_seconds=180, soak_rate=60,
+    cluster_orders=4000, cluster_rate=150,
+    ha_orders=3000, ha_rate=300,
     rabbit_orders=6000, rabbit_rate=60, rabbit_faults=3, rabbit_partition=40.0,
 )  # fmt: skip
 

@@ -73,10 +73,11 @@ class Scenario:
     def bridge(self, **env: str) -> Service:
         return self.pipeline.start_bridge(**{**self.env, **env})
 
-    def produce(self, count: int, rate: float = 0, seed: int | None = None) -> Service:
-        """`orders produce` in the background; :meth:`produced` waits for it and reads the orders back."""
+    def produce(self, count: int, rate: float = 0, seed: int | None = None, *extra: str) -> Service:
+        """`orders produce` in the background (``extra``: more of its options, e.g. ``--schema``);
+        :meth:`produced` waits for it and reads the orders back."""
         argv = [sys.executable, "-m", "orders.cli", "produce", "--count", str(count), "--rate", str(rate),
-                "--seed", str(self.seed if seed is None else seed), "--quiet"]  # fmt: skip
+                "--seed", str(self.seed if seed is None else seed), "--quiet", *extra]  # fmt: skip
         return self.pipeline.start("producer", argv, lambda _s: True, **self.env)
 
     def produced(

@@ -87,6 +87,7 @@ def test_order_is_handed_back_not_dead_lettered_while_the_aggregate_is_unreachab
 ) -> None:
     """A Redis outage is no fault of the order: the worker must hand it back, not dead-letter it."""
     from orders.core.order import Order
+    from orders.stack.processes import healthz
     from orders.stack.supervisor import free_port
     from tests.harness.kafka_io import produce_raw
     from tests.integration.test_pipeline import codec_for
@@ -94,7 +95,11 @@ def test_order_is_handed_back_not_dead_lettered_while_the_aggregate_is_unreachab
 
     pipeline.start_bridge()
     unreachable = f"redis://127.0.0.1:{free_port()}/0"  # the aggregate's Redis; the broker is up
-    broken = pipeline.start_worker(REDIS_URL=unreachable, CELERY_BROKER_URL=pipeline.env["REDIS_URL"])
+    broken = pipeline.start_worker(
+        REDIS_URL=unreachable, CELERY_BROKER_URL=pipeline.env["REDIS_URL"], healthy=False
+    )
+    status, health = healthz(int(broken.env["METRICS_PORT"]))
+    assert status == 503 and health["redis"]["aggregate"].startswith(f"waiting for {unreachable}"), health
     produce_raw(pipeline.broker.bootstrap, pipeline.orders_topic,
                 [(b"o", codec_for(pipeline).encode(Order("outage-1", "Mouse", 700)))])  # fmt: skip
     wait_for(lambda: "outage-1" in broken.tail(400), 30, "the worker to try the order")

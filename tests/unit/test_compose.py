@@ -34,6 +34,8 @@ from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+# Replicated Redis: `docker compose -f docker-compose.yml -f docker-compose.ha.yml up`
+HA_FILE = ROOT / "docker-compose.ha.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -104,6 +106,7 @@ SECRETS = {
     "FLOWER_BASIC_AUTH": "admin:test-flower-password",
     "DASHBOARD_ACCESS_TOKEN": "test-dashboard-token-0123456789",
     "GRAFANA_ADMIN_PASSWORD": "test-grafana-password",
+    "REDIS_SENTINEL_PASSWORD": "test-sentinel-password",
 }
 
 
@@ -119,8 +122,10 @@ def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 def compose_variables() -> set[str]:
+    """Every variable the compose files read (the HA override's too)."""
     seen: set[str] = set()
-    _walk_strings(raw_compose(), lambda text: interpolate(text, filled_env(), seen))
+    for document in (raw_compose(), yaml.safe_load(HA_FILE.read_text())):
+        _walk_strings(document, lambda text: interpolate(text, filled_env(), seen))
     return seen
 
 
@@ -176,10 +181,11 @@ def _docker_compose() -> str:
     return found
 
 
-def _run_config(env_file: Path) -> subprocess.CompletedProcess[str]:
+def _run_config(env_file: Path, *files: Path, quiet: bool = True) -> subprocess.CompletedProcess[str]:
     # Only PATH and HOME from outside: a variable exported in the shell must not hide a gap in the file.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
-    argv = [_docker_compose(), "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", "-q"]
+    chosen = [arg for path in (files or (COMPOSE_FILE,)) for arg in ("-f", str(path))]
+    argv = [_docker_compose(), "--env-file", str(env_file), *chosen, "config", *(["-q"] if quiet else [])]
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -470,3 +476,69 @@ def test_the_image_dependencies_provide_every_import_of_what_compose_runs() -> N
         assert imports.providers(module) & image, (
             f"{where} imports {module}, which the image does not install"
         )
+
+
+# --- the HA override: replicated Redis behind Sentinel --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ha_services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Both files merged by docker-compose itself, as `-f docker-compose.yml -f docker-compose.ha.yml`."""
+    env_file = _env_file(tmp_path_factory.mktemp("ha") / ".env", filled_env())
+    result = _run_config(env_file, COMPOSE_FILE, HA_FILE, quiet=False)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    return yaml.safe_load(result.stdout)["services"]
+
+
+def test_ha_override_validates_and_needs_the_sentinel_password(tmp_path: Path) -> None:
+    assert _run_config(_env_file(tmp_path / ".env", filled_env()), COMPOSE_FILE, HA_FILE).returncode == 0
+    without = {k: v for k, v in filled_env().items() if k != "REDIS_SENTINEL_PASSWORD"}
+    refused = _run_config(_env_file(tmp_path / "partial.env", without), COMPOSE_FILE, HA_FILE)
+    assert refused.returncode != 0 and "REDIS_SENTINEL_PASSWORD" in refused.stderr
+
+
+def test_ha_services_follow_the_primary_through_the_sentinels(ha_services: dict[str, dict[str, Any]]) -> None:
+    from orders.core.redis_url import SentinelUrl
+
+    sentinels = {name for name in ha_services if name.startswith("sentinel-")}
+    assert len(sentinels) == 3
+    for name, kind in SERVICE_SETTINGS.items():
+        env = {key: str(value) for key, value in ha_services[name]["environment"].items()}
+        settings = kind.from_env(env, env_file=None)
+        for parsed in (settings.redis, settings.broker_redis):
+            assert isinstance(parsed, SentinelUrl), name
+            assert {host for host, _ in parsed.sentinels} == sentinels and parsed.master_name == "orders"
+            assert parsed.password == SECRETS["REDIS_PASSWORD"]
+            assert parsed.sentinel_password == SECRETS["REDIS_SENTINEL_PASSWORD"]
+        assert (settings.redis.db, settings.broker_redis.db) == (0, 1)  # type: ignore[union-attr]
+        depends = ha_services[name].get("depends_on", {})
+        if name != "producer":
+            assert all(depends[s]["condition"] == HEALTHY for s in sentinels), name
+    # One shared primary: the hand-off waits for a replica per batch; replication order covers the aggregate.
+    assert (
+        BridgeSettings.from_env(ha_services["bridge"]["environment"], env_file=None).handoff_wait_replicas
+        == 1
+    )
+    worker_env = ha_services["worker"]["environment"]
+    assert WorkerSettings.from_env(worker_env, env_file=None).aggregate_wait_replicas == 0
+
+
+def test_every_ha_data_node_refuses_writes_it_could_lose(ha_services: dict[str, dict[str, Any]]) -> None:
+    """Any node may become the primary: each needs min-replicas-to-write, its persistence and no eviction."""
+    data_nodes = ["redis", "redis-replica-1", "redis-replica-2"]
+    for name in data_nodes:
+        command = " ".join(ha_services[name]["command"])
+        wanted = ["--min-replicas-to-write 1", "--min-replicas-max-lag 10", "--appendonly yes"]
+        wanted += ["--maxmemory-policy noeviction", f"--masterauth {SECRETS['REDIS_PASSWORD']}"]
+        for flag in wanted:
+            assert flag in command, f"{name}: {flag}"
+        assert f"--replica-announce-ip {name}" in command
+    for name in data_nodes[1:]:
+        assert "--replicaof redis 6379" in " ".join(ha_services[name]["command"])
+        assert ha_services[name]["depends_on"]["redis"]["condition"] == HEALTHY
+    for number in (1, 2, 3):
+        sentinel = ha_services[f"sentinel-{number}"]
+        script = sentinel["command"][-1]
+        assert "sentinel monitor orders redis 6379 2" in script and "requirepass" in script
+        assert sentinel["hostname"] == f"sentinel-{number}" and sentinel["healthcheck"]["test"]

@@ -110,3 +110,23 @@ def test_a_misspelt_option_still_stops_every_client(create: Callable[..., Any]) 
     settings = Settings.from_env({"KAFKA_SESION_TIMEOUT_MS": "6000"}, env_file=None)
     with pytest.raises(SettingsError, match="KAFKA_SESION_TIMEOUT_MS"):
         create(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("KAFKA_ACKS", "1"), ("KAFKA_REQUEST_REQUIRED_ACKS", "0"), ("KAFKA_ENABLE_IDEMPOTENCE", "false")],
+)
+def test_no_variable_weakens_a_producer(variable: str, value: str) -> None:
+    """Every producer writes with acks=all and idempotence: an order acknowledged to `orders produce`
+    (or a dead letter acknowledged to a worker) must survive the loss of one broker."""
+    settings = Settings.from_env({variable: value}, env_file=None)
+    with pytest.raises(SettingsError, match=variable):
+        create_producer(settings)
+
+
+def test_the_durable_values_may_be_spelt_out() -> None:
+    from orders.core.kafka import producer_config
+
+    settings = Settings.from_env({"KAFKA_ACKS": "-1", "KAFKA_ENABLE_IDEMPOTENCE": "true"}, env_file=None)
+    config = producer_config(settings)
+    assert config["acks"] == "-1" and config["enable.idempotence"] == "true"

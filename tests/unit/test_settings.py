@@ -297,7 +297,7 @@ def test_same_database_compares_server_and_database(first: str, second: str, sam
         ("amqp://u:p@a//;redis://b:6379/0", "must all be RabbitMQ"),
         ("amqp://u:p@a//;", "an empty URL"),
         ("amqp://u:p@a//; amqp://u:p@b//", "spaces around"),
-        ("kafka://a:9092", "must be a Redis"),
+        ("kafka://a:9092", "not kafka://; or RabbitMQ"),
     ],
 )
 def test_a_list_of_broker_urls_is_checked(url: str, message: str) -> None:

@@ -34,15 +34,20 @@ def test_no_shipped_file_holds_an_old_default_secret() -> None:
     assert found == []
 
 
-def test_every_secret_in_the_compose_file_is_required_from_the_environment() -> None:
+def test_every_secret_in_the_compose_files_is_required_from_the_environment() -> None:
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    ha = yaml.safe_load((ROOT / "docker-compose.ha.yml").read_text())["services"]
     secrets = {
         f"{service}.{name}": str(value)
-        for service, spec in services.items()
+        for service, spec in [*services.items(), *ha.items()]
         for name, value in (spec.get("environment") or {}).items()
-        if SECRET_NAME.search(name) and not name.startswith("REDISCLI")
+        if isinstance(spec.get("environment"), dict) and (SECRET_NAME.search(name) or name == "REDISCLI_AUTH")
     }
-    secrets["redis.REDISCLI_AUTH"] = services["redis"]["environment"]["REDISCLI_AUTH"]
-    assert "dashboard.DASHBOARD_TOKEN" in secrets
+    assert "dashboard.DASHBOARD_TOKEN" in secrets and "sentinel-1.REDISCLI_AUTH" in secrets
+    assert "redis.REDISCLI_AUTH" in secrets and "redis-replica-1.REDISCLI_AUTH" in secrets
     for where, value in secrets.items():
         assert REQUIRED_REFERENCE.match(value), f"{where} = {value!r}: use ${{VAR:?message}}"
+    # The HA services' URLs carry both passwords, each required from the environment, none written out.
+    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
+        url = ha["worker"]["environment"][name]
+        assert "${REDIS_PASSWORD:?" in url and "${REDIS_SENTINEL_PASSWORD:?" in url
