@@ -27,7 +27,9 @@ SKIPPED = ("apache", "scaling", "ab_task_log", *LANES)
 LEFT_OUT = ("drain_apache", "half_apache", "scaling", "ab_task_log", "ab_group_commit", *LANE_FIGURES)
 
 
-def run_bench(phases: list[str], output: Path, report: Path) -> tuple[list[str], dict[str, Any]]:
+def run_bench(
+    phases: list[str], output: Path, report: Path, timeout: float = 400
+) -> tuple[list[str], dict[str, Any]]:
     """`orders bench` tiny on ``phases``: its arguments and the results it printed (and wrote)."""
     args = ["bench", "--orders", "200", "--repeat", "1", "--baseline-orders", "5", "--only", ",".join(phases),
             "--json", "--output", str(output), "--report", str(report)]  # fmt: skip
@@ -35,7 +37,7 @@ def run_bench(phases: list[str], output: Path, report: Path) -> tuple[list[str],
         [sys.executable, "-m", "orders.cli", *args],
         capture_output=True,
         text=True,
-        timeout=400,  # below the tests' own timeouts, so a hang reports the bench's stderr
+        timeout=timeout,  # below the test's own timeout, so a hang reports the bench's stderr
         cwd=REPO_ROOT,
     )
     assert done.returncode == 0, done.stderr[-4000:]

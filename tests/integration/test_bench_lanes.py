@@ -21,12 +21,14 @@ EXPECTED = {
 }
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(960)
 @pytest.mark.usefixtures("embedded_services")
 @pytest.mark.parametrize("lane", LANES)
 def test_a_lane_reports_its_figures_and_costs(lane: str, tmp_path: Path) -> None:
     output, report = tmp_path / "benchmarks.json", tmp_path / "benchmarks.md"
-    _args, results = run_bench([lane], output, report)
+    # the three-broker lane boots and warms up four JVMs: 257 s here on a busy machine, over 400 s on a
+    # saturated one
+    _args, results = run_bench([lane], output, report, timeout=900)
 
     assert results["parameters"]["phases"] == [lane]
     drains, latency, ratios = EXPECTED[lane]
