@@ -31,7 +31,13 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
             super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        if self.channel.connection.cycle.in_event_loop:
+        tick = self.channel._tick
+        if tick is not None:
+            # Group commit: held until the tick's writes are flushed (worker/group_commit.py), then
+            # released to ride with the next fetch. Forgotten in memory now, as any event-loop ack.
+            tick.acks.append(delivery_tag)
+            super(kombu_redis.QoS, self).ack(delivery_tag)
+        elif self.channel.connection.cycle.in_event_loop:
             # Sent with the fetch this loop tick issues, or on their own at the end of the tick (K1).
             self.channel._pending_acks.append(delivery_tag)
             super(kombu_redis.QoS, self).ack(delivery_tag)
@@ -74,3 +80,16 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
                 "after the visibility timeout", exc, delivery_tag,
             )  # fmt: skip
             super(kombu_redis.QoS, self).ack(delivery_tag)  # K1: forgotten in memory only
+
+    def hand_back(self, delivery_tag: str) -> None:
+        """Put a message the group commit could not settle back on its queue (worker/group_commit.py), as a
+        requeue does, from its unacknowledged entry in Redis (K4: ``restore_by_tag``; the tag is already
+        forgotten in memory). If the broker does not take it now, it stays unacknowledged in Redis and
+        comes back after the visibility timeout, as in :meth:`reject`."""
+        try:
+            self.restore_by_tag(delivery_tag, leftmost=True)
+        except (*self.channel.connection_errors, redis.ResponseError) as exc:
+            if isinstance(exc, redis.ResponseError) and not refuses_writes(exc):
+                raise
+            log.warning("message %s not handed back (%s); it returns after the visibility timeout",
+                        delivery_tag, exc)  # fmt: skip

@@ -1,5 +1,6 @@
 """A worker's part of a trace: one span per task attempt, with the aggregate write and the DLQ publish
-as its children, and the trace context on every message the attempt sends (a retry, a requeue).
+as its children (a group commit's write: a span of its own, linked to its attempts), and the trace
+context on every message the attempt sends (a retry, a requeue).
 
 Celery's signals open and close the attempt span in the process that runs the task, so it works the
 same on the solo pool and in each prefork child, whose tracing is built at ``worker_process_init``
@@ -30,13 +31,19 @@ from celery.signals import (
 )
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 
 from orders.core.order import PROCESS_ORDER_TASK
 from orders.core.trace_context import TraceHeaders, context_of, from_request, headers_for
 from orders.core.tracing import Tracing, start_tracing
 from worker.celery import settings
 
+# The aggregate write's span attributes (per task, or the group commit's flush).
+AGGREGATE_SPAN = {
+    "db.system.name": "redis",
+    "db.operation.name": "EVALSHA",
+    "db.query.summary": "aggregate.lua",
+}
 _BUILT: dict[int, Tracing] = {}
 # The attempt running in this process (one at a time, on solo and in a prefork child): span, token.
 _ACTIVE: list[tuple[Span, object]] = []
@@ -129,6 +136,26 @@ def child_span(name: str, kind: SpanKind, **attributes: Any) -> Iterator[Span | 
         yield None
         return
     with tracing().tracer.start_as_current_span(name, kind=kind, attributes=attributes) as span:
+        yield span
+
+
+def attempt_link() -> SpanContext | None:
+    """The running attempt's span context, for the group commit's flush span to link to (None untraced)."""
+    span = trace.get_current_span()
+    return span.get_span_context() if span.is_recording() else None
+
+
+@contextlib.contextmanager
+def flush_span(links: list[SpanContext]) -> Iterator[Span | None]:
+    """The group commit's write (worker/group_commit.py), after its attempts' spans ended: a span of its
+    own, linked to each attempt it carries. None untraced (no attempt to link to)."""
+    if not links or not tracing().enabled:
+        yield None
+        return
+    with tracing().tracer.start_as_current_span(
+        "aggregate group commit", kind=SpanKind.CLIENT, links=[Link(c) for c in links],
+        attributes={**AGGREGATE_SPAN, "orders.batch_size": len(links)},
+    ) as span:  # fmt: skip
         yield span
 
 

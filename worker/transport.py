@@ -52,6 +52,7 @@ from kombu.utils.json import loads
 
 from orders.core.celery_config import FAST_TRANSPORT, LEASE_RENEW_SECONDS
 from orders.core.redis_client import refuses_writes
+from worker import group_commit
 from worker.acks import QoS
 from worker.publish_wait import wait_for_replicas_in
 
@@ -99,6 +100,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
     _take_next = True
     _script_loaded = False  # EVALSHA once Redis has seen the script (EVAL loads it)
     _fetched_by_script = False  # True while delivering messages fetch.lua took
+    _tick: group_commit.Tick | None = None  # the group commit's tick being delivered (solo pool only)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Delivery tags acknowledged in memory, for the next fetch to remove from Redis.
@@ -208,11 +210,29 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
     def _deliver_fetched(self, queue: str, items: list[bytes]) -> None:
         self._queue_cycle.rotate(queue)
         self._fetched_by_script = True
+        # On a solo worker with group commit, each task runs (and is acked) inside _deliver (C8): the
+        # tick's writes and acks are held until the flush below (worker/group_commit.py).
+        self._tick = group_commit.open_tick()
         try:
             for item in items:
-                self.connection._deliver(loads(bytes_to_str(item)), queue)
+                message = loads(bytes_to_str(item))
+                if self._tick is not None:
+                    self._tick.deliver(message)
+                self.connection._deliver(message, queue)
         finally:
             self._fetched_by_script = False
+            tick, self._tick = self._tick, None
+            if tick is not None:
+                group_commit.close_tick(tick)
+                self._settle(tick)
+
+    def _settle(self, tick: group_commit.Tick) -> None:
+        """Flush the tick's writes; release its acks to the next fetch, hand back what was not written."""
+        settled = tick.commit()
+        self._pending_acks.extend(settled.release)
+        for tag in settled.hand_back:
+            self.qos.hand_back(tag)
+        tick.released()
 
     def _send_pending_acks(self) -> None:
         """Remove acknowledged messages from kombu's unacked hash and index, in one round trip.
