@@ -31,11 +31,10 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
             super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        tick = self.channel._tick
-        if tick is not None:
-            # Group commit: held until the tick's writes are flushed (worker/group_commit.py), then
-            # released to ride with the next fetch. Forgotten in memory now, as any event-loop ack.
-            tick.acks.append(delivery_tag)
+        if delivery_tag in self.channel._handed_back:
+            # The group commit put the message back on its queue (hand_back): a copy with this tag may be
+            # fetched again, whose record an HDEL now would erase. Forget it in memory only (K1).
+            self.channel._handed_back.discard(delivery_tag)
             super(kombu_redis.QoS, self).ack(delivery_tag)
         elif self.channel.connection.cycle.in_event_loop:
             # Sent with the fetch this loop tick issues, or on their own at the end of the tick (K1).

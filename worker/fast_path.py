@@ -84,9 +84,10 @@ Celery (used by worker/retry_info.py, worker/group_commit.py and this module):
 
   C7  ``worker_init``'s sender carries ``pool_cls`` (an alias or a class), which
       ``celery.concurrency.get_implementation`` resolves: group commit is turned on for the solo pool only.
-  C8  the solo pool runs a task, and acknowledges a late-ack one, inside the transport's delivery of its
-      message (``Transport._deliver``, the consumer's strategy, ``TaskPool.apply_async`` inline,
-      ``Request.acknowledge``): worker/transport.py's ``_deliver_fetched`` is a group commit's tick.
+  C8  the solo pool runs a task inside the transport's delivery of its message (``Transport._deliver``,
+      the consumer's strategy, ``TaskPool.apply_async`` inline), and a late-ack task's ack is deferred
+      (``Request.acknowledge`` -> ``call_soon``) to the loop's next turn: worker/transport.py's
+      ``_deliver_fetched`` is a group commit's tick, flushed before any of its acks can be sent.
 
 Celery's per-task log lines (used by worker/task_log.py, TASK_SUCCESS_LOG; not part of the fast path):
   C5  "Task ... received" is logged on ``celery.worker.strategy`` (its only INFO line, gated by one

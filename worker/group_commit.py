@@ -1,27 +1,29 @@
 """Group commit on the solo pool: the aggregate writes of the tasks one fetch delivered go to Redis in one
-pipeline at the end of that tick, and the tick's acks are released only once Redis has answered it.
+pipeline at the end of that tick, before any of the tick's acks can reach Redis.
 
 A solo worker runs each task inside the transport's delivery of its message (worker/transport.py,
-``Channel._deliver_fetched``: contract C8), so a tick is one fetch's messages, at most the prefetch
-budget (``PREFETCH_MULTIPLIER`` = 4). During the tick a task's write joins the batch (:func:`join`)
-instead of making its own round trip, and every ack made is held (``Tick.acks``). At its end
-:meth:`Tick.commit` sends the batch, and only then does the channel let the acks go, riding with the
-next fetch as every ack on the fast path does.
+``Channel._deliver_fetched``), and Celery defers each late ack to the event loop's next turn
+(``call_soon``), which then sends it with the next fetch (contract C8). So a tick is one fetch's
+messages, at most the prefetch budget (``worker_prefetch_multiplier`` x concurrency); during it a
+task's write joins the batch (:func:`join`) instead of making its own round trip, and at its end, still
+inside the delivery, :meth:`Tick.commit` sends the batch. Only after it answered does the loop turn, run
+the deferred acks and send them. A message the flush hands back is restored to its queue first, and its
+ack, when Celery makes it, is dropped (worker/acks.py).
 
-Round trips per tick on one Redis (the aggregate and the broker on the same server or not): one fetch
-(fetch.lua, which also carries the previous tick's acks) and one flush (every order's aggregate.lua,
-then ``WAIT`` when REDIS_WAIT_REPLICAS is set, on the same connection, so it covers them all): 2 for up
-to 4 orders, where per-task writes take 1 + 4. A handed-back message costs one more (its restore).
+Round trips per tick: one fetch (fetch.lua, which also carries the previous tick's acks) and one flush
+(every order's aggregate.lua, then ``WAIT`` when REDIS_WAIT_REPLICAS is set, on the same connection, so
+it covers them all): 2 for up to a prefetch budget of orders, where per-task writes take 1 + one per
+order. The aggregate on another Redis than the broker changes nothing (one trip to each); a handed-back
+message costs one more (its restore), a NOSCRIPT one more (the script loaded, the batch sent again).
 
 What each window leaves (tests/reliability/test_group_commit.py reaches each with ORDERS_TEST_KILL_AT):
 - killed before the flush: nothing written, no ack sent; the messages come back after the visibility
   timeout and are counted then;
-- killed after the writes (and the WAIT), or after the acks were released but before the next fetch sent
-  them: the acks never reach Redis; the messages come back and their orders are found counted (the
-  dedupe marker is written in the same script as the count), so they are counted once;
+- killed after the writes (and the WAIT), or after the flush settled but before the acks were sent: the
+  acks never reach Redis; the messages come back and their orders are found counted (the dedupe
+  marker is written in the same script as the count), so they are counted once;
 - a write refused (READONLY, OOM, NOREPLICAS), a WAIT short of its count or Redis unreachable: the
-  batch's messages are handed back (requeued), after a pause; acks of the tick that did not depend
-  on the batch (a retry published, a dead letter sent) are released;
+  batch's messages are handed back (requeued), after a pause;
 - an order the flush finds claimed for the DLQ, or whose script failed alone: that message is handed
   back. A redelivered message never joins a batch (:func:`join`): it writes on its own, so the task's
   own error handling (a dead letter, a hand-back) applies to it.
@@ -77,20 +79,11 @@ class Write:
 
 
 @dataclass
-class Settled:
-    """What the channel does after a flush: release these acks, hand these messages back."""
-
-    release: list[str]
-    hand_back: list[str]
-
-
-@dataclass
 class Tick:
-    """One fetch's deliveries: the writes that joined, the acks held, the message being delivered."""
+    """One fetch's deliveries: the writes that joined, the message being delivered."""
 
     setup: Setup
     writes: list[Write] = field(default_factory=list)
-    acks: list[str] = field(default_factory=list)
     delivering: str | None = None
     redelivered: bool = False
 
@@ -100,30 +93,26 @@ class Tick:
         self.delivering = str(properties["delivery_tag"])
         self.redelivered = bool(properties.get("delivery_info", {}).get("redelivered"))
 
-    def commit(self) -> Settled:
-        """Flush the batch; say which acks to release and which messages to hand back."""
+    def commit(self) -> list[str]:
+        """Flush the batch; the delivery tags of the messages to hand back instead of acknowledging."""
         if not self.writes:
-            return Settled(self.acks, [])
-        batch = {w.tag for w in self.writes}
-        others = [tag for tag in self.acks if tag not in batch]
+            return []
         _kill_if(self.setup, "before_flush")
         try:
             with _span(self.setup, self.writes):
                 results = self.setup.writer().record_orders([w.order for w in self.writes])
         except redis.RedisError as exc:
-            log.warning("group commit of %d orders refused (%s); handing them back", len(batch), exc)
-            self._observe(len(batch))
+            log.warning("group commit of %d orders refused (%s); handing them back", len(self.writes), exc)
+            self._observe(len(self.writes))
             time.sleep(HAND_BACK_PAUSE)
-            return Settled(others, sorted(batch))
+            return [w.tag for w in self.writes]
         _kill_if(self.setup, "after_writes")
         hand_back = self._report(results)
         self._observe(len(hand_back))
-        # An ack not made (a task that raised after joining) is not released by the flush either.
-        release = others + [w.tag for w in self.writes if w.tag not in hand_back and w.tag in self.acks]
-        return Settled(release, hand_back)
+        return hand_back
 
-    def released(self) -> None:
-        """The channel has released the acks (they ride with the next fetch, not sent yet)."""
+    def settled(self) -> None:
+        """The channel has handed back what it had to; the tick's acks go from here (next fetch)."""
         _kill_if(self.setup, "after_wait")
 
     def _observe(self, handed_back: int) -> None:

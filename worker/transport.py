@@ -100,12 +100,12 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
     _take_next = True
     _script_loaded = False  # EVALSHA once Redis has seen the script (EVAL loads it)
     _fetched_by_script = False  # True while delivering messages fetch.lua took
-    _tick: group_commit.Tick | None = None  # the group commit's tick being delivered (solo pool only)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Delivery tags acknowledged in memory, for the next fetch to remove from Redis.
         self._pending_acks: list[str] = []
         self._acks_in_flight: list[str] = []  # sent with the fetch whose reply is awaited
+        self._handed_back: set[str] = set()  # by the group commit: their acks, when made, are dropped
         self._no_ack_queues: set[str] = set()  # kombu records no unacked entry for these: neither do we
         self._renewed_at = monotonic()
         super().__init__(*args, **kwargs)
@@ -210,29 +210,30 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
     def _deliver_fetched(self, queue: str, items: list[bytes]) -> None:
         self._queue_cycle.rotate(queue)
         self._fetched_by_script = True
-        # On a solo worker with group commit, each task runs (and is acked) inside _deliver (C8): the
-        # tick's writes and acks are held until the flush below (worker/group_commit.py).
-        self._tick = group_commit.open_tick()
+        # On a solo worker with group commit each task runs inside _deliver, its ack deferred to the
+        # loop's next turn (C8): the tick's writes are flushed below, before (worker/group_commit.py).
+        tick = group_commit.open_tick()
         try:
             for item in items:
                 message = loads(bytes_to_str(item))
-                if self._tick is not None:
-                    self._tick.deliver(message)
+                if tick is not None:
+                    tick.deliver(message)
                 self.connection._deliver(message, queue)
         finally:
             self._fetched_by_script = False
-            tick, self._tick = self._tick, None
             if tick is not None:
                 group_commit.close_tick(tick)
                 self._settle(tick)
 
     def _settle(self, tick: group_commit.Tick) -> None:
-        """Flush the tick's writes; release its acks to the next fetch, hand back what was not written."""
-        settled = tick.commit()
-        self._pending_acks.extend(settled.release)
-        for tag in settled.hand_back:
+        """Flush the tick's writes before the loop turns and Celery's deferred acks go (C8); hand back
+        what the flush could not settle, and drop the acks Celery will still make for those."""
+        for tag in tick.commit():
+            self._handed_back.add(tag)
+            if tag in self._pending_acks:  # should Celery ever ack during the delivery
+                self._pending_acks.remove(tag)
             self.qos.hand_back(tag)
-        tick.released()
+        tick.settled()
 
     def _send_pending_acks(self) -> None:
         """Remove acknowledged messages from kombu's unacked hash and index, in one round trip.

@@ -2,9 +2,9 @@
 commit installed the way worker/tasks.py installs it, running 12 tasks queued before it starts.
 
 Exits 0 when the worker_init sender's pool_cls said solo (C7), every task ran inside the transport's
-delivery of its message and joined the tick's batch, the batches (more than one order each, at least
-once) reached the writer while every one of their messages was still unacknowledged in Redis, and all
-acks reached Redis afterwards (C8); otherwise prints what it saw and exits 1.
+delivery of its message and joined the tick's batch, each batch (more than one order, at least once)
+reached the writer while all of its messages were still unacknowledged in Redis (no ack sent during the
+delivery), and all acks reached Redis afterwards (C8); otherwise prints what it saw and exits 1.
 Usage: python -m tests.contract.group_commit_probe REDIS_URL
 """
 
@@ -81,7 +81,7 @@ def _judge(joined: list[bool], done: list[bool], writer: Writer, unacked: int) -
         return f"C8: of {TASKS} tasks, joined a tick: {joined} (ran outside the transport's delivery)"
     if sum(writer.batches) != TASKS or max(writer.batches) < 2 or len(done) != TASKS:
         return f"C8: batches {writer.batches}, outcomes {len(done)} of {TASKS}"
-    if writer.unacked_at_flush[0] < writer.batches[0]:
+    if any(unacked < batch for unacked, batch in zip(writer.unacked_at_flush, writer.batches, strict=True)):
         return f"C8: acks reached Redis before the flush (unacked at the flushes: {writer.unacked_at_flush})"
     if unacked:
         return f"C8: {unacked} messages still unacknowledged after the flushes"

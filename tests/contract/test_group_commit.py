@@ -26,14 +26,15 @@ C7 = Contract(
     "celery/worker/worker.py: WorkController.__init__, setup_defaults; celery/concurrency/__init__.py",
 )  # fmt: skip
 C8 = Contract(
-    "C8", "celery", "the solo pool running a task, and acknowledging a late-ack task, inside the "
-    "transport's delivery of its message (Transport._deliver -> consumer callback -> strategy -> "
-    "TaskPool.apply_async run inline -> Request.acknowledge)",
+    "C8", "celery", "the solo pool running a task inside the transport's delivery of its message "
+    "(Transport._deliver -> consumer callback -> strategy -> TaskPool.apply_async run inline), and "
+    "deferring a late-ack task's ack (Request.acknowledge -> call_soon) to the event loop's next turn",
     "worker/transport.py (_deliver_fetched) and worker/group_commit.py", "a tick's writes joining one "
-    "flush and its acks held until the flush answers; a task run later would write on its own (join "
-    "returns False), an ack made later would not be held",
+    "flush, made before any of the tick's acks can reach Redis; a task run later writes on its own "
+    "(join returns False); an ack sent during the delivery would reach Redis before its order's write",
     "celery/concurrency/solo.py, celery/concurrency/base.py: apply_target; celery/worker/strategy.py; "
-    "celery/worker/request.py: execute_using_pool, on_success, acknowledge",
+    "celery/worker/request.py: execute_using_pool, on_success, acknowledge; celery/worker/consumer/"
+    "consumer.py: call_soon; kombu/asynchronous/hub.py: create_loop",
 )  # fmt: skip
 K17 = Contract(
     "K17", "kombu", "QoS.restore_by_tag(tag, leftmost=True) putting the message back with "
@@ -64,7 +65,7 @@ def test_c7_worker_init_says_which_pool_the_worker_runs() -> None:
         worker_init.disconnect(receiver)
 
 
-def test_c8_a_solo_task_runs_and_acks_inside_the_delivery_of_its_message(redis_url: str) -> None:
+def test_c8_a_solo_task_runs_inside_the_delivery_and_its_ack_comes_after_it(redis_url: str) -> None:
     """A real solo worker, in a process of its own (tests/contract/group_commit_probe.py)."""
     with C8.holds():
         probe = [sys.executable, "-m", "tests.contract.group_commit_probe", redis_url]

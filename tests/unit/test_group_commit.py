@@ -1,4 +1,4 @@
-"""worker/group_commit.py: which writes join a tick, and what a flush releases or hands back."""
+"""worker/group_commit.py: which writes join a tick, and what a flush hands back."""
 
 from __future__ import annotations
 
@@ -42,36 +42,30 @@ def message(tag: str, redelivered: bool = False) -> dict[str, object]:
     return {"properties": {"delivery_tag": tag, "delivery_info": info}}
 
 
-def run_tick(
-    writer: Writer, deliveries: list[tuple[str, bool, bool]]
-) -> tuple[group_commit.Settled, list[bool]]:
-    """Deliver (tag, redelivered, acked) messages whose tasks try to join; commit the tick."""
+def run_tick(writer: Writer, deliveries: list[tuple[str, bool]]) -> tuple[list[str], list[bool]]:
+    """Deliver (tag, redelivered) messages whose tasks try to join; commit the tick: what it hands back,
+    and the outcomes it reported."""
     group_commit.enable(group_commit.Setup(lambda: writer))
     tick = group_commit.open_tick()
     assert tick is not None
     outcomes: list[bool] = []
-    for tag, redelivered, acked in deliveries:
+    for tag, redelivered in deliveries:
         tick.deliver(message(tag, redelivered))
         group_commit.join((f"order-{tag}", "p", 100), outcomes.append)
-        if acked:
-            tick.acks.append(tag)
     group_commit.close_tick(tick)
     return tick.commit(), outcomes
 
 
-def test_a_ticks_writes_go_in_one_batch_and_its_acks_are_released_after_it() -> None:
+def test_a_ticks_writes_go_in_one_batch() -> None:
     writer = Writer()
-    settled, outcomes = run_tick(writer, [("a", False, True), ("b", False, True), ("c", False, True)])
+    assert run_tick(writer, [("a", False), ("b", False), ("c", False)]) == ([], [True, True, True])
     assert writer.batches == [["order-a", "order-b", "order-c"]]
-    assert settled == group_commit.Settled(["a", "b", "c"], [])
-    assert outcomes == [True, True, True]
 
 
 def test_a_redelivered_message_writes_on_its_own() -> None:
     writer = Writer()
-    settled, _ = run_tick(writer, [("a", False, True), ("b", True, True)])
+    assert run_tick(writer, [("a", False), ("b", True)]) == ([], [True])
     assert writer.batches == [["order-a"]]
-    assert sorted(settled.release) == ["a", "b"] and settled.hand_back == []
 
 
 @pytest.mark.parametrize(
@@ -84,24 +78,15 @@ def test_a_redelivered_message_writes_on_its_own() -> None:
         redis.ConnectionError("Connection refused"),
     ],
 )
-def test_a_refused_flush_hands_the_batch_back_and_releases_the_rest(refusal: Exception) -> None:
-    settled, outcomes = run_tick(Writer(refusal), [("a", False, True), ("b", True, True), ("c", False, True)])
-    assert settled == group_commit.Settled(["b"], ["a", "c"])
-    assert outcomes == []
+def test_a_refused_flush_hands_the_whole_batch_back(refusal: Exception) -> None:
+    assert run_tick(Writer(refusal), [("a", False), ("b", True), ("c", False)]) == (["a", "c"], [])
 
 
 def test_an_order_claimed_for_the_dlq_is_handed_back_alone() -> None:
     def answer(order_id: str) -> bool | Exception:
         return ClaimedForDeadLetter(order_id) if order_id == "order-b" else False
 
-    settled, outcomes = run_tick(Writer(answer), [("a", False, True), ("b", False, True)])
-    assert settled == group_commit.Settled(["a"], ["b"])
-    assert outcomes == [False]  # a: a duplicate
-
-
-def test_a_write_whose_message_was_not_acked_is_not_released() -> None:
-    settled, _ = run_tick(Writer(), [("a", False, True), ("b", False, False)])
-    assert settled == group_commit.Settled(["a"], [])
+    assert run_tick(Writer(answer), [("a", False), ("b", False)]) == (["b"], [False])  # a: a duplicate
 
 
 def test_without_a_tick_or_with_group_commit_off_a_task_writes_on_its_own() -> None:
