@@ -152,7 +152,7 @@ def install_group_commit(
     settings: WorkerSettings,
     pool: Any,
     writer: Callable[[], group_commit.BatchWriter],
-    flush_span: Callable[[list[Any]], Any] | None = None,
+    tracing: group_commit.Tracing | None = None,
 ) -> bool:
     """Group commit (worker/group_commit.py) where it applies: solo pool, fast path, WORKER_GROUP_COMMIT.
 
@@ -163,7 +163,7 @@ def install_group_commit(
     if not (solo and settings.group_commit and not settings.stock_celery):
         group_commit.disable()
         return False
-    group_commit.enable(group_commit.Setup(writer, settings.test_kill_at, flush_span, _observe_flush))
+    group_commit.enable(group_commit.Setup(writer, settings.test_kill_at, tracing, _observe_flush))
     log.info("group commit on: a tick's aggregate writes in one pipeline, its acks after it")
     return True
 

@@ -41,6 +41,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -59,12 +60,20 @@ class BatchWriter(Protocol):
 
 
 @dataclass(frozen=True)
+class Tracing:
+    """worker/tracing.py's part: the flush's write under each traced attempt, and each attempt's end."""
+
+    flush_spans: Callable[[list[Any]], AbstractContextManager[None]]
+    end_attempt: Callable[[Any, str, BaseException | None], None]
+
+
+@dataclass(frozen=True)
 class Setup:
     """How this worker group-commits: its aggregate, and (tests only) where to SIGKILL itself."""
 
     writer: Callable[[], BatchWriter]
     kill_at: KillPoint | None = None
-    flush_span: Callable[[list[Any]], Any] | None = None  # worker/tracing.py's flush span, with links
+    tracing: Tracing | None = None
     observe: Callable[[int, int], None] | None = None  # orders flushed, messages handed back: metrics
 
 
@@ -75,7 +84,7 @@ class Write:
     tag: str  # the delivery tag of the message it belongs to
     order: OrderWrite
     on_done: Callable[[bool], None]  # counted (True) or duplicate: the outcome's metrics
-    link: Any = None  # the attempt's span context, for the flush span's links
+    attempt: Any = None  # the attempt's span, left open for the flush to end (traced only)
 
 
 @dataclass
@@ -99,11 +108,13 @@ class Tick:
             return []
         _kill_if(self.setup, "before_flush")
         try:
-            with _span(self.setup, self.writes):
+            with self._flush_spans():
                 results = self.setup.writer().record_orders([w.order for w in self.writes])
         except redis.RedisError as exc:
             log.warning("group commit of %d orders refused (%s); handing them back", len(self.writes), exc)
             self._observe(len(self.writes))
+            for write in self.writes:
+                self._end_attempt(write, "handed_back", exc)
             time.sleep(HAND_BACK_PAUSE)
             return [w.tag for w in self.writes]
         _kill_if(self.setup, "after_writes")
@@ -127,9 +138,21 @@ class Tick:
                 log.warning("order %s not settled by the group commit (%s); handing it back",
                             write.order[0], result)  # fmt: skip
                 hand_back.append(write.tag)
+                self._end_attempt(write, "handed_back", result)
             else:
                 write.on_done(result)
+                self._end_attempt(write, "succeeded" if result else "duplicate")
         return hand_back
+
+    def _flush_spans(self) -> AbstractContextManager[None]:
+        attempts = [w.attempt for w in self.writes if w.attempt is not None]
+        if self.setup.tracing is None or not attempts:
+            return contextlib.nullcontext()
+        return self.setup.tracing.flush_spans(attempts)
+
+    def _end_attempt(self, write: Write, outcome: str, error: BaseException | None = None) -> None:
+        if self.setup.tracing is not None and write.attempt is not None:
+            self.setup.tracing.end_attempt(write.attempt, outcome, error)
 
 
 _SETUP: list[Setup] = []  # set once at worker start (solo pool only)
@@ -159,15 +182,19 @@ def close_tick(tick: Tick) -> None:
         _OPEN.remove(tick)
 
 
-def join(order: OrderWrite, on_done: Callable[[bool], None], link: Any = None) -> bool:
+def join(
+    order: OrderWrite, on_done: Callable[[bool], None], defer_attempt: Callable[[], Any] | None = None
+) -> bool:
     """Add the running task's write to the tick's batch; False if it must write now, on its own: no tick
-    open (prefork, a retry run from the timer, group commit off) or a redelivered message."""
+    open (prefork, a retry run from the timer, group commit off) or a redelivered message.
+    ``defer_attempt`` (traced workers) leaves the attempt's span open for the flush to end."""
     if not _OPEN:
         return False
     tick = _OPEN[0]
     if tick.delivering is None or tick.redelivered:
         return False
-    tick.writes.append(Write(tick.delivering, order, on_done, link))
+    attempt = defer_attempt() if defer_attempt is not None else None
+    tick.writes.append(Write(tick.delivering, order, on_done, attempt))
     return True
 
 
@@ -176,9 +203,3 @@ def _kill_if(setup: Setup, point: KillPoint) -> None:
     if setup.kill_at == point:
         log.warning("ORDERS_TEST_KILL_AT=%s: SIGKILL", point)
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _span(setup: Setup, writes: list[Write]) -> Any:
-    if setup.flush_span is None:
-        return contextlib.nullcontext()
-    return setup.flush_span([w.link for w in writes if w.link is not None])

@@ -67,9 +67,8 @@ def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool
         try:
             current_injector().check(parsed.order_id, self.request.retries)
             if group_commit.join(
-                (parsed.order_id, parsed.product, parsed.price_cents), report, tracing.attempt_link()
+                (parsed.order_id, parsed.product, parsed.price_cents), report, tracing.defer_attempt
             ):
-                tracing.outcome("group_commit")
                 return None
             with tracing.child_span("aggregate record_order", SpanKind.CLIENT, **tracing.AGGREGATE_SPAN):
                 counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
@@ -130,7 +129,9 @@ def _install_fast_path(**_: object) -> None:
 def _choose_group_commit(sender: Any = None, **_: object) -> None:
     """Group commit on the solo pool (worker/group_commit.py); the sender's pool_cls says which pool (C7)."""
     pool = getattr(sender, "pool_cls", None)
-    fast_path.install_group_commit(settings(), pool, aggregate, tracing.flush_span)
+    fast_path.install_group_commit(
+        settings(), pool, aggregate, group_commit.Tracing(tracing.flush_spans, tracing.end_attempt)
+    )
 
 
 @worker_init.connect

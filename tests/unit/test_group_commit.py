@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -108,3 +109,33 @@ def test_group_commit_is_on_for_the_solo_pool_only(pool: str, env: dict[str, str
     settings = WorkerSettings.from_env(env, env_file=None)
     assert fast_path.install_group_commit(settings, pool, Writer) is on
     assert (group_commit.open_tick() is not None) is on
+
+
+def test_a_traced_attempt_is_ended_by_the_flush_with_its_outcome() -> None:
+    ended: list[tuple[str, str, str]] = []
+    flushed: list[list[str]] = []
+
+    @contextlib.contextmanager
+    def flush_spans(attempts: list[str]) -> Iterator[None]:
+        flushed.append(attempts)
+        yield
+
+    def end_attempt(attempt: str, outcome: str, error: BaseException | None) -> None:
+        ended.append((attempt, outcome, type(error).__name__))
+
+    traced = group_commit.Tracing(flush_spans, end_attempt)
+    for answer, outcome in [
+        (True, "succeeded"),
+        (False, "duplicate"),
+        (Unwritable("NOREPLICAS"), "handed_back"),
+    ]:
+        group_commit.enable(group_commit.Setup(lambda a=answer: Writer(a), tracing=traced))  # type: ignore[misc]
+        tick = group_commit.open_tick()
+        assert tick is not None
+        tick.deliver(message("a"))
+        assert group_commit.join(("order-a", "p", 1), lambda _: None, lambda: "span-a")
+        group_commit.close_tick(tick)
+        tick.commit()
+        assert ended[-1][:2] == ("span-a", outcome)
+    assert flushed == [["span-a"], ["span-a"], ["span-a"]]
+    assert ended[-1][2] == "Unwritable"
