@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import redis
 from celery import Celery
 from celery.concurrency import get_implementation
@@ -46,6 +47,8 @@ K17 = Contract(
 )  # fmt: skip
 
 
+# Building a WorkController finalizes the app, which takes in the shared tasks other tests registered.
+@pytest.mark.filterwarnings("ignore::celery.exceptions.DuplicateTaskNameWarning")
 def test_c7_worker_init_says_which_pool_the_worker_runs() -> None:
     app = Celery("contract-c7", broker="redis://127.0.0.1:1/0", set_as_current=False)
     seen: list[object] = []
