@@ -193,7 +193,7 @@ python -m pytest tests/reliability/cluster --long --reliability-report          
   stranded when a delay queue's leader died (92 and 29 orders never settled in two runs of Q1): they
   wait in the worker now (README, "Clustered RabbitMQ"). A cut-off node paused itself each time, and
   rejoined within seconds of the heal except twice in ~13 partitions (both after earlier faults to the
-  same cluster), when it stayed paused with its Erlang distribution down (`{notalive, ...}` in its log);
+  same cluster), when it stayed paused with its Erlang distribution down (`{{notalive, ...}}` in its log);
   Q2 restarts such a node after 60 s and says so in its row (rabbitmq-server#2175 reports a node that
   does not recover when a partition comes during recovery).
 - **Failover and full Redis (11, 12).** `READONLY`, `OOM`, `LOADING` and cluster errors are
