@@ -67,3 +67,13 @@ def test_the_long_profile_brings_over_a_hundred_faults_of_every_kind() -> None:
 )  # fmt: skip
 def test_group_of(target: str, group: str) -> None:
     assert group_of(target) == group
+
+
+def test_with_rabbitmq_nodes_they_are_one_group_and_cut_from_clients() -> None:
+    targets = [*TARGETS, "rabbit0", "rabbit1", "rabbit2"]
+    schedule = make_schedule(7, targets, LONG)
+    assert any(f.target.startswith("rabbit") for f in schedule)
+    assert any(f.kind == "cut" and (f.server or "").startswith("rabbit") for f in schedule)
+    for t in moments(schedule):
+        rabbits = [f for f in schedule if f.active_at(t) and "rabbit" in f.groups()]
+        assert len(rabbits) <= 1, (t, rabbits)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from orders.stack.kafka_cluster import KafkaCluster, KafkaNode
 from orders.stack.processes import healthz
+from orders.stack.rabbitmq import RabbitMQ
 from orders.stack.redis_ha import RedisNode, wait_until
 from orders.stack.redis_sentinel import SentinelSet
 from orders.stack.supervisor import Service
@@ -118,3 +119,13 @@ _HEALS = {"kill": "restart", "pause": "resume", "isolate": "heal", "cut": "resto
 
 def _note(fault: Fault) -> str:
     return f"from {fault.server}" if fault.server else ""
+
+
+def rabbit_member(name: str, rabbit: RabbitMQ, node: Node) -> Member:
+    """A RabbitMQ node: restarted from its data (it rejoins the cluster); a pause is of its whole
+    process group (the Erlang VM)."""
+
+    def signal(how: str) -> Callable[[], None]:
+        return lambda: getattr(rabbit.service, how)()  # the node's current process
+
+    return Member(name, node, rabbit.kill, lambda: rabbit.restart(), signal("pause"), signal("resume"))

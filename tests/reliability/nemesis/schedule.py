@@ -2,8 +2,8 @@
 
 Safety rules, so the cluster keeps a majority and the pipeline keeps a way forward (Jepsen's nemeses
 do the same): at most two faults are active at once, and never two on the same group. A group is the
-Kafka brokers, the Redis data nodes (the Sentinel set), the workers or the bridges: so at most one of
-three brokers and one of three Redis nodes is ever down or cut off (2 of 3 remain, a majority), and one
+Kafka brokers, the Redis data nodes (the Sentinel set), the RabbitMQ nodes, the workers or the bridges:
+so at most one of three nodes of each cluster is ever down or cut off (2 of 3 remain, a majority), and one
 of the two workers and one of the two bridges is always left alone. A cut (a client from one server)
 takes both its groups. Every fault is healed before the run ends.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 KINDS = ("kill", "pause", "isolate", "cut")
 MAX_ACTIVE = 2
 CLIENT_GROUPS = ("worker", "bridge")
-SERVER_GROUPS = ("kafka", "redis")
+SERVER_GROUPS = ("kafka", "redis", "rabbit")
 
 
 @dataclass(frozen=True)
