@@ -78,6 +78,8 @@ def run_nemesis(
     n = int(rate * seconds)
     schedule = make_schedule(SEED, sorted(members), timing)
     checker.history.seed = SEED
+    # on failure the checker copies the pipeline's and the brokers' logs; the Redis nodes' and Sentinels' too
+    checker.keep_logs(*(node.service.log_path for node in [*ha.data, *ha.sentinels]))
     producer = s.produce(n, rate)
     injected = drive(Nemesis(members, p.network, checker.history), schedule)
     produced = s.produced(producer, n)
@@ -126,5 +128,6 @@ def test_nemesis_with_celery_on_the_rabbitmq_cluster(
     s = Scenario("18r", p, profile, reliability_report, seed=SEED, REDIS_URL=ha.url(1), **FAULTS)
     members = cast(p, s, ha, net_node)
     for i, rabbit in enumerate(rabbitmq_cluster.nodes):
+        checker.keep_logs(rabbit.log_dir / f"{rabbit.name}.log")  # its Service's log (stdout)
         members[f"rabbit{i}"] = rabbit_member(f"rabbit{i}", rabbit, p.network.node_at(rabbit.host.address))
     run_nemesis(s, ha, members, profile.nemesis_rabbit_seconds, checker)
