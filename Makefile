@@ -14,7 +14,7 @@ setup:
 # that is gone fails here with what to re-read (tests/contract), before any pipeline test runs.
 test: setup lint
 	$(BIN)/python -m pytest tests/contract
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/contract
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/contract --durations=40
 
 # Not part of CI: the contract tests on the newest kombu and Celery 5.x, in a scratch virtualenv.
 # Run it before moving a pin (README, "Pinned versions").

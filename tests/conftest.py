@@ -41,6 +41,7 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LANES = ["tansu", "apache"]
 # Celery brokers a test taking `celery_broker` runs on; RabbitMQ's lane runs with Apache Kafka only.
 CELERY_BROKERS = ["redis", "rabbitmq"]
+RELIABILITY = Path(__file__).parent / "reliability"
 
 
 # The cluster lane's failure detection: a worker notices a silent node within ~2 heartbeats (10 s),
@@ -104,11 +105,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The RabbitMQ lane pairs with Apache Kafka, the production broker, not with Tansu; a scenario
-    marked ``celery_brokers(...)`` or ``kafka_lanes(...)`` runs on the brokers it names only."""
-    drop = [item for item in items if _off_lane(item)]
+    marked ``celery_brokers(...)`` or ``kafka_lanes(...)`` runs on the brokers it names only. Outside
+    tests/reliability (whose conftest sorts its own profiles), an item marked ``long`` needs --long."""
+    run_long = config.getoption("--long")
+    drop = [item for item in items if _off_lane(item) or (_long_elsewhere(item) and not run_long)]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = [item for item in items if item not in drop]
+
+
+def _long_elsewhere(item: pytest.Item) -> bool:
+    return item.get_closest_marker("long") is not None and RELIABILITY not in item.path.parents
 
 
 def _off_lane(item: pytest.Item) -> bool:

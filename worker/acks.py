@@ -31,7 +31,12 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
             super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        if self.channel.connection.cycle.in_event_loop:
+        if delivery_tag in self.channel._handed_back:
+            # The group commit put the message back on its queue (hand_back): a copy with this tag may be
+            # fetched again, whose record an HDEL now would erase. Forget it in memory only (K1).
+            self.channel._handed_back.discard(delivery_tag)
+            super(kombu_redis.QoS, self).ack(delivery_tag)
+        elif self.channel.connection.cycle.in_event_loop:
             # Sent with the fetch this loop tick issues, or on their own at the end of the tick (K1).
             self.channel._pending_acks.append(delivery_tag)
             super(kombu_redis.QoS, self).ack(delivery_tag)
@@ -74,3 +79,16 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
                 "after the visibility timeout", exc, delivery_tag,
             )  # fmt: skip
             super(kombu_redis.QoS, self).ack(delivery_tag)  # K1: forgotten in memory only
+
+    def hand_back(self, delivery_tag: str) -> None:
+        """Put a message the group commit could not settle back on its queue (worker/group_commit.py), as a
+        requeue does, from its unacknowledged entry in Redis (K4: ``restore_by_tag``; the tag is already
+        forgotten in memory). If the broker does not take it now, it stays unacknowledged in Redis and
+        comes back after the visibility timeout, as in :meth:`reject`."""
+        try:
+            self.restore_by_tag(delivery_tag, leftmost=True)
+        except (*self.channel.connection_errors, redis.ResponseError) as exc:
+            if isinstance(exc, redis.ResponseError) and not refuses_writes(exc):
+                raise
+            log.warning("message %s not handed back (%s); it returns after the visibility timeout",
+                        delivery_tag, exc)  # fmt: skip

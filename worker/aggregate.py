@@ -41,13 +41,22 @@ from orders.core.aggregate import (
     recent_entry,
     seen_key,
 )
-from orders.core.redis_client import ReplicasBehind, Unwritable, as_unwritable, reconnect, wait_for_replicas
+from orders.core.redis_client import (
+    ReplicasBehind,
+    Unwritable,
+    as_unwritable,
+    reconnect,
+    refuses_writes,
+    wait_for_replicas,
+)
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 SCRIPT: Final = (HERE / "aggregate.lua").read_text(encoding="utf-8")
 CLAIM_SCRIPT: Final = (HERE / "claim.lua").read_text(encoding="utf-8")
 DEFAULT_MAX_PRODUCTS: Final = 1000
+# One order's write as a batch carries it: orderId, product, price in cents.
+OrderWrite = tuple[str, str, int]
 
 
 class ClaimedForDeadLetter(Exception):
@@ -90,6 +99,38 @@ class AggregateWriter(Aggregate):
         Raises ValueError for a price that is not a 64-bit integer of cents, ClaimedForDeadLetter
         if an earlier attempt claimed the order for the DLQ; redis errors propagate.
         """
+        keys, args = self._order_call(order_id, product, price_cents)
+        return _counted(order_id, int(self._run(self._record, keys, args)))
+
+    def record_orders(self, orders: Sequence[OrderWrite]) -> list[bool | Exception]:
+        """Count a batch of orders in one round trip: every script, then (with ``replicas``) one WAIT
+        that covers them all (the group commit of worker/group_commit.py).
+
+        One result per order, in order: counted (True), a duplicate (False), or the exception that order
+        alone met (ClaimedForDeadLetter, a script error such as an overflow). A refusal of the batch
+        (Unwritable, READONLY, OOM) or a short WAIT raises, as :meth:`_run` says; so do lost connections.
+        """
+        results: list[bool | Exception] = []
+        calls = []
+        for order in orders:
+            try:
+                calls.append(self._order_call(*order))
+            except ValueError as exc:  # this order alone: never sent
+                results.append(exc)
+            else:
+                results.append(True)  # replaced by its reply below
+        try:
+            replies = iter(self._pipeline_once_loaded(calls) if calls else [])
+        except (ReplicasBehind, Unwritable):
+            reconnect(self._client)
+            raise
+        return [
+            result if isinstance(result, Exception) else _outcome(order[0], next(replies))
+            for order, result in zip(orders, results, strict=True)
+        ]
+
+    def _order_call(self, order_id: str, product: str, price_cents: int) -> tuple[list[str], list[str | int]]:
+        """The keys and arguments of aggregate.lua for one order; ValueError for a price out of range."""
         if isinstance(price_cents, bool) or not isinstance(price_cents, int):
             raise ValueError(f"price_cents must be an int, got {price_cents!r}")
         if abs(price_cents) > MAX_ABS_CENTS:
@@ -99,10 +140,30 @@ class AggregateWriter(Aggregate):
         entry = recent_entry(order_id, product, cents_to_money(price_cents), "succeeded")
         args: list[str | int] = [str(price_cents), product, self._ttl, WINDOW, entry, RECENT_SIZE,
                                  self._max_products, OTHER_PRODUCT]  # fmt: skip
-        outcome = int(self._run(self._record, keys, args))
-        if outcome < 0:
-            raise ClaimedForDeadLetter(f"order {order_id} was claimed for the dead-letter queue")
-        return outcome == 1
+        return keys, args
+
+    def _pipeline_once_loaded(self, calls: Sequence[tuple[list[str], list[str | int]]]) -> list[Any]:
+        """The batch's scripts (+ WAIT) in one pipeline; once more after loading the script (a new or
+        restarted Redis answers NOSCRIPT to every EVALSHA of the batch). Per-order errors come back as
+        replies; a refusal or a short WAIT raises."""
+        for _ in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(self._record.sha, len(keys), *keys, *args)
+            if self._replicas:
+                pipe.wait(self._replicas, self._wait_ms)
+            replies = pipe.execute(raise_on_error=False)
+            if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                self._client.script_load(self._record.script)
+                continue
+            refused = [r for r in replies if isinstance(r, redis.ResponseError) and refuses_writes(r)]
+            if refused:  # the whole batch: READONLY, OOM, NOREPLICAS, MASTERDOWN
+                raise as_unwritable(refused[0])
+            if self._replicas:
+                wait_for_replicas(replies, self._replicas)
+                replies = replies[:-1]
+            return list(replies)
+        raise redis.exceptions.NoScriptError(f"script {self._record.sha} not found after loading it")
 
     def claim_dead_letter(self, order_id: str, error_class: str, error_message: str) -> Claim:
         """Claim the order for the DLQ unless it was counted (worker/claim.lua).
@@ -192,6 +253,23 @@ class AggregateWriter(Aggregate):
         if counts is not None:
             pipe.hincrby(COUNTERS_KEY, checked_event(counts), 1)
         pipe.execute()
+
+
+def _counted(order_id: str, outcome: int) -> bool:
+    """aggregate.lua's answer: 1 counted, 0 a duplicate, -1 claimed for the DLQ (raised)."""
+    if outcome < 0:
+        raise ClaimedForDeadLetter(f"order {order_id} was claimed for the dead-letter queue")
+    return outcome == 1
+
+
+def _outcome(order_id: str, reply: Any) -> bool | Exception:
+    """One order's reply in a batch: counted, a duplicate, or the exception that order met."""
+    if isinstance(reply, Exception):
+        return reply
+    try:
+        return _counted(order_id, int(reply))
+    except ClaimedForDeadLetter as exc:
+        return exc
 
 
 def _text(value: bytes | str) -> str:

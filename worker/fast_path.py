@@ -1,4 +1,4 @@
-"""The fast path: the two places the worker overrides Celery's, kombu's and billiard's private internals.
+"""The fast path: where the worker overrides Celery's, kombu's and billiard's private internals.
 
 - **The Redis transport** (worker/transport.py + fetch.lua): one client per channel; a message taken off
   the queue and recorded unacknowledged in one script, so a worker killed in between loses nothing
@@ -7,10 +7,13 @@
   ``broker_transport`` setting (orders/core/celery_config.py), in the workers and the bridge's sender.
 - **Lazy retry tracebacks** (worker/retry_info.py): a Retry's traceback is formatted only if read.
   :func:`install` puts it in place when a worker starts, before any pool forks.
+- **Group commit on the solo pool** (worker/group_commit.py, with the transport): the aggregate writes of
+  one fetch's tasks in one pipeline at the end of the tick, their acks held until it answers.
+  :func:`install_group_commit` turns it on at ``worker_init`` for the solo pool (WORKER_GROUP_COMMIT).
 - **Delayed delivery through one node** (worker/delayed_delivery.py): on a RabbitMQ cluster with a node
   down, Celery's own setup waits on that node at every connection (a fix, not a speed-up).
 
-``ORDERS_STOCK_CELERY=true`` turns off all three: kombu's Redis transport, Celery's tracer and its
+``ORDERS_STOCK_CELERY=true`` turns off all of them: kombu's Redis transport, Celery's tracer and its
 consumer as shipped (the stock lane), and the bridge's message templates with them (H4, H5 below). The
 README says which guarantees differ there; docs/benchmarks.md measures both paths.
 
@@ -61,8 +64,11 @@ publish_wait.py and fetch.lua):
       (worker/publish_wait.py appends the hand-off's WAIT to it).
   K16 ``QoS.reject`` writes to Redis before ``virtual.QoS.ack`` forgets the tag (worker/acks.py: a
       reject the broker refuses leaves the message unacknowledged for the sweep).
+  K17 ``QoS.restore_by_tag(tag, leftmost=True)`` puts a message back marked
+      ``properties.delivery_info.redelivered`` (``Channel._do_restore_message``): the group commit hands
+      a message back that way, and a redelivered message writes on its own, never in a batch.
 
-Celery (used by worker/retry_info.py and this module):
+Celery (used by worker/retry_info.py, worker/group_commit.py and this module):
   C1  ``celery.app.trace`` looks ``ExceptionInfo`` up as a module global each time a task raises Retry,
       so :func:`worker.retry_info.install` replacing it reaches the tracer.
   C2  ``Request.on_retry(exc_info)``: acks a late-ack task, then sends ``task-retried`` with the
@@ -75,6 +81,13 @@ Celery (used by worker/retry_info.py and this module):
       (included when a quorum queue is configured, after ``Tasks``): worker/delayed_delivery.py swaps it
       for a step that sets native delayed delivery up through one node that answers (Celery's public
       ``worker_consumer`` setting selects that consumer).
+
+  C7  ``worker_init``'s sender carries ``pool_cls`` (an alias or a class), which
+      ``celery.concurrency.get_implementation`` resolves: group commit is turned on for the solo pool only.
+  C8  the solo pool runs a task inside the transport's delivery of its message (``Transport._deliver``,
+      the consumer's strategy, ``TaskPool.apply_async`` inline), and a late-ack task's ack is deferred
+      (``Request.acknowledge`` -> ``call_soon``) to the loop's next turn: worker/transport.py's
+      ``_deliver_fetched`` is a group commit's tick, flushed before any of its acks can be sent.
 
 Celery's per-task log lines (used by worker/task_log.py, TASK_SUCCESS_LOG; not part of the fast path):
   C5  "Task ... received" is logged on ``celery.worker.strategy`` (its only INFO line, gated by one
@@ -108,11 +121,15 @@ The bridge's hand-off (bridge/handoff.py, amqp_handoff.py; the bridge never impo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from celery import Task
+from celery.concurrency import get_implementation
+from celery.concurrency.solo import TaskPool as SoloPool
 
-from orders.core.settings import Settings
-from worker import retry_info
+from worker import group_commit, metrics, retry_info
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +137,7 @@ log = logging.getLogger(__name__)
 REQUEST = "worker.retry_info:RetryAwareRequest"
 
 
-def install(settings: Settings, task_class: type[Task]) -> None:
+def install(settings: WorkerSettings, task_class: type[Task]) -> None:
     """The worker's half of the fast path (the transport is chosen by the Celery settings), unless
     ``ORDERS_STOCK_CELERY`` asks for Celery as shipped. Call it before the consumer starts: at
     ``worker_init`` (worker/tasks.py does), with the tasks' base class."""
@@ -129,3 +146,28 @@ def install(settings: Settings, task_class: type[Task]) -> None:
         return
     retry_info.install()
     task_class.Request = REQUEST
+
+
+def install_group_commit(
+    settings: WorkerSettings,
+    pool: Any,
+    writer: Callable[[], group_commit.BatchWriter],
+    tracing: group_commit.Tracing | None = None,
+) -> bool:
+    """Group commit (worker/group_commit.py) where it applies: solo pool, fast path, WORKER_GROUP_COMMIT.
+
+    ``pool`` is the ``worker_init`` sender's ``pool_cls``, an alias or a class (C7). On prefork the child
+    runs the task and the parent acks it: nothing to batch, so every pool but solo writes per task.
+    """
+    solo = isinstance(cls := get_implementation(pool), type) and issubclass(cls, SoloPool)
+    if not (solo and settings.group_commit and not settings.stock_celery):
+        group_commit.disable()
+        return False
+    group_commit.enable(group_commit.Setup(writer, settings.test_kill_at, tracing, _observe_flush))
+    log.info("group commit on: a tick's aggregate writes in one pipeline, its acks after it")
+    return True
+
+
+def _observe_flush(orders: int, handed_back: int) -> None:
+    metrics.GROUP_COMMIT_ORDERS.observe(orders)
+    metrics.GROUP_COMMIT_HANDED_BACK.inc(handed_back)

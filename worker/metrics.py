@@ -1,4 +1,4 @@
-"""Prometheus metrics of the workers: outcomes, attempts, processing time, DLQ publishes.
+"""Prometheus metrics of the workers: outcomes, attempts, processing time, DLQ publishes, group commits.
 
 Served by the worker process on METRICS_PORT. With the solo pool (our layout) that process runs the
 tasks; with prefork, set PROMETHEUS_MULTIPROC_DIR so the children's figures are merged.
@@ -26,6 +26,13 @@ LATENCY = Histogram(
     "orders_end_to_end_latency_seconds",
     "From the producer's record timestamp to the order being counted in the aggregate",
     buckets=(0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+# Group commit on the solo pool (worker/group_commit.py): how full the flushes are, and what they handed back.
+GROUP_COMMIT_ORDERS = Histogram(
+    "orders_group_commit_orders", "Orders per group commit flush (solo pool)", buckets=(1, 2, 3, 4, 8, 16)
+)
+GROUP_COMMIT_HANDED_BACK = Counter(
+    "orders_group_commit_handed_back", "Messages a group commit flush handed back (refused, claimed, failed)"
 )
 
 # Every label value from the start, at 0: dashboards and alerts rate() over series that must exist

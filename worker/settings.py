@@ -8,6 +8,7 @@ from pydantic import Field
 from orders.core.replication import aggregate_replicas
 from orders.core.settings import DAY_SECONDS, Settings
 from orders.core.tracing_settings import TracingSettings
+from worker.group_commit import KillPoint
 
 
 class WorkerSettings(Settings, TracingSettings):
@@ -37,6 +38,11 @@ class WorkerSettings(Settings, TracingSettings):
     # Replicas each aggregate write and dead-letter claim must reach before the task is acknowledged
     # (orders/core/replication.py has the default per layout; 0 = no wait).
     redis_wait_replicas: int | None = Field(None, alias="REDIS_WAIT_REPLICAS", ge=0, le=16)
+    # Group commit (worker/group_commit.py): on the solo pool with the fast path, a tick's aggregate writes go
+    # in one pipeline and its acks wait for it. Prefork and ORDERS_STOCK_CELERY write per task either way.
+    group_commit: bool = Field(True, alias="WORKER_GROUP_COMMIT")
+    # Reliability tests only: SIGKILL the worker at this point of its first group commit.
+    test_kill_at: KillPoint | None = Field(None, alias="ORDERS_TEST_KILL_AT")
 
     @property
     def aggregate_wait_replicas(self) -> int:

@@ -6,6 +6,7 @@ or refusing writes hands the order back, since that is no fault of the order.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -26,7 +27,7 @@ from orders.core.order import (
     order_from_payload,
     origin_is_valid,
 )
-from worker import fast_path, metrics, task_log, tracing
+from worker import fast_path, group_commit, metrics, task_log, tracing
 from worker.aggregate import ClaimedForDeadLetter
 from worker.celery import app, settings
 from worker.hooks import REDIS_UNAVAILABLE, OrderTask
@@ -36,11 +37,6 @@ logger = get_task_logger(__name__)
 
 # Seconds a worker waits before handing back an order it could not record (Redis unreachable).
 AGGREGATE_DOWN_PAUSE = 1
-AGGREGATE_SPAN = {
-    "db.system.name": "redis",
-    "db.operation.name": "EVALSHA",
-    "db.query.summary": "aggregate.lua",
-}
 
 
 @app.task(
@@ -56,8 +52,9 @@ AGGREGATE_SPAN = {
     reject_on_worker_lost=True,
     throws=(TransientError, PermanentError, InvalidOrder),  # expected: logged without traceback
 )
-def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool:
-    """Record one order in the running average; True if counted, False if it was a duplicate."""
+def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool | None:
+    """Record one order in the running average; True if counted, False if it was a duplicate, None if
+    its write joined the tick's group commit (worker/group_commit.py reports the outcome after the flush)."""
     with metrics.PROCESSING.time():
         if _past_delivery_limit(self.request.delivery_info):
             # A poison message, or an order handed back for days: never run it again, dead-letter it.
@@ -66,12 +63,14 @@ def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool
                 f"delivered more than CELERY_DELIVERY_LIMIT ({limit}) times; RabbitMQ parked it"
             )
         parsed = _parse(order, origin)
+        report = functools.partial(_report, parsed.order_id, self.request.retries + 1, origin)
         try:
             current_injector().check(parsed.order_id, self.request.retries)
-            # The write happens inside the attempt today. When group commit batches it per worker
-            # tick, the flush gets a span of its own with a link to each attempt it carries (the
-            # attempt's span context, read here with trace.get_current_span()).
-            with tracing.child_span("aggregate record_order", SpanKind.CLIENT, **AGGREGATE_SPAN):
+            if group_commit.join(
+                (parsed.order_id, parsed.product, parsed.price_cents), report, tracing.defer_attempt
+            ):
+                return None
+            with tracing.child_span("aggregate record_order", SpanKind.CLIENT, **tracing.AGGREGATE_SPAN):
                 counted = aggregate().record_order(parsed.order_id, parsed.product, parsed.price_cents)
         except ClaimedForDeadLetter as exc:
             # An earlier attempt claimed it for the DLQ (its letter may not have gone out): finish that.
@@ -86,14 +85,19 @@ def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool
             tracing.outcome("handed_back", exc)
             time.sleep(AGGREGATE_DOWN_PAUSE)
             raise Reject(exc, requeue=True) from exc
+    report(counted)
+    tracing.outcome("succeeded" if counted else "duplicate")
+    return counted
+
+
+def _report(order_id: str, attempts: int, origin: RecordOrigin, counted: bool) -> None:
+    """An order's outcome in the metrics: after its write, in the task or in the group commit's flush."""
     metrics.OUTCOMES.labels("succeeded" if counted else "duplicate").inc()
-    metrics.ATTEMPTS.observe(self.request.retries + 1)
+    metrics.ATTEMPTS.observe(attempts)
     if counted and origin.get("timestamp", 0) > 0:
         metrics.LATENCY.observe(max(0.0, time.time() - origin["timestamp"] / 1000))
-    tracing.outcome("succeeded" if counted else "duplicate")
     if not counted:
-        logger.info("order %s already counted; duplicate delivery ignored", parsed.order_id)
-    return counted
+        logger.info("order %s already counted; duplicate delivery ignored", order_id)
 
 
 def _past_delivery_limit(delivery_info: dict[str, Any] | None) -> bool:
@@ -119,6 +123,15 @@ def _install_fast_path(**_: object) -> None:
     ``worker_init``, and the fast path needs the tasks' base class.
     """
     fast_path.install(settings(), OrderTask)
+
+
+@worker_init.connect
+def _choose_group_commit(sender: Any = None, **_: object) -> None:
+    """Group commit on the solo pool (worker/group_commit.py); the sender's pool_cls says which pool (C7)."""
+    pool = getattr(sender, "pool_cls", None)
+    fast_path.install_group_commit(
+        settings(), pool, aggregate, group_commit.Tracing(tracing.flush_spans, tracing.end_attempt)
+    )
 
 
 @worker_init.connect

@@ -1,5 +1,6 @@
 """A worker's part of a trace: one span per task attempt, with the aggregate write and the DLQ publish
-as its children, and the trace context on every message the attempt sends (a retry, a requeue).
+as its children (with group commit the attempt's span stays open until the flush, which adds the write
+under it and sets the outcome), and the trace context on every message the attempt sends.
 
 Celery's signals open and close the attempt span in the process that runs the task, so it works the
 same on the solo pool and in each prefork child, whose tracing is built at ``worker_process_init``
@@ -37,9 +38,17 @@ from orders.core.trace_context import TraceHeaders, context_of, from_request, he
 from orders.core.tracing import Tracing, start_tracing
 from worker.celery import settings
 
+# The aggregate write's span attributes (per task, or the group commit's flush).
+AGGREGATE_SPAN = {
+    "db.system.name": "redis",
+    "db.operation.name": "EVALSHA",
+    "db.query.summary": "aggregate.lua",
+}
 _BUILT: dict[int, Tracing] = {}
 # The attempt running in this process (one at a time, on solo and in a prefork child): span, token.
 _ACTIVE: list[tuple[Span, object]] = []
+# Attempts whose span the group commit's flush ends (defer_attempt), by id().
+_DEFERRED: set[int] = set()
 
 
 def tracing() -> Tracing:
@@ -96,6 +105,9 @@ def _close_attempt(task: Task, state: str | None = None, **_: object) -> None:
     span, token = _ACTIVE.pop()
     span.set_attribute("celery.state", str(state))
     otel_context.detach(token)  # type: ignore[arg-type]
+    if id(span) in _DEFERRED:  # ended by the group commit's flush, with the outcome
+        _DEFERRED.discard(id(span))
+        return
     span.end()
 
 
@@ -130,6 +142,46 @@ def child_span(name: str, kind: SpanKind, **attributes: Any) -> Iterator[Span | 
         return
     with tracing().tracer.start_as_current_span(name, kind=kind, attributes=attributes) as span:
         yield span
+
+
+def defer_attempt() -> Span | None:
+    """The running attempt's span, left open when the task ends: its write joined the group commit
+    (worker/group_commit.py), whose flush ends it with the outcome (:func:`end_attempt`). None untraced."""
+    if not _ACTIVE or not _ACTIVE[-1][0].is_recording():
+        return None
+    span = _ACTIVE[-1][0]
+    _DEFERRED.add(id(span))
+    return span
+
+
+@contextlib.contextmanager
+def flush_spans(attempts: list[Span]) -> Iterator[None]:
+    """The group commit's write as a CLIENT span under each attempt it carries, as a per-task write is
+    (one span per attempt: trace views such as Zipkin's show parents, not links)."""
+    if not attempts:
+        yield
+        return
+    attributes: dict[str, str | int] = {**AGGREGATE_SPAN, "orders.group_commit.orders": len(attempts)}
+    spans = [
+        tracing().tracer.start_span(
+            "aggregate record_order", trace.set_span_in_context(attempt), SpanKind.CLIENT, attributes
+        )
+        for attempt in attempts
+    ]
+    try:
+        yield
+    finally:
+        for span in spans:
+            span.end()
+
+
+def end_attempt(span: Span, name: str, error: BaseException | None = None) -> None:
+    """What the flush made of a deferred attempt (succeeded, duplicate, handed_back); ends its span."""
+    span.set_attribute("orders.outcome", name)
+    if error is not None:
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:200]))
+    span.end()
 
 
 def next_headers(request: Any) -> TraceHeaders | None:

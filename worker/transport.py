@@ -52,6 +52,7 @@ from kombu.utils.json import loads
 
 from orders.core.celery_config import FAST_TRANSPORT, LEASE_RENEW_SECONDS
 from orders.core.redis_client import refuses_writes
+from worker import group_commit
 from worker.acks import QoS
 from worker.publish_wait import wait_for_replicas_in
 
@@ -104,6 +105,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         # Delivery tags acknowledged in memory, for the next fetch to remove from Redis.
         self._pending_acks: list[str] = []
         self._acks_in_flight: list[str] = []  # sent with the fetch whose reply is awaited
+        self._handed_back: set[str] = set()  # by the group commit: their acks, when made, are dropped
         self._no_ack_queues: set[str] = set()  # kombu records no unacked entry for these: neither do we
         self._renewed_at = monotonic()
         super().__init__(*args, **kwargs)
@@ -208,11 +210,30 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
     def _deliver_fetched(self, queue: str, items: list[bytes]) -> None:
         self._queue_cycle.rotate(queue)
         self._fetched_by_script = True
+        # On a solo worker with group commit each task runs inside _deliver, its ack deferred to the
+        # loop's next turn (C8): the tick's writes are flushed below, before (worker/group_commit.py).
+        tick = group_commit.open_tick()
         try:
             for item in items:
-                self.connection._deliver(loads(bytes_to_str(item)), queue)
+                message = loads(bytes_to_str(item))
+                if tick is not None:
+                    tick.deliver(message)
+                self.connection._deliver(message, queue)
         finally:
             self._fetched_by_script = False
+            if tick is not None:
+                group_commit.close_tick(tick)
+                self._settle(tick)
+
+    def _settle(self, tick: group_commit.Tick) -> None:
+        """Flush the tick's writes before the loop turns and Celery's deferred acks go (C8); hand back
+        what the flush could not settle, and drop the acks Celery will still make for those."""
+        for tag in tick.commit():
+            self._handed_back.add(tag)
+            if tag in self._pending_acks:  # should Celery ever ack during the delivery
+                self._pending_acks.remove(tag)
+            self.qos.hand_back(tag)
+        tick.settled()
 
     def _send_pending_acks(self) -> None:
         """Remove acknowledged messages from kombu's unacked hash and index, in one round trip.

@@ -56,15 +56,14 @@ AB_TESTS: dict[str, ABTest] = {
         component="workers",
         worker_loglevel="INFO",
     ),
-    # THE SLOT for issue 23 parts 1-3 (group commit on the solo pool): fill in the workers' setting that
-    # turns it on, then uncomment. Its target (workers' CPU per order <= 0.75x with it off) is already
-    # in results.py's TARGETS as "ab_group_commit_cpu_workers" and is judged once the phase runs.
-    # "ab_group_commit": ABTest(
-    #     "group commit: a round trip per order (off) or one flush per tick (on)",
-    #     off=Switch(workers=_env(GROUP_COMMIT="false")),
-    #     on=Switch(workers=_env(GROUP_COMMIT="true")),
-    #     component="workers",
-    # ),
+    # Issue 23 parts 1-3: each order's aggregate write a round trip of its own (off), or the writes of a
+    # worker's tick in one pipeline (on: worker/group_commit.py; the bench's workers run the solo pool).
+    "ab_group_commit": ABTest(
+        "group commit: a round trip per order (off) or one flush per tick (on)",
+        off=Switch(workers=_env(WORKER_GROUP_COMMIT="false")),
+        on=Switch(workers=_env(WORKER_GROUP_COMMIT="true")),
+        component="workers",
+    ),
 }
 SIDES = ("off", "on")
 

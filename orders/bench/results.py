@@ -158,7 +158,7 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("fail10_result_over_baseline", ">=", 100.0),
     ("bridge_over_drain", ">=", 3.0),
     ("ab_handoff_cpu_bridge", "<=", 0.7),  # issue 23: the bridge with the template / with Celery's messages
-    ("ab_group_commit_cpu_workers", "<=", 0.75),  # issue 23: judged once orders/bench/ab.py's slot is filled
+    ("ab_group_commit_cpu_workers", "<=", 0.75),  # issue 23: with group commit / per-task writes
 )
 
 

@@ -98,7 +98,17 @@ def test_k5_the_poller_fetches_through_our_brpop_hooks(
 
         from worker.transport import Channel
 
-        for name in ("_in_poll", "_brpop_sent_at", "_flush_brpop_reauth", "Empty"):
+        # Our overrides fall back to kombu's own for a fetch fetch.lua does not serve: a hook renamed
+        # upstream with its callers would bypass them (the poller check below), one renamed alone
+        # would fail those fallbacks with AttributeError inside the worker.
+        for name in (
+            "_brpop_start",
+            "_brpop_read",
+            "_in_poll",
+            "_brpop_sent_at",
+            "_flush_brpop_reauth",
+            "Empty",
+        ):
             owner = kombu_redis if name == "Empty" else kombu_redis.Channel
             assert hasattr(owner, name), f"kombu no longer has {name}"
         starts = _counting(monkeypatch, Channel, "_brpop_start")
