@@ -42,7 +42,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if wanted is not None and callspec.params.get("pool") not in (None, wanted):
             drop.append(item)
             continue
-        item.add_marker(pytest.mark.timeout(PROFILES[profile].timeout))
+        # a module may need more than its profile's timeout (the long nemesis run): PROFILE_TIMEOUTS
+        timeout = getattr(item.module, "PROFILE_TIMEOUTS", {}).get(profile, PROFILES[profile].timeout)
+        item.add_marker(pytest.mark.timeout(timeout))
         keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

@@ -31,6 +31,9 @@ class Profile:
     rabbit_rate: int
     rabbit_faults: int  # leader faults per run
     rabbit_partition: float  # seconds a partition lasts (clients notice in ~10-20 s: README)
+    nemesis_seconds: float  # scenario 18: faults come and go for this long, orders at nemesis_rate/s
+    nemesis_rate: int
+    nemesis_rabbit_seconds: float  # 18r: the same with Celery on the RabbitMQ cluster (long profile only)
 
 
 SHORT = Profile(
@@ -45,6 +48,7 @@ SHORT = Profile(
     cluster_orders=1200, cluster_rate=100,
     ha_orders=600, ha_rate=150,
     rabbit_orders=900, rabbit_rate=60, rabbit_faults=1, rabbit_partition=15.0,
+    nemesis_seconds=80.0, nemesis_rate=50, nemesis_rabbit_seconds=80.0,
 )  # fmt: skip
 
 LONG = Profile(
@@ -59,6 +63,7 @@ LONG = Profile(
     cluster_orders=4000, cluster_rate=150,
     ha_orders=3000, ha_rate=300,
     rabbit_orders=6000, rabbit_rate=60, rabbit_faults=3, rabbit_partition=40.0,
+    nemesis_seconds=1260.0, nemesis_rate=50, nemesis_rabbit_seconds=300.0,
 )  # fmt: skip
 
 PROFILES = {p.name: p for p in (SHORT, LONG)}

@@ -36,6 +36,8 @@ SCENARIOS = {
     "16": "a worker paused past the visibility timeout",
     "17a": "a worker partitioned from Redis",
     "17b": "a worker partitioned from Kafka (its dead letters)",
+    "18": "nemesis: seeded random kills, pauses, partitions under load",
+    "18r": "nemesis, Celery on the RabbitMQ cluster (its nodes faulted too)",
     "22a": "aggregate's Sentinel primary SIGKILLed, replicas behind",
     "22b": "broker's Sentinel primary SIGKILLed, replicas behind",
     "22c": "primary cut off from its replicas, not its clients",

@@ -180,6 +180,27 @@ python -m pytest tests/reliability/cluster --long --reliability-report          
   message both hold; should the other worker then die mid-task, that message would not come back.
 - **A worker cut off from Kafka (17b).** Its letters wait 5 s, the orders are requeued (5 s countdown)
   and, for 10 s after a failure, requeued at once; after the heal they go out within ~6 s.
+- **The nemesis (18).** Orders at 50/s through the three brokers, the Sentinel Redis (the aggregate and
+  Celery's broker, `min-replicas-to-write` 1 as shipped), a solo and a prefork worker and two bridges,
+  each worker and bridge in a node of its own; a schedule seeded by `NEMESIS_SEED` (1818 here) starts a
+  fault every 3-8 s and heals it 4-25 s later: SIGKILL then restart, SIGSTOP then SIGCONT, a node's link
+  down, or a worker or bridge cut from one broker or one Redis node. At most two at once, never two in
+  one group (brokers, Redis nodes, workers, bridges), so each cluster keeps 2 of 3 and one worker and
+  one bridge are untouched. The checker audits the drained end state. The long run, 138 faults in 21
+  minutes (63,000 orders), found nothing lost, nothing counted twice, nothing counted that was never
+  produced, nothing dead-lettered and counted, the average exact; one dead letter went out twice (the DLQ
+  is at least once). Its fault history, faults by kind and recovery per fault are in
+  [nemesis-long-run.md](nemesis-long-run.md): the longest from a heal until orders flowed again was
+  25.3 s (after a killed bridge's restart), the worst wait of an order 51.9 s (p50 0.95 s).
+  The recovery column is that longest heal-to-flowing time. The short profile's row is the 80 s run of
+  `make test` (8 faults). Three more short runs, seeds 1, 2 and 3 (7-8 faults each), were clean too,
+  and so were seeds 1818, 4 and 5 after main's group commit (issue 23) was merged in. The median wait
+  varies from run to run, even for one schedule: 7.3 s in the row's run of seed 1818, 0.02 s in the
+  later one; 0.01-3.3 s for the others. Why was not looked into.
+  18r (`--long` only) is the same for 300 s with Celery's broker on the three-node RabbitMQ cluster (a
+  quorum queue), its nodes a fourth server group: 34 faults (2 kills, 2 pauses and 2 cuts of RabbitMQ
+  nodes among them; this seed isolated none), nothing lost or counted twice, worst wait 20.1 s
+  ([nemesis-rabbitmq-run.md](nemesis-rabbitmq-run.md)).
 - **The RabbitMQ cluster (Q1, Q2).** Three nodes of Debian's rabbitmq-server 3.10.8 in network namespaces
   (`pause_minority`, `net_ticktime` 6 s), Celery's queue a quorum queue, every node in
   `CELERY_BROKER_URL`; the workers and the bridge run on the host. Q1 SIGKILLs the node leading the
@@ -193,7 +214,7 @@ python -m pytest tests/reliability/cluster --long --reliability-report          
   stranded when a delay queue's leader died (92 and 29 orders never settled in two runs of Q1): they
   wait in the worker now (README, "Clustered RabbitMQ"). A cut-off node paused itself each time, and
   rejoined within seconds of the heal except twice in ~13 partitions (both after earlier faults to the
-  same cluster), when it stayed paused with its Erlang distribution down (`{notalive, ...}` in its log);
+  same cluster), when it stayed paused with its Erlang distribution down (`{{notalive, ...}}` in its log);
   Q2 restarts such a node after 60 s and says so in its row (rabbitmq-server#2175 reports a node that
   does not recover when a partition comes during recovery).
 - **Failover and full Redis (11, 12).** `READONLY`, `OOM`, `LOADING` and cluster errors are
