@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,15 @@ from confluent_kafka import Consumer, TopicPartition
 
 from orders.core.aggregate import Aggregate, seen_key
 from orders.stack.supervisor import wait_for
+
+# A worker's lines for orders handed back to the queue: one task's (worker/tasks.py, hooks.py), or a
+# refused group commit's, which hands back its whole batch at once (worker/group_commit.py).
+HANDED_BACK = re.compile(r"handing it back|group commit of (\d+) orders refused")
+
+
+def handed_back(log: str) -> int:
+    """Orders a worker's log says it handed back: one per task's line, a batch's size per refused flush."""
+    return sum(int(match.group(1) or 1) for match in HANDED_BACK.finditer(log))
 
 
 def settled(aggregate: Aggregate) -> int:

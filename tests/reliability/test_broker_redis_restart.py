@@ -23,6 +23,7 @@ from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.reliability.accounting import count_or_zero
 from tests.reliability.ha import VISIBILITY
+from tests.reliability.probes import handed_back
 from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
@@ -55,7 +56,7 @@ def test_broker_redis_restarted_while_orders_are_handed_back(
     wait_for(lambda: count_or_zero(aggregate) > n // 4, 60, "orders flowing")
 
     refusing.config_set("min-replicas-to-write", 1)  # no replica: NOREPLICAS, every order handed back
-    wait_for(lambda: "handing it back" in workers[0].tail(200), 30, "orders handed back")
+    wait_for(lambda: handed_back(workers[0].tail(200)) > 0, 30, "orders handed back")
     redis.Redis(port=broker_server.port).config_set("min-replicas-to-write", 1)  # the hand-backs refused
     time.sleep(DOWN_SECONDS)
     broker_server.service.kill()

@@ -16,6 +16,7 @@ import redis
 from orders.stack.services import Running
 from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
+from tests.reliability.probes import handed_back
 from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
@@ -42,7 +43,7 @@ def test_a_full_redis_hands_orders_back_and_loses_none(
     start = int(client.info("memory")["used_memory"])
     client.config_set("maxmemory", start + ROOM)
     producer = s.produce(ORDERS, rate=0)
-    wait_for(lambda: "handing it back" in worker.tail(2000), 120, "the worker to meet the memory limit")
+    wait_for(lambda: handed_back(worker.tail(2000)) > 0, 120, "the worker to meet the memory limit")
     full_at = time.monotonic()
     stalled = s.aggregate.snapshot().count
     assert 0 < stalled < ORDERS

@@ -16,6 +16,7 @@ import redis
 from orders.stack.services import Running
 from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
+from tests.reliability.probes import handed_back
 from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
@@ -66,8 +67,8 @@ def test_the_aggregate_redis_fails_over_and_nothing_is_dead_lettered_for_it(
     s.recovery.measure("promoted back", down_at, lambda: s.aggregate.snapshot().count, 60,
                        lambda: s.aggregate.snapshot().count >= to_count)  # fmt: skip
     figures = s.settle(produced)
-    handed_back = worker.tail(1_000_000).count("handing it back")
+    handed = handed_back(worker.tail(1_000_000))
     s.finish(
         figures,
-        f"{pool} pool; READONLY/LOADING for {READONLY_SECONDS:.0f}s; {handed_back} orders handed back",
+        f"{pool} pool; READONLY/LOADING for {READONLY_SECONDS:.0f}s; {handed} orders handed back",
     )

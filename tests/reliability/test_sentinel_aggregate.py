@@ -20,6 +20,7 @@ from tests.conftest import Pipeline
 from tests.harness.netns import TestNetwork
 from tests.reliability.accounting import count_or_zero
 from tests.reliability.ha import LAG_SECONDS, MIN_REPLICAS, VISIBILITY, kill_primary_behind_its_replicas
+from tests.reliability.probes import handed_back
 from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
@@ -51,9 +52,9 @@ def test_aggregate_primary_sigkilled_after_its_replicas_fell_behind(
     s.recovery.measure("failover", cut_at, lambda: count_or_zero(aggregate), 120,
                        lambda: count_or_zero(aggregate) >= to_count)  # fmt: skip
     figures = s.settle(produced)
-    handed_back = sum(w.tail(1_000_000).count("handing it back") for w in workers)
+    handed = sum(handed_back(w.tail(1_000_000)) for w in workers)
     s.finish(
         figures,
         f"{pool} pool; primary cut from its replicas for {LAG_SECONDS:.0f}s, then SIGKILLed; a replica "
-        f"promoted {promoted:.1f}s after the cut; {handed_back} orders handed back (a WAIT short)",
+        f"promoted {promoted:.1f}s after the cut; {handed} orders handed back (a WAIT short)",
     )
