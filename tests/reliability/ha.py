@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from orders.stack.processes import healthz
 from orders.stack.redis_ha import RedisNode
 from orders.stack.redis_sentinel import SentinelSet
-from orders.stack.supervisor import Service
+from orders.stack.supervisor import Service, wait_for
 from tests.harness.netns import TestNetwork
+from tests.reliability.accounting import Accounting, count_or_zero
+from tests.reliability.scenario import Scenario
 
 # What the shipped configurations set (docker-compose.ha.yml): a primary refuses writes once no replica
 # acknowledged for this long.
@@ -70,6 +72,26 @@ def kill_primary_behind_its_replicas(
     time.sleep(lag)
     old.kill()
     return old, cut_at
+
+
+def fail_over_mid_run(
+    s: Scenario, ha: SentinelSet, network: TestNetwork, producer: Service, n: int
+) -> tuple[float, Accounting]:
+    """Scenarios 22a and 22b: once a quarter of the ``n`` orders is counted, the primary dies behind its
+    replicas (:func:`kill_primary_behind_its_replicas`); the run goes on until every order settled.
+
+    Returns the seconds from the cut to the promotion, and the settled figures.
+    """
+    aggregate = s.aggregate  # follows the failover itself (a Sentinel URL)
+    wait_for(lambda: count_or_zero(aggregate) > n // 4, 60, "orders flowing")
+    old, cut_at = kill_primary_behind_its_replicas(ha, network)
+    ha.wait_for_failover(old, timeout=30)
+    promoted = time.monotonic() - cut_at
+    produced = s.produced(producer, n)
+    to_count = n - len(s.expected_dlq(list(produced)))
+    s.recovery.measure("failover", cut_at, lambda: count_or_zero(aggregate), 120,
+                       lambda: count_or_zero(aggregate) >= to_count)  # fmt: skip
+    return promoted, s.settle(produced)
 
 
 @dataclass

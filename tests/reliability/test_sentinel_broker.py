@@ -10,16 +10,12 @@ bridge follow the new primary through the Sentinels (worker/sentinel_transport.p
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from orders.stack.redis_sentinel import SentinelSet
-from orders.stack.supervisor import wait_for
 from tests.conftest import Pipeline
 from tests.harness.netns import TestNetwork
-from tests.reliability.accounting import count_or_zero
-from tests.reliability.ha import LAG_SECONDS, MIN_REPLICAS, VISIBILITY, kill_primary_behind_its_replicas
+from tests.reliability.ha import LAG_SECONDS, MIN_REPLICAS, VISIBILITY, fail_over_mid_run
 from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
@@ -40,17 +36,7 @@ def test_broker_primary_sigkilled_after_its_replicas_fell_behind(
     bridge = s.bridge()
     n = profile.ha_orders
     producer = s.produce(n, rate=profile.ha_rate)
-    aggregate = s.aggregate
-    wait_for(lambda: count_or_zero(aggregate) > n // 4, 60, "orders flowing")
-
-    old, cut_at = kill_primary_behind_its_replicas(ha, test_network)
-    ha.wait_for_failover(old, timeout=30)
-    promoted = time.monotonic() - cut_at
-    produced = s.produced(producer, n)
-    to_count = n - len(s.expected_dlq(list(produced)))
-    s.recovery.measure("failover", cut_at, lambda: count_or_zero(aggregate), 120,
-                       lambda: count_or_zero(aggregate) >= to_count)  # fmt: skip
-    figures = s.settle(produced)
+    promoted, figures = fail_over_mid_run(s, ha, test_network, producer, n)
     assert bridge.running() and all(w.running() for w in workers)
     retried = bridge.tail(1_000_000).count("hand-off to Celery failed")
     s.finish(
