@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,11 +23,32 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 
 
+# Ports handed out below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default):
+# an OS-picked port can be taken by any outgoing connection's local end before our server binds it
+# (CI run 6: a Redis Cluster node's "bind: Address already in use"); a port below that range only by
+# another explicit picker, and a random draw makes that unlikely too.
+PORT_FLOOR = 20000
+
+
 def free_port() -> int:
-    """A free TCP port on loopback (the OS picks; the small race with other binders is acceptable)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on loopback now, outside the ephemeral range when the kernel leaves room below it."""
+    ceiling = _ephemeral_low()
+    for _ in range(50):
+        port = random.randrange(PORT_FLOOR, ceiling) if ceiling > PORT_FLOOR else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError(f"no free TCP port on loopback between {PORT_FLOOR} and {ceiling}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
