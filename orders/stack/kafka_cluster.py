@@ -38,7 +38,7 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata
 
 from orders.stack.redis_ha import LOOPBACK, Host, wait_until
 from orders.stack.services import ensure_kafka_jars, kafka_java, new_cluster_id
-from orders.stack.supervisor import Service
+from orders.stack.supervisor import Service, ServiceBacked
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,10 @@ def replication_for(brokers: int, wanted: int = 3) -> tuple[int, int]:
     return factor, max(1, factor - 1)
 
 
-class KafkaNode:
+class KafkaNode(ServiceBacked):
     """One broker+controller process on a :class:`Host`, with its data directory and config file."""
+
+    STOP_GRACE = 20  # a controlled shutdown moves its partitions' leadership first
 
     def __init__(self, node_id: int, host: Host, log_dir: Path, tag: str, heap: tuple[str, str]) -> None:
         self.node_id, self.host = node_id, host
@@ -164,22 +166,6 @@ class KafkaNode:
     def start(self) -> None:
         """Start the process and return at once: a broker is ready only with its peers (the cluster waits)."""
         self.service.start(lambda: True, timeout=30)
-
-    def running(self) -> bool:
-        return self.service.running()
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash: the data directory stays for :meth:`start`."""
-        self.service.kill()
-
-    def pause(self) -> None:
-        self.service.pause()
-
-    def resume(self) -> None:
-        self.service.resume()
-
-    def stop(self) -> None:
-        self.service.stop(grace=20)
 
 
 class KafkaCluster:

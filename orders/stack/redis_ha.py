@@ -31,7 +31,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from orders.stack.services import Unavailable, private_file, redis_binary, redis_pings
-from orders.stack.supervisor import Service, free_port, wait_for
+from orders.stack.supervisor import Service, ServiceBacked, free_port, wait_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,7 +75,7 @@ def redis_cli_binary() -> str:
     return binary
 
 
-class RedisNode:
+class RedisNode(ServiceBacked):
     """One redis-server process on a :class:`Host`, configured by ``lines`` (redis.conf syntax).
 
     The config file is private (mode 0600, in a 0700 directory): it may hold passwords.
@@ -152,21 +152,6 @@ class RedisNode:
         """Stop it if it runs (SIGTERM), then start it again from its config."""
         self.service.stop(grace=5)
         return self.start(timeout=timeout)
-
-    def running(self) -> bool:
-        return self.service.running()
-
-    def kill(self) -> None:
-        self.service.kill()
-
-    def pause(self) -> None:
-        self.service.pause()
-
-    def resume(self) -> None:
-        self.service.resume()
-
-    def stop(self) -> None:
-        self.service.stop(grace=5)
 
     def info(self, section: str) -> dict[str, Any]:
         return dict(self.client().info(section))

@@ -77,6 +77,30 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+class ServiceBacked:
+    """A server run by one :class:`Service` (a Redis or Kafka node of a test cluster): the controls a
+    fault test uses, named once. ``STOP_GRACE``: how long a stop waits before SIGKILL."""
+
+    service: Service
+    STOP_GRACE: float = 5
+
+    def running(self) -> bool:
+        return self.service.running()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: its data directory stays for the next start."""
+        self.service.kill()
+
+    def pause(self) -> None:
+        self.service.pause()
+
+    def resume(self) -> None:
+        self.service.resume()
+
+    def stop(self) -> None:
+        self.service.stop(grace=self.STOP_GRACE)
+
+
 class Service:
     """One subprocess with its own log file; ``stop`` sends SIGTERM, then SIGKILL after a grace period."""
 
