@@ -185,6 +185,9 @@ class AggregateWriter(Aggregate):
             if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
                 node.script_load(self._record.script)
                 continue
+            rerouted = [r for r in replies if isinstance(r, ROUTING_ERRORS)]
+            if rerouted:  # MOVED, ASK, CLUSTERDOWN: the whole batch, after forgetting the routes
+                raise rerouted[0]
             refused = [r for r in replies if isinstance(r, redis.ResponseError) and _refuses(r)]
             if refused:  # the whole batch: READONLY, OOM, NOREPLICAS, MASTERDOWN, STALELAYOUT
                 raise _classified(refused[0])

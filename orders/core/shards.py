@@ -37,8 +37,6 @@ class StaleLayout(redis.ResponseError):
     a running process. Nothing was written; the order goes back to its queue (worker/hooks.py)."""
 
 
-
-
 def slot_of(tag: str) -> int:
     """Redis Cluster's slot of a hash tag: CRC16 (XMODEM, which binascii.crc_hqx computes) mod 16384."""
     return binascii.crc_hqx(tag.encode("utf-8"), 0) % SLOTS
