@@ -238,7 +238,7 @@ def clear_aggregate(client: redis.Redis, keep: frozenset[str] = frozenset(), bat
         node = node_for(client, shard.totals)
         spared = keep | {shard.stamp, LAYOUT_KEY}
         pending: list[str] = []
-        for raw in node.scan_iter(match=_glob(shard.prefix) + "*", count=batch):
+        for raw in node.scan_iter(match=shard.pattern(), count=batch):
             if _text(raw) not in spared:
                 pending.append(_text(raw))
             if len(pending) >= batch:
@@ -257,11 +257,6 @@ def _unlink(node: redis.Redis, keys: list[str]) -> int:
     count = sum(int(n) for n in pipe.execute())
     keys.clear()
     return count
-
-
-def _glob(text: str) -> str:
-    """``text`` as a literal in a SCAN pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def checked_event(name: str) -> str:

@@ -98,6 +98,16 @@ class ShardKeys:
     def key(self, name: str) -> str:
         return self.prefix + name
 
+    def pattern(self, name: str = "") -> str:
+        """A SCAN pattern of this shard's keys starting ``name`` (the tag's text taken literally)."""
+        literal = "".join("\\" + c if c in "*?[]\\" else c for c in self.key(name))
+        return literal + "*"
+
+    @property
+    def figures(self) -> tuple[str, ...]:
+        """The keys holding the shard's figures (not its markers, claims or stamp)."""
+        return (self.totals, self.latest, self.product_counts, self.product_sums, self.counters, self.recent)
+
     @property
     def totals(self) -> str:
         return self.key("totals")
