@@ -163,8 +163,8 @@ class Aggregate:
         """Read every shard, each in one atomic step (:data:`READ_SCRIPT`), one pipeline per server.
 
         An order lives in one shard, so it is wholly in the snapshot or not at all. The script is
-        read-only (``no-writes``), so a Redis at its maxmemory, which refuses MULTI even of reads, still
-        answers it; it is atomic as MULTI/EXEC is, and a Cluster node runs it (one shard, one slot).
+        atomic as MULTI/EXEC is, and a Cluster node runs it (one shard, one slot); it writes nothing
+        (flagged ``no-writes``), so a Redis at its maxmemory, which refuses MULTI even of reads, runs it.
         """
         return combine([_shard_read(reply) for reply in self._per_shard(_read_shard)])
 

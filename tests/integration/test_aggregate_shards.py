@@ -173,3 +173,15 @@ def test_the_recent_list_reads_json_entries(client: redis.Redis, writer: Aggrega
     writer.record_order("j-1", "wídget", 1234)
     (entry,) = Aggregate(client).recent()
     assert json.loads(json.dumps(entry))["product"] == "wídget" and entry["price"] == "12.34"
+
+
+def test_a_full_redis_still_answers_the_snapshot(client: redis.Redis, writer: AggregateWriter) -> None:
+    writer.record_orders([(f"m-{i}", "p", 7) for i in range(9)])
+    client.config_set("maxmemory", 1)  # far below what it holds: every write refused (noeviction)
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.set("x", 1)
+        snap = Aggregate(client).snapshot()  # a script that writes nothing runs at maxmemory
+    finally:
+        client.config_set("maxmemory", 0)
+    assert (snap.count, snap.sum) == (9, Decimal("0.63"))
