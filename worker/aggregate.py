@@ -171,19 +171,23 @@ class AggregateWriter(Aggregate):
                                  self._max_products, OTHER_PRODUCT, self._shards.shards]  # fmt: skip
         return keys, args
 
-    def _pipeline_once_loaded(self, node: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+    def _pipeline_once_loaded(
+        self, node: redis.Redis, calls: Sequence[Call], script: Script | None = None
+    ) -> list[Any]:
         """One server's part of the batch, its scripts (+ WAIT) in one pipeline; once more after loading
         the script (a new or restarted Redis answers NOSCRIPT to every EVALSHA of the batch). Per-order
-        errors come back as replies; a refusal, a stale layout or a short WAIT raises."""
+        errors come back as replies; a refusal, a stale layout or a short WAIT raises. ``script``:
+        aggregate.lua unless said (claim.lua)."""
+        script = script or self._record
         for _ in range(2):
             pipe = node.pipeline(transaction=False)
             for keys, args in calls:
-                pipe.evalsha(self._record.sha, len(keys), *keys, *args)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
             if self._replicas:
                 pipe.wait(self._replicas, self._wait_ms)
             replies = pipe.execute(raise_on_error=False)
             if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-                node.script_load(self._record.script)
+                node.script_load(script.script)
                 continue
             rerouted = [r for r in replies if isinstance(r, ROUTING_ERRORS)]
             if rerouted:  # MOVED, ASK, CLUSTERDOWN: the whole batch, after forgetting the routes
@@ -195,7 +199,7 @@ class AggregateWriter(Aggregate):
                 wait_for_replicas(replies, self._replicas)
                 replies = replies[:-1]
             return list(replies)
-        raise redis.exceptions.NoScriptError(f"script {self._record.sha} not found after loading it")
+        raise redis.exceptions.NoScriptError(f"script {script.sha} not found after loading it")
 
     def claim_dead_letter(self, order_id: str, error_class: str, error_message: str) -> Claim:
         """Claim the order for the DLQ unless it was counted (worker/claim.lua).
@@ -242,7 +246,10 @@ class AggregateWriter(Aggregate):
         try:
             if not self._replicas:
                 return script(keys=keys, args=args, client=node)
-            return self._run_and_wait(node, script, keys, args)
+            (reply,) = self._pipeline_once_loaded(node, [(list(keys), list(args))], script)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
         except (ReplicasBehind, Unwritable):
             reconnect(node)
             raise
@@ -256,24 +263,6 @@ class AggregateWriter(Aggregate):
             if isinstance(classified, Unwritable):
                 reconnect(node)
             raise classified from exc
-
-    def _run_and_wait(
-        self, node: redis.Redis, script: Script, keys: Sequence[str], args: Sequence[str | int]
-    ) -> Any:
-        for _ in range(2):  # a second time only after loading the script (a new or restarted primary)
-            pipe = node.pipeline(transaction=False)
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-            pipe.wait(self._replicas, self._wait_ms)
-            replies = pipe.execute(raise_on_error=False)
-            reply = replies[0]
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                node.script_load(script.script)
-                continue
-            if isinstance(reply, Exception):
-                raise reply
-            wait_for_replicas(replies, self._replicas)
-            return reply
-        raise redis.exceptions.NoScriptError(f"script {script.sha} not found after loading it")
 
     def note_status(
         self,

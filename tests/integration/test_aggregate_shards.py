@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from orders.core.aggregate import Aggregate, clear_aggregate, seen_key
+from orders.core.redis_client import ReplicasBehind
 from orders.core.shards import LAYOUT_KEY, Layout, LayoutMismatch, StaleLayout, ensure_layout, read_layout
 from worker.aggregate import AggregateWriter, ClaimedForDeadLetter
 
@@ -185,3 +186,19 @@ def test_a_full_redis_still_answers_the_snapshot(client: redis.Redis, writer: Ag
     finally:
         client.config_set("maxmemory", 0)
     assert (snap.count, snap.sum) == (9, Decimal("0.63"))
+
+
+def test_a_short_wait_on_the_shards_server_is_raised_and_the_write_stays(client: redis.Redis) -> None:
+    layout = ensure_layout(client, 3)
+    waiting = AggregateWriter(client, TTL, replicas=1, wait_timeout=0.05, layout=layout)  # no replica here
+    ids = [f"w-{i}" for i in range(6)]
+    for order_id in ids:
+        with pytest.raises(ReplicasBehind):
+            waiting.record_order(order_id, "p", 100)
+    with pytest.raises(ReplicasBehind):
+        waiting.claim_dead_letter("w-dead", "X", "y")
+    # Written but not acknowledged: the redelivered copies find them counted, in their shards.
+    assert (
+        AggregateWriter(client, TTL, layout=layout).record_orders([(i, "p", 100) for i in ids]) == [False] * 6
+    )
+    assert {layout.shard_of(i) for i in ids} == {0, 1, 2}
