@@ -22,6 +22,7 @@ TOOLS: dict[str, tuple[str, str, str]] = {
     "produce": ("orders.produce", "produce", "tools"),
     "stats": ("orders.stats", "stats", "tools"),
     "reset": ("orders.reset", "reset", "tools"),
+    "reshard": ("orders.reshard", "reshard", "tools"),
     "up": ("orders.stack.command", "up", "stack"),
     "env": ("orders.stack.command", "env_command", "stack"),
     "dlq": ("orders.dlq.command", "dlq", "tools"),

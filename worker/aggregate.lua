@@ -1,4 +1,5 @@
--- Record one order in the shared running average, atomically and at most once per orderId.
+-- Record one order in its shard of the shared running average, atomically and at most once per orderId.
+-- Every key is the order's shard's (orders/core/shards.py): {orders} with one shard.
 --
 -- KEYS[1]  seen marker for this orderId  ({orders}:seen:<orderId>)
 -- KEYS[2]  totals hash: count, sum_cents, min_cents, max_cents, last100_sum_cents
@@ -8,6 +9,7 @@
 -- KEYS[6]  counters hash (this script only ever touches `succeeded`)
 -- KEYS[7]  recent activity list (JSON entries, newest first), for dashboards
 -- KEYS[8]  dead-letter claim of this orderId ({orders}:dead:<orderId>), see claim.lua
+-- KEYS[9]  the shard's layout stamp: the number of shards it belongs to (missing = 1)
 -- ARGV[1]  price in cents, an integer as a decimal string
 -- ARGV[2]  product
 -- ARGV[3]  dedupe TTL in seconds
@@ -16,6 +18,7 @@
 -- ARGV[6]  how many recent-activity entries to keep
 -- ARGV[7]  how many distinct products to keep apart; the rest are counted under ARGV[8]
 -- ARGV[8]  the name the rest are counted under
+-- ARGV[9]  the number of shards the caller routes by; another than the stamp's is refused (STALELAYOUT)
 --
 -- Returns 1 if the order was counted, 0 if its orderId was already seen, -1 if it was claimed for the
 -- dead-letter queue (then it is never counted: an order ends counted or dead-lettered, never both).
@@ -34,6 +37,13 @@ local cents = ARGV[1]
 -- (HINCRBY itself takes no leading zeros and no "-0".)
 if cents ~= '0' and not string.match(cents, '^%-?[1-9]%d*$') then
     return redis.error_reply('price must be an integer number of cents, got ' .. cents)
+end
+
+-- A process still routing by an old layout (the aggregate was re-sharded under it) must not count
+-- an order into a shard its marker no longer lives in: refused before any write, and handed back.
+if KEYS[9] and (redis.call('GET', KEYS[9]) or '1') ~= ARGV[9] then
+    return redis.error_reply('STALELAYOUT shard ' .. KEYS[9] .. ' is laid out for '
+        .. (redis.call('GET', KEYS[9]) or '1') .. ' shards, the writer for ' .. ARGV[9])
 end
 
 -- EXISTS before EXPIRE: once a script has called a write command, Redis skips the maxmemory check of
@@ -94,11 +104,19 @@ if not high or price > tonumber(high) then
 end
 
 -- The window keeps its own running sum: add the newcomer, subtract whatever falls off the end.
-redis.call('LPUSH', KEYS[3], cents)
+-- With several shards an entry carries the server's time in µs ("<cents>:<usec>"): readers merge the
+-- shards' windows by it (orders/core/snapshot.py). One shard keeps today's plain cents.
+local entry = cents
+if ARGV[9] and ARGV[9] ~= '1' then
+    local now = redis.call('TIME')
+    entry = cents .. ':' .. now[1] .. string.format('%06d', tonumber(now[2]))
+end
+redis.call('LPUSH', KEYS[3], entry)
 redis.call('HINCRBY', KEYS[2], 'last100_sum_cents', cents)
 local window = tonumber(ARGV[4])
 while redis.call('LLEN', KEYS[3]) > window do
-    redis.call('HINCRBY', KEYS[2], 'last100_sum_cents', negated(redis.call('RPOP', KEYS[3])))
+    local dropped = string.match(redis.call('RPOP', KEYS[3]), '^[^:]+')
+    redis.call('HINCRBY', KEYS[2], 'last100_sum_cents', negated(dropped))
 end
 
 redis.call('HINCRBY', KEYS[4], product, 1)

@@ -1,12 +1,18 @@
 """The workers' writes to the running average: one atomic Lua script per order, dead-letter claims,
-and the retry/DLQ notes of the activity list.
+and the retry/DLQ notes of the activity list, each in the order's shard (orders/core/shards.py) on the
+server that owns it (``node_for``).
 
 Durability: with ``replicas`` set (REDIS_WAIT_REPLICAS, orders/core/replication.py), the order's script
 and a ``WAIT replicas timeout`` go in one pipeline on one connection (one round trip: WAIT covers only
 its own connection's writes). Fewer replicas than asked acknowledged in time is :class:`ReplicasBehind`:
 the task hands its order back, and the redelivered copy finds it counted, refreshes the marker and
-waits again. Every write of the order goes through :meth:`AggregateWriter._run` (the seam where a
-Redis Cluster would pick the node that owns the order's keys and send the WAIT there).
+waits again. Every write of an order goes to the server owning its shard (``node_for``), with the WAIT
+on that server's connection: under Redis Cluster, the node that took the write. A MOVED, ASK,
+CLUSTERDOWN or a lost connection (``ROUTING_ERRORS``) forgets the routes (``refresh_routes``) and is
+raised: the task hands its order back and the redelivered copy finds the new owner. A shard stamped for
+another number of shards (the aggregate was re-sharded under this worker) answers STALELAYOUT
+(:class:`StaleLayout`), handed back the same way: nothing is ever counted into a shard the order's
+marker no longer lives in.
 """
 
 from __future__ import annotations
@@ -22,33 +28,30 @@ import redis
 from redis.commands.core import Script
 
 from orders.core.aggregate import (
-    COUNTERS_KEY,
-    LATEST_KEY,
     MAX_ABS_CENTS,
+    ONE_SHARD,
     OTHER_PRODUCT,
-    PRODUCT_COUNTS_KEY,
-    PRODUCT_SUMS_KEY,
-    RECENT_KEY,
     RECENT_SIZE,
-    TOTALS_KEY,
     WINDOW,
     Aggregate,
     Event,
     Status,
     cents_to_money,
     checked_event,
-    dead_key,
     recent_entry,
-    seen_key,
 )
 from orders.core.redis_client import (
+    ROUTING_ERRORS,
     ReplicasBehind,
     Unwritable,
     as_unwritable,
+    node_for,
     reconnect,
+    refresh_routes,
     refuses_writes,
     wait_for_replicas,
 )
+from orders.core.shards import Layout, StaleLayout, as_stale_layout
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -57,6 +60,8 @@ CLAIM_SCRIPT: Final = (HERE / "claim.lua").read_text(encoding="utf-8")
 DEFAULT_MAX_PRODUCTS: Final = 1000
 # One order's write as a batch carries it: orderId, product, price in cents.
 OrderWrite = tuple[str, str, int]
+# aggregate.lua's keys and arguments for one order.
+Call = tuple[list[str], list[str | int]]
 
 
 class ClaimedForDeadLetter(Exception):
@@ -82,10 +87,12 @@ class AggregateWriter(Aggregate):
         max_products: int = DEFAULT_MAX_PRODUCTS,
         replicas: int = 0,
         wait_timeout: float = 1.0,
+        layout: Layout = ONE_SHARD,
     ) -> None:
         if dedupe_ttl_seconds < 1:
             raise ValueError(f"dedupe_ttl_seconds must be at least 1, got {dedupe_ttl_seconds}")
-        super().__init__(client)
+        super().__init__(client, layout)
+        self._shards = layout
         self._ttl = dedupe_ttl_seconds
         self._max_products = max_products
         self._replicas = replicas
@@ -103,15 +110,19 @@ class AggregateWriter(Aggregate):
         return _counted(order_id, int(self._run(self._record, keys, args)))
 
     def record_orders(self, orders: Sequence[OrderWrite]) -> list[bool | Exception]:
-        """Count a batch of orders in one round trip: every script, then (with ``replicas``) one WAIT
-        that covers them all (the group commit of worker/group_commit.py).
+        """Count a batch of orders (the group commit of worker/group_commit.py): per server owning any
+        of their shards, one pipeline of their scripts and (with ``replicas``) one WAIT covering them,
+        so 1 round trip per server touched (one server: 1, as with a single shard).
 
         One result per order, in order: counted (True), a duplicate (False), or the exception that order
-        alone met (ClaimedForDeadLetter, a script error such as an overflow). A refusal of the batch
-        (Unwritable, READONLY, OOM) or a short WAIT raises, as :meth:`_run` says; so do lost connections.
+        alone met (ClaimedForDeadLetter, a script error such as an overflow). A refusal by any server
+        (Unwritable, READONLY, OOM, STALELAYOUT), a short WAIT or a routing error raises for the whole
+        batch, even when another server's part was written: every message of the tick is handed back,
+        and the redelivered copies of orders already written are found counted (dedupe), so the rule
+        stays simple and exact.
         """
         results: list[bool | Exception] = []
-        calls = []
+        calls: list[Call] = []
         for order in orders:
             try:
                 calls.append(self._order_call(*order))
@@ -119,51 +130,76 @@ class AggregateWriter(Aggregate):
                 results.append(exc)
             else:
                 results.append(True)  # replaced by its reply below
-        try:
-            replies = iter(self._pipeline_once_loaded(calls) if calls else [])
-        except (ReplicasBehind, Unwritable):
-            reconnect(self._client)
-            raise
+        replies = iter(self._write_per_node(calls))
         return [
             result if isinstance(result, Exception) else _outcome(order[0], next(replies))
             for order, result in zip(orders, results, strict=True)
         ]
 
-    def _order_call(self, order_id: str, product: str, price_cents: int) -> tuple[list[str], list[str | int]]:
-        """The keys and arguments of aggregate.lua for one order; ValueError for a price out of range."""
+    def _write_per_node(self, calls: Sequence[Call]) -> list[Any]:
+        """Each call's reply, in order: one pipeline per server that owns any of the calls' shards."""
+        groups: dict[int, tuple[redis.Redis, list[int]]] = {}
+        for index, (keys, _) in enumerate(calls):
+            node = node_for(self._client, keys[0])
+            groups.setdefault(id(node), (node, []))[1].append(index)
+        replies: list[Any] = [None] * len(calls)
+        for node, indexes in groups.values():
+            try:
+                answered = self._pipeline_once_loaded(node, [calls[i] for i in indexes])
+            except (ReplicasBehind, Unwritable):
+                reconnect(node)
+                raise
+            except ROUTING_ERRORS:
+                refresh_routes(self._client)
+                raise
+            for index, reply in zip(indexes, answered, strict=True):
+                replies[index] = reply
+        return replies
+
+    def _order_call(self, order_id: str, product: str, price_cents: int) -> Call:
+        """The keys and arguments of aggregate.lua for one order (its shard's keys); ValueError for a
+        price out of range."""
         if isinstance(price_cents, bool) or not isinstance(price_cents, int):
             raise ValueError(f"price_cents must be an int, got {price_cents!r}")
         if abs(price_cents) > MAX_ABS_CENTS:
             raise ValueError(f"price_cents out of the 64-bit range: {price_cents}")
-        keys = [seen_key(order_id), TOTALS_KEY, LATEST_KEY, PRODUCT_COUNTS_KEY, PRODUCT_SUMS_KEY,
-                COUNTERS_KEY, RECENT_KEY, dead_key(order_id)]  # fmt: skip
+        shard = self._shards.of_order(order_id)
+        keys = [shard.seen(order_id), shard.totals, shard.latest, shard.product_counts, shard.product_sums,
+                shard.counters, shard.recent, shard.dead(order_id), shard.stamp]  # fmt: skip
         entry = recent_entry(order_id, product, cents_to_money(price_cents), "succeeded")
         args: list[str | int] = [str(price_cents), product, self._ttl, WINDOW, entry, RECENT_SIZE,
-                                 self._max_products, OTHER_PRODUCT]  # fmt: skip
+                                 self._max_products, OTHER_PRODUCT, self._shards.shards]  # fmt: skip
         return keys, args
 
-    def _pipeline_once_loaded(self, calls: Sequence[tuple[list[str], list[str | int]]]) -> list[Any]:
-        """The batch's scripts (+ WAIT) in one pipeline; once more after loading the script (a new or
-        restarted Redis answers NOSCRIPT to every EVALSHA of the batch). Per-order errors come back as
-        replies; a refusal or a short WAIT raises."""
+    def _pipeline_once_loaded(
+        self, node: redis.Redis, calls: Sequence[Call], script: Script | None = None
+    ) -> list[Any]:
+        """One server's part of the batch, its scripts (+ WAIT) in one pipeline; once more after loading
+        the script (a new or restarted Redis answers NOSCRIPT to every EVALSHA of the batch). Per-order
+        errors come back as replies; a refusal, a stale layout or a short WAIT raises. ``script``:
+        aggregate.lua unless said (claim.lua)."""
+        script = script or self._record
         for _ in range(2):
-            pipe = self._client.pipeline(transaction=False)
+            pipe = node.pipeline(transaction=False)
             for keys, args in calls:
-                pipe.evalsha(self._record.sha, len(keys), *keys, *args)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
             if self._replicas:
                 pipe.wait(self._replicas, self._wait_ms)
             replies = pipe.execute(raise_on_error=False)
             if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-                self._client.script_load(self._record.script)
+                node.script_load(script.script)
                 continue
-            refused = [r for r in replies if isinstance(r, redis.ResponseError) and refuses_writes(r)]
-            if refused:  # the whole batch: READONLY, OOM, NOREPLICAS, MASTERDOWN
-                raise as_unwritable(refused[0])
+            rerouted = [r for r in replies if isinstance(r, ROUTING_ERRORS)]
+            if rerouted:  # MOVED, ASK, CLUSTERDOWN: the whole batch, after forgetting the routes
+                raise rerouted[0]
+            refused = [r for r in replies if isinstance(r, redis.ResponseError) and _refuses(r)]
+            if refused:  # the whole batch: READONLY, OOM, NOREPLICAS, MASTERDOWN, STALELAYOUT
+                raise _classified(refused[0])
             if self._replicas:
                 wait_for_replicas(replies, self._replicas)
                 replies = replies[:-1]
             return list(replies)
-        raise redis.exceptions.NoScriptError(f"script {self._record.sha} not found after loading it")
+        raise redis.exceptions.NoScriptError(f"script {script.sha} not found after loading it")
 
     def claim_dead_letter(self, order_id: str, error_class: str, error_message: str) -> Claim:
         """Claim the order for the DLQ unless it was counted (worker/claim.lua).
@@ -172,8 +208,9 @@ class AggregateWriter(Aggregate):
         published on a claim the failover lost would let a redelivered copy count the order too.
         Raises ReplicasBehind (the order is handed back and nothing published) and redis errors.
         """
-        keys = [seen_key(order_id), dead_key(order_id)]
-        args: list[str | int] = [self._ttl, error_class, error_message[:2000]]
+        shard = self._shards.of_order(order_id)
+        keys = [shard.seen(order_id), shard.dead(order_id), shard.stamp]
+        args: list[str | int] = [self._ttl, error_class, error_message[:2000], self._shards.shards]
         state, cls, message = self._run(self._claim, keys, args)
         return Claim(_text(state), _text(cls), _text(message))
 
@@ -183,9 +220,10 @@ class AggregateWriter(Aggregate):
         A mark the replicas miss costs at most a second letter of the same order (never a count), so a
         short WAIT here is logged, not raised: the letter is out, and the order must not be tried again.
         """
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hset(dead_key(order_id), "state", "published")
-        pipe.expire(dead_key(order_id), self._ttl)  # had the claim expired, HSET would keep it forever
+        claim = self._shards.of_order(order_id).dead(order_id)
+        pipe = node_for(self._client, claim).pipeline(transaction=False)
+        pipe.hset(claim, "state", "published")
+        pipe.expire(claim, self._ttl)  # had the claim expired, HSET would keep it forever
         if self._replicas:
             pipe.wait(self._replicas, self._wait_ms)
         replies = pipe.execute()
@@ -196,41 +234,35 @@ class AggregateWriter(Aggregate):
             log.warning("order %s: its published mark is not on the replicas yet (%s)", order_id, exc)
 
     def _run(self, script: Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        """Run one of the order's scripts, then (with ``replicas``) WAIT, in one round trip.
+        """Run one of the order's scripts on the server owning its shard, then (with ``replicas``) WAIT
+        there, in one round trip.
 
-        Raises Unwritable (NOREPLICAS, MASTERDOWN) or ReplicasBehind after dropping the client's
+        Raises Unwritable (NOREPLICAS, MASTERDOWN) or ReplicasBehind after dropping that server's
         connections, so the next attempt asks the Sentinels where the primary is (a primary cut off from
-        its replicas answers so on every command and never drops a connection itself).
+        its replicas answers so on every command and never drops a connection itself); StaleLayout;
+        routing errors after forgetting the routes.
         """
+        node = node_for(self._client, keys[0])
         try:
             if not self._replicas:
-                return script(keys=keys, args=args)
-            return self._run_and_wait(script, keys, args)
-        except (ReplicasBehind, Unwritable):
-            reconnect(self._client)
-            raise
-        except redis.ResponseError as exc:
-            unwritable = as_unwritable(exc)
-            if unwritable is exc:
-                raise
-            reconnect(self._client)
-            raise unwritable from exc
-
-    def _run_and_wait(self, script: Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        for _ in range(2):  # a second time only after loading the script (a new or restarted primary)
-            pipe = self._client.pipeline(transaction=False)
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-            pipe.wait(self._replicas, self._wait_ms)
-            replies = pipe.execute(raise_on_error=False)
-            reply = replies[0]
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                self._client.script_load(script.script)
-                continue
+                return script(keys=keys, args=args, client=node)
+            (reply,) = self._pipeline_once_loaded(node, [(list(keys), list(args))], script)
             if isinstance(reply, Exception):
                 raise reply
-            wait_for_replicas(replies, self._replicas)
             return reply
-        raise redis.exceptions.NoScriptError(f"script {script.sha} not found after loading it")
+        except (ReplicasBehind, Unwritable):
+            reconnect(node)
+            raise
+        except ROUTING_ERRORS:
+            refresh_routes(self._client)
+            raise
+        except redis.ResponseError as exc:
+            classified = _classified(exc)
+            if classified is exc:
+                raise
+            if isinstance(classified, Unwritable):
+                reconnect(node)
+            raise classified from exc
 
     def note_status(
         self,
@@ -245,14 +277,26 @@ class AggregateWriter(Aggregate):
         """Add a retry or dead letter to the recent-activity list (successes are added by the script).
 
         ``counts`` also adds one to that pipeline counter in the same round trip: a retry's hook
-        pays one round trip instead of two.
+        pays one round trip instead of two. Both go to the order's shard (readers add the shards).
         """
-        pipe = self._client.pipeline(transaction=False)
-        pipe.lpush(RECENT_KEY, recent_entry(order_id, product, price, status, detail, trace_id))
-        pipe.ltrim(RECENT_KEY, 0, RECENT_SIZE - 1)
+        shard = self._shards.of_order(order_id)
+        pipe = node_for(self._client, shard.recent).pipeline(transaction=False)
+        pipe.lpush(shard.recent, recent_entry(order_id, product, price, status, detail, trace_id))
+        pipe.ltrim(shard.recent, 0, RECENT_SIZE - 1)
         if counts is not None:
-            pipe.hincrby(COUNTERS_KEY, checked_event(counts), 1)
+            pipe.hincrby(shard.counters, checked_event(counts), 1)
         pipe.execute()
+
+
+def _refuses(exc: redis.ResponseError) -> bool:
+    """The server will not write this batch now: refuses_writes, or a shard stamped for another layout."""
+    return refuses_writes(exc) or isinstance(as_stale_layout(exc), StaleLayout)
+
+
+def _classified(exc: redis.ResponseError) -> redis.ResponseError:
+    """Unwritable or StaleLayout where the reply says so, else ``exc`` itself."""
+    unwritable = as_unwritable(exc)
+    return unwritable if unwritable is not exc else as_stale_layout(exc)
 
 
 def _counted(order_id: str, outcome: int) -> bool:

@@ -8,10 +8,12 @@ configuration is loaded. The retry policy reaches the task through ``task_annota
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
+import redis
 from celery import Celery
 from celery.app.defaults import DEFAULT_PROCESS_LOG_FMT, DEFAULT_TASK_LOG_FMT
 from celery.signals import worker_init, worker_ready
@@ -19,14 +21,17 @@ from celery.signals import worker_init, worker_ready
 from orders.core.celery_config import PREFETCH_MULTIPLIER, TASK_TIME_LIMIT, celery_config, check_dedupe_window
 from orders.core.metrics_server import serve_metrics
 from orders.core.order import PROCESS_ORDER_TASK
+from orders.core.redis_client import connect
 from orders.core.redis_health import pipeline_redis
 from orders.core.settings import SettingsError
+from orders.core.shards import LayoutMismatch, ensure_layout
 from orders.core.tracing import LOG_SUFFIX, log_trace_ids
 from worker.delayed_delivery import quiet_direct_exchange_warning
 from worker.faults import announce as announce_failure_injection
 from worker.settings import WorkerSettings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -140,6 +145,22 @@ def _quiet_held_retries(**_: object) -> None:
     """A retry held by the worker on a quorum queue is our choice, not news: a warning per retry is noise."""
     if settings().celery_queue_type == "quorum" and not settings().celery_native_delayed_delivery:
         quiet_direct_exchange_warning()
+
+
+@worker_init.connect
+def _check_layout(**_: object) -> None:
+    """Refuse to start when AGGREGATE_SHARDS disagrees with the aggregate's stored layout (a fresh
+    aggregate is laid out here). Redis away: start anyway; each shard's stamp still refuses a write
+    laid out for another N (worker/aggregate.lua), and the first task checks again."""
+    client = connect(settings().redis)
+    try:
+        ensure_layout(client, settings().aggregate_shards)
+    except LayoutMismatch as exc:
+        sys.exit(f"worker: {exc}")
+    except redis.RedisError as exc:
+        log.warning("could not check the aggregate's layout at start (%s); the first task will", exc)
+    finally:
+        client.close()
 
 
 @worker_ready.connect

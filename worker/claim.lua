@@ -8,12 +8,19 @@
 -- KEYS[1]  the order's seen marker (set by aggregate.lua when it counts the order)
 -- KEYS[2]  the order's claim: a hash of state ("claimed" or "published"), class, message
 -- ARGV[1]  TTL in seconds (the dedupe window)
+-- KEYS[3]  the shard's layout stamp (see aggregate.lua); ARGV[4] the number of shards the caller routes by
 -- ARGV[2]  error class, ARGV[3] error message (kept by the first claim only)
 --
 -- Returns {state, class, message}: state "counted" (nothing claimed), "claimed" or "published".
 --
 -- Every outcome writes (a TTL refreshed at least), so the WAIT sent after it (worker/aggregate.py)
 -- proves that what it found is on the replicas too, whichever copy of the message wrote it first.
+
+-- A claim made in a shard the order no longer maps to would not stop the count in its new shard.
+if KEYS[3] and (redis.call('GET', KEYS[3]) or '1') ~= ARGV[4] then
+    return redis.error_reply('STALELAYOUT shard ' .. KEYS[3] .. ' is laid out for '
+        .. (redis.call('GET', KEYS[3]) or '1') .. ' shards, the writer for ' .. ARGV[4])
+end
 
 -- EXISTS before EXPIRE: a script's first write is where Redis checks maxmemory (see aggregate.lua).
 if redis.call('EXISTS', KEYS[1]) == 1 then

@@ -13,7 +13,9 @@ ack, when Celery makes it, is dropped (worker/acks.py).
 Round trips per tick: one fetch (fetch.lua, which also carries the previous tick's acks) and one flush
 (every order's aggregate.lua, then ``WAIT`` when REDIS_WAIT_REPLICAS is set, on the same connection, so
 it covers them all): 2 for up to a prefetch budget of orders, where per-task writes take 1 + one per
-order. The aggregate on another Redis than the broker changes nothing (one trip to each); a handed-back
+order. With a sharded aggregate on several servers (a Redis Cluster) the flush is one pipeline per server
+its orders' shards live on, each with its own WAIT (worker/aggregate.py): 1 + one per server touched.
+The aggregate on another Redis than the broker changes nothing (one trip to each); a handed-back
 message costs one more (its restore), a NOSCRIPT one more (the script loaded, the batch sent again).
 
 What each window leaves (tests/reliability/test_group_commit.py reaches each with ORDERS_TEST_KILL_AT):

@@ -28,6 +28,7 @@ from orders.core.dead_letter_publisher import DeadLetterNotDelivered
 from orders.core.errors import OrderError, TransientError
 from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, origin_is_valid
 from orders.core.redis_client import ReplicasBehind, Unwritable
+from orders.core.shards import StaleLayout
 from orders.core.trace_context import trace_id_of
 from worker import metrics, tracing
 from worker.celery import settings
@@ -50,6 +51,8 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.exceptions.BusyLoadingError,
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
+    redis.exceptions.AskError,  # and MovedError: the shard's slot lives on another node now
+    StaleLayout,  # the aggregate was re-sharded under this worker (orders/core/shards.py)
     Unwritable,  # NOREPLICAS, MASTERDOWN
     ReplicasBehind,  # a WAIT short of REDIS_WAIT_REPLICAS
 )

@@ -17,6 +17,7 @@ from orders.core.celery_config import WORKER_DLQ_WAIT
 from orders.core.control import FailureRateOverride
 from orders.core.dead_letter_publisher import DeadLetterPublisher, create_dead_letter_publisher
 from orders.core.redis_client import connect
+from orders.core.shards import LayoutMismatch, StaleLayout, ensure_layout
 from worker.aggregate import AggregateWriter
 from worker.celery import settings
 from worker.faults import FailureInjector, configured_injector, with_override
@@ -48,10 +49,17 @@ def redis_client() -> redis.Redis:
 
 @per_process
 def aggregate() -> AggregateWriter:
+    """The writer, laid out as the aggregate is (AGGREGATE_SHARDS checked against it: worker/celery.py
+    refuses to start on a mismatch; one found later hands the order back as StaleLayout)."""
     s = settings()
+    try:
+        layout = ensure_layout(redis_client(), s.aggregate_shards)
+    except LayoutMismatch as exc:
+        raise StaleLayout(str(exc)) from exc
     return AggregateWriter(
-        redis_client(), s.dedupe_ttl_seconds, s.max_products, s.aggregate_wait_replicas, s.redis_wait_timeout
-    )
+        redis_client(), s.dedupe_ttl_seconds, s.max_products, s.aggregate_wait_replicas, s.redis_wait_timeout,
+        layout,
+    )  # fmt: skip
 
 
 @per_process

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from orders.core.replication import aggregate_replicas
 from orders.core.settings import DAY_SECONDS, Settings
+from orders.core.shards import MAX_SHARDS
 from orders.core.tracing_settings import TracingSettings
 from worker.group_commit import KillPoint
 
@@ -30,6 +31,10 @@ class WorkerSettings(Settings, TracingSettings):
     dedupe_ttl_seconds: int = Field(DAY_SECONDS, alias="DEDUPE_TTL_SECONDS", ge=1)
     # Distinct product names kept apart in the aggregate; the rest are counted under "(other)".
     max_products: int = Field(1000, alias="MAX_PRODUCTS", ge=1)
+    # The aggregate's logical shards (orders/core/shards.py); unset: as the aggregate says (1 when fresh).
+    # Checked against the stored layout at start: a different N refuses to start (`orders reshard`).
+    # Only workers read it: the bridge writes only the home shard's counters, the same under every N.
+    aggregate_shards: int | None = Field(None, alias="AGGREGATE_SHARDS", ge=1, le=MAX_SHARDS)
     # Workers send Celery task events from the start; otherwise when Flower (or `control enable_events`) asks.
     task_events: bool = Field(False, alias="TASK_EVENTS")
     # Celery's two INFO lines per task ("Task ... received", "Task ... succeeded in ...") or neither;

@@ -17,11 +17,12 @@ from orders.bench.probe import Attempt, read_attempts
 from orders.bench.producer import ProducerProcess
 from orders.bench.rig import STOCK, BenchError, Rig, Run, wait_until
 from orders.bench.timeline import Timeline, quantiles_ms
-from orders.core.aggregate import COUNTERS_KEY, TOTALS_KEY, Aggregate
+from orders.core.aggregate import Aggregate
 from orders.core.celery_config import countdowns
 from orders.core.codec import OrderCodec
 from orders.core.kafka import create_consumer, create_registry_client
 from orders.core.queue_depth import QueueDepthReader, depth_reader
+from orders.core.shards import Layout, read_layout
 from orders.stack.zipkin import spans_endpoint
 from worker.aggregate import AggregateWriter
 from worker.faults import FailureInjector
@@ -41,18 +42,20 @@ def _pids(rig: Rig, run: Run) -> dict[str, list[int]]:
             "workers": [w.pid for w in run.workers]}  # fmt: skip
 
 
-def _settled(client: redis.Redis) -> int:
-    """Orders counted or dead-lettered so far (two HGETs: cheap enough to poll every few ms)."""
+def _settled(client: redis.Redis, layout: Layout) -> int:
+    """Orders counted or dead-lettered so far (two HGETs a shard: cheap enough to poll every few ms)."""
     pipe = client.pipeline(transaction=False)
-    pipe.hget(TOTALS_KEY, "count")
-    pipe.hget(COUNTERS_KEY, "dlq")
+    for shard in layout.all():
+        pipe.hget(shard.totals, "count")
+        pipe.hget(shard.counters, "dlq")
     return sum(int(v or 0) for v in pipe.execute())
 
 
 def _wait_settled(run: Run, n: int) -> float:
     """Wait until ``n`` orders settled; the wall-clock time of the last aggregate write."""
     client = run.redis()
-    wait_until(lambda: _settled(client) >= n, patience(n), f"{n} orders to settle", run, POLL_SECONDS)
+    layout = read_layout(client)  # the workers, started by now, laid out a fresh aggregate
+    wait_until(lambda: _settled(client, layout) >= n, patience(n), f"{n} orders to settle", run, POLL_SECONDS)
     return max(float(entry["at"]) for entry in Aggregate(client).recent(50))
 
 

@@ -1,38 +1,56 @@
 """The running average's Redis layout and its reads, shared by every process.
 
 Workers write orders with one atomic Lua script (``worker/aggregate.py``); the bridge and the worker
-hooks add to the pipeline counters; the tools read snapshots. All of them use the keys defined here.
+hooks add to the pipeline counters; the tools read snapshots. All of them use the keys defined here,
+spread over the aggregate's logical shards (orders/core/shards.py); the constants below are shard 0's,
+which is the whole aggregate with one shard (today's layout).
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
+from itertools import islice
 from typing import Any, Final, Literal, get_args
 
 import redis
 
 from orders.core.errors import Stage
+from orders.core.redis_client import node_for
+from orders.core.shards import LAYOUT_KEY, Layout, ShardKeys, read_layout
+from orders.core.snapshot import (
+    COUNTERS,
+    STAGE_EVENTS,
+    WINDOW,
+    ProductStats,
+    ShardRead,
+    Snapshot,
+    average_of,
+    cents_to_money,
+    combine,
+    window_entry,
+)
 
-# One hash tag for every key: Redis Cluster hashes only the text between the first "{" and "}",
-# so all of them share a slot and the script may touch them together (whatever the orderId holds).
-PREFIX: Final = "{orders}:"
-SEEN_PREFIX: Final = PREFIX + "seen:"
-# An order claimed for the dead-letter queue (worker/claim.lua): never counted after that.
-DEAD_PREFIX: Final = PREFIX + "dead:"
-TOTALS_KEY: Final = PREFIX + "totals"
-LATEST_KEY: Final = PREFIX + "last100"
-PRODUCT_COUNTS_KEY: Final = PREFIX + "product:count"
-PRODUCT_SUMS_KEY: Final = PREFIX + "product:sum_cents"
-COUNTERS_KEY: Final = PREFIX + "counters"
-RECENT_KEY: Final = PREFIX + "recent"
+__all__ = ["COUNTERS", "WINDOW", "ProductStats", "Snapshot", "average_of", "cents_to_money"]
+
+# One hash tag for every key of a shard: Redis Cluster hashes only the text between the first "{" and
+# "}", so they share a slot and the script may touch them together (whatever the orderId holds).
+ONE_SHARD: Final = Layout(1)
+HOME: Final = ONE_SHARD.home
+PREFIX: Final = HOME.prefix
+TOTALS_KEY: Final = HOME.totals
+LATEST_KEY: Final = HOME.latest
+PRODUCT_COUNTS_KEY: Final = HOME.product_counts
+PRODUCT_SUMS_KEY: Final = HOME.product_sums
+COUNTERS_KEY: Final = HOME.counters
+RECENT_KEY: Final = HOME.recent
 RECENT_SIZE: Final = 200
 
-WINDOW: Final = 100
-# Products past the MAX_PRODUCTS-th distinct name are counted under this one.
+# Products past the MAX_PRODUCTS-th distinct name of a shard are counted under this one in that shard.
 OTHER_PRODUCT: Final = "(other)"
 # Redis integers are signed 64-bit; a price outside that would fail inside the script.
 MAX_ABS_CENTS: Final = 2**63 - 1
@@ -41,17 +59,12 @@ MAX_ABS_CENTS: Final = 2**63 - 1
 Event = Literal["consumed", "retry_attempts", "dlq", "dlq:decode", "dlq:validate", "dlq:process"]
 Status = Literal["succeeded", "retrying", "dlq"]
 EVENTS: Final[tuple[str, ...]] = get_args(Event)
-# `succeeded` is written by the script alone, so it always agrees with the orders counted.
-COUNTERS: Final[tuple[str, ...]] = ("consumed", "succeeded", "retry_attempts", "dlq", "products_folded")
 STAGES: Final[tuple[Stage, ...]] = get_args(Stage)
-_STAGE_EVENTS: Final[dict[str, Event]] = {
-    "decode": "dlq:decode", "validate": "dlq:validate", "process": "dlq:process"
-}  # fmt: skip
 
 
 def dead_letter_event(stage: Stage) -> Event:
     """The counter of dead letters at ``stage`` (besides "dlq", which counts them all)."""
-    return _STAGE_EVENTS[stage]
+    return STAGE_EVENTS[stage]  # type: ignore[return-value]  # the values are Events
 
 
 def recent_entry(
@@ -65,147 +78,63 @@ def recent_entry(
     return json.dumps(entry)
 
 
-def seen_key(order_id: str) -> str:
-    """The dedupe marker of one orderId; it expires after the dedupe TTL."""
-    return SEEN_PREFIX + order_id
+def seen_key(order_id: str, layout: Layout = ONE_SHARD) -> str:
+    """The dedupe marker of one orderId, in its shard; it expires after the dedupe TTL."""
+    return layout.of_order(order_id).seen(order_id)
 
 
-def dead_key(order_id: str) -> str:
-    """The dead-letter claim of one orderId (state, error class, message); it expires with the dedupe."""
-    return DEAD_PREFIX + order_id
-
-
-def cents_to_money(cents: int) -> Decimal:
-    """1999 -> Decimal('19.99'), exactly."""
-    return Decimal(cents).scaleb(-2)
-
-
-def average_of(sum_cents: int, count: int) -> Decimal | None:
-    """The mean in money, rounded half-even to 0.0001; None for no orders.
-
-    Integer division, so the result never depends on the decimal context's precision.
-    """
-    if count <= 0:
-        return None
-    quotient, remainder = divmod(sum_cents * 100, count)  # in units of 0.0001
-    if 2 * remainder > count or (2 * remainder == count and quotient % 2):
-        quotient += 1
-    return Decimal(quotient).scaleb(-4)
+def dead_key(order_id: str, layout: Layout = ONE_SHARD) -> str:
+    """The dead-letter claim of one orderId (state, error class, message), in its shard; it expires
+    with the dedupe."""
+    return layout.of_order(order_id).dead(order_id)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _ints(reply: Mapping[Any, Any]) -> dict[str, int]:
-    """A hash reply (bytes or str, as the client decodes) -> {field: int}."""
-    return {_text(key): int(value) for key, value in reply.items()}
-
-
-def _money(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class ProductStats:
-    count: int
-    sum: Decimal
-    average: Decimal | None
-
-    @classmethod
-    def from_cents(cls, count: int, sum_cents: int) -> ProductStats:
-        return cls(count, cents_to_money(sum_cents), average_of(sum_cents, count))
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One consistent read of the aggregate; money as exact Decimals."""
-
-    count: int
-    sum: Decimal
-    average: Decimal | None
-    min: Decimal | None
-    max: Decimal | None
-    last100_size: int
-    last100_sum: Decimal
-    last100_average: Decimal | None
-    products: Mapping[str, ProductStats] = field(default_factory=dict)
-    counters: Mapping[str, int] = field(default_factory=dict)
-    # Dead letters by stage (decode, validate, process); they add up to counters["dlq"].
-    dlq_stages: Mapping[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def from_hashes(
-        cls,
-        totals: Mapping[str, int],
-        last100_size: int,
-        product_counts: Mapping[str, int],
-        product_sums: Mapping[str, int],
-        counters: Mapping[str, int],
-    ) -> Snapshot:
-        """Build from the integer-cent hashes the script keeps (missing fields read as empty)."""
-        count, sum_cents = totals.get("count", 0), totals.get("sum_cents", 0)
-        low, high = totals.get("min_cents"), totals.get("max_cents")
-        last100_cents = totals.get("last100_sum_cents", 0)
-        products = {
-            name: ProductStats.from_cents(n, product_sums.get(name, 0))
-            for name, n in sorted(product_counts.items())
-        }
-        return cls(
-            count=count,
-            sum=cents_to_money(sum_cents),
-            average=average_of(sum_cents, count),
-            min=None if low is None else cents_to_money(low),
-            max=None if high is None else cents_to_money(high),
-            last100_size=last100_size,
-            last100_sum=cents_to_money(last100_cents),
-            last100_average=average_of(last100_cents, last100_size),
-            products=products,
-            counters={name: counters.get(name, 0) for name in COUNTERS},
-            dlq_stages={stage: counters.get(_STAGE_EVENTS[stage], 0) for stage in STAGES},
-        )
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """JSON-ready: money as decimal strings (never floats), None as null."""
-        return {
-            "count": self.count,
-            "sum": str(self.sum),
-            "average": _money(self.average),
-            "min": _money(self.min),
-            "max": _money(self.max),
-            "last100": {
-                "size": self.last100_size,
-                "sum": str(self.last100_sum),
-                "average": _money(self.last100_average),
-            },
-            "products": {
-                name: {"count": p.count, "sum": str(p.sum), "average": _money(p.average)}
-                for name, p in self.products.items()
-            },
-            "counters": dict(self.counters),
-            "dlq_stages": dict(self.dlq_stages),
-        }
+def per_node(client: redis.Redis, shards: Sequence[ShardKeys]) -> Iterator[tuple[redis.Redis, list[int]]]:
+    """The shards (by index into ``shards``) grouped by the server that owns them: one pipeline each."""
+    groups: dict[int, tuple[redis.Redis, list[int]]] = {}
+    for index, shard in enumerate(shards):
+        node = node_for(client, shard.totals)
+        groups.setdefault(id(node), (node, []))[1].append(index)
+    yield from groups.values()
 
 
 class Aggregate:
     """Reads of the shared aggregate and its pipeline counters; safe from any number of processes.
 
-    Orders themselves are written by the workers only (``worker.aggregate.AggregateWriter``).
+    Orders themselves are written by the workers only (``worker.aggregate.AggregateWriter``). Without a
+    ``layout``, each read first reads the stored one (one GET), so tools need no setting.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, layout: Layout | None = None) -> None:
         self._client = client
+        self._layout = layout
+
+    def layout(self) -> Layout:
+        return self._layout if self._layout is not None else read_layout(self._client)
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The latest activity, newest first: orderId, product, price, status, detail, at (epoch s)."""
-        return [json.loads(raw) for raw in self._client.lrange(RECENT_KEY, 0, limit - 1)]
+        """The latest activity, newest first by ``at`` across shards: orderId, product, price, status,
+        detail, at (epoch s)."""
+        lists = self._per_shard(lambda keys: ("LRANGE", keys.recent, "0", str(limit - 1)))
+        entries = [[json.loads(raw) for raw in entries] for entries in lists]
+        if len(entries) == 1:
+            return entries[0]
+        return list(islice(heapq.merge(*entries, key=lambda e: -float(e["at"])), limit))
 
     def count_event(self, name: Event, amount: int = 1) -> None:
         """Add to a pipeline counter (consumed, retry_attempts, dlq); ValueError for other names."""
         self.count_events({name: amount})
 
     def count_events(self, counts: Mapping[Event, int]) -> None:
-        """Add to several pipeline counters in one round trip; ValueError for other names, or below 0."""
+        """Add to several pipeline counters in one round trip; ValueError for other names, or below 0.
+
+        They go to the home shard (shard 0): the bridge's counts belong to no order's shard (a
+        record that does not decode has no orderId). Readers add every shard's counters.
+        """
         if any(n < 0 for n in counts.values()):
             raise ValueError(f"amounts must not be negative, got {dict(counts)}")
         pipe = self._client.pipeline(transaction=False)
@@ -216,54 +145,118 @@ class Aggregate:
 
     def release_dead_letter_claims(self, order_ids: Sequence[str]) -> None:
         """Let dead-lettered orders be counted again: a replay re-publishes them on purpose."""
-        if order_ids:
-            self._client.delete(*(dead_key(order_id) for order_id in order_ids))
+        if not order_ids:
+            return
+        layout = self.layout()
+        by_shard: dict[int, list[str]] = {}
+        for order_id in order_ids:
+            by_shard.setdefault(layout.shard_of(order_id), []).append(order_id)
+        claims = [[layout.keys(k).dead(order_id) for order_id in ids] for k, ids in sorted(by_shard.items())]
+        shards = [layout.keys(k) for k in sorted(by_shard)]
+        for node, indexes in per_node(self._client, shards):
+            pipe = node.pipeline(transaction=False)
+            for index in indexes:  # one DEL per shard: a shard's keys share a slot
+                pipe.delete(*claims[index])
+            pipe.execute()
 
     def snapshot(self) -> Snapshot:
-        """Read everything in one round trip; MULTI/EXEC, so no order lands half-way through it.
+        """Read every shard, each in one atomic step (:data:`READ_SCRIPT`), one pipeline per server.
 
-        A Redis at its maxmemory refuses transactions even of reads: then the reads go without one
-        (nothing is being written then anyway).
+        An order lives in one shard, so it is wholly in the snapshot or not at all. The script is
+        atomic as MULTI/EXEC is, and a Cluster node runs it (one shard, one slot); it writes nothing
+        (flagged ``no-writes``), so a Redis at its maxmemory, which refuses MULTI even of reads, runs it.
         """
-        try:
-            replies = self._read_all(transaction=True)
-        except (redis.exceptions.OutOfMemoryError, redis.exceptions.ExecAbortError):
-            replies = self._read_all(transaction=False)
-        totals, size, product_counts, product_sums, counters = replies
-        return Snapshot.from_hashes(
-            _ints(totals), int(size), _ints(product_counts), _ints(product_sums), _ints(counters)
-        )
+        return combine([_shard_read(reply) for reply in self._per_shard(_read_shard)])
 
-    def _read_all(self, transaction: bool) -> list[Any]:
-        pipe = self._client.pipeline(transaction=transaction)
-        pipe.hgetall(TOTALS_KEY)
-        pipe.llen(LATEST_KEY)
-        pipe.hgetall(PRODUCT_COUNTS_KEY)
-        pipe.hgetall(PRODUCT_SUMS_KEY)
-        pipe.hgetall(COUNTERS_KEY)
-        return list(pipe.execute())
+    def _per_shard(self, read: Callable[[ShardKeys], tuple[str, ...]]) -> list[Any]:
+        """``read``'s reply for every shard, in shard order: one pipeline per server."""
+        shards = self.layout().all()
+        replies: list[Any] = [None] * len(shards)
+        for node, indexes in per_node(self._client, shards):
+            for index, reply in zip(indexes, _loaded(node, [read(shards[k]) for k in indexes]), strict=True):
+                replies[index] = reply
+        return replies
+
+
+def _loaded(node: redis.Redis, calls: list[tuple[str, ...]]) -> list[Any]:
+    """Send ``calls`` (EVALSHA of the read script, or plain commands) in one pipeline; once more after
+    loading the script, which a new or restarted server lacks."""
+    for _ in range(2):
+        pipe = node.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call)
+        replies = pipe.execute(raise_on_error=False)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            node.script_load(READ_SCRIPT)
+            continue
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)
+    raise redis.exceptions.NoScriptError("the aggregate's read script was not found after loading it")
+
+
+# One shard's figures in one atomic step: totals, the last-100 window, product counts and sums, counters.
+READ_SCRIPT: Final = """#!lua flags=no-writes
+return {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1), redis.call('HGETALL', KEYS[3]),
+        redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[5])}
+"""
+READ_SHA: Final = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()
+
+
+def _read_shard(keys: ShardKeys) -> tuple[str, ...]:
+    return ("EVALSHA", READ_SHA, "5", keys.totals, keys.latest, keys.product_counts, keys.product_sums,
+            keys.counters)  # fmt: skip
+
+
+def _pairs(flat: list[Any]) -> dict[str, int]:
+    """A script's HGETALL reply (field, value, field, value...) -> {field: int}."""
+    return {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _shard_read(reply: list[Any]) -> ShardRead:
+    totals, window, product_counts, product_sums, counters = reply
+    return ShardRead(
+        _pairs(totals), [window_entry(raw) for raw in window], _pairs(product_counts), _pairs(product_sums),
+        _pairs(counters),
+    )  # fmt: skip
 
 
 def clear_aggregate(client: redis.Redis, keep: frozenset[str] = frozenset(), batch: int = 500) -> int:
-    """Delete every key of the aggregate (everything under PREFIX but ``keep``); returns how many.
+    """Delete every key of every shard (everything under a shard's tag but ``keep`` and the layout
+    stamps); returns how many.
 
     Counts, sums, averages, products, counters, recent activity and the dedupe markers alike, so the
-    figures start afresh. Keys are found with SCAN and unlinked in batches: not one atomic step, so
-    an order a worker counts meanwhile may survive in part. Nothing outside PREFIX is touched (the
-    Celery queue, the registry's schemas in their own database).
+    figures start afresh. The layout stays: it says where orders go, and workers running on would
+    otherwise be refused. Keys are found with SCAN on each shard's server and unlinked in batches: not
+    one atomic step, so an order a worker counts meanwhile may survive in part. Nothing outside the
+    shards' tags is touched (the Celery queue, the registry's schemas in their own database).
     """
+    layout = read_layout(client)
     deleted = 0
-    pending: list[str] = []
-    for raw in client.scan_iter(match=f"{PREFIX}*", count=batch):
-        key = _text(raw)
-        if key not in keep:
-            pending.append(key)
-        if len(pending) >= batch:
-            deleted += int(client.unlink(*pending))
-            pending.clear()
-    if pending:
-        deleted += int(client.unlink(*pending))
+    for shard in layout.all():
+        node = node_for(client, shard.totals)
+        spared = keep | {shard.stamp, LAYOUT_KEY}
+        pending: list[str] = []
+        for raw in node.scan_iter(match=shard.pattern(), count=batch):
+            if _text(raw) not in spared:
+                pending.append(_text(raw))
+            if len(pending) >= batch:
+                deleted += _unlink(node, pending)
+        deleted += _unlink(node, pending)
     return deleted
+
+
+def _unlink(node: redis.Redis, keys: list[str]) -> int:
+    """UNLINK one by one in a pipeline (a Cluster node refuses a multi-key UNLINK across slots)."""
+    if not keys:
+        return 0
+    pipe = node.pipeline(transaction=False)
+    for key in keys:
+        pipe.unlink(key)
+    count = sum(int(n) for n in pipe.execute())
+    keys.clear()
+    return count
 
 
 def checked_event(name: str) -> str:

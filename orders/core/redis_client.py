@@ -307,3 +307,14 @@ def where(client: redis.Redis) -> str:
         return f"{address[0]}:{address[1]}" if address else "not yet found"
     kwargs = pool.connection_kwargs
     return str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
+
+
+# Answers that mean "this key's owner is elsewhere now or unreachable": a Cluster moved the slot (MOVED,
+# ASK), lost its quorum (CLUSTERDOWN), or the node's connection failed. The aggregate's writer forgets
+# its routes (:func:`refresh_routes`) and hands the order back; the redelivered copy finds the new owner.
+ROUTING_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.AskError,  # MovedError is an AskError
+    redis.exceptions.ClusterDownError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)

@@ -21,6 +21,7 @@ from orders.core.codec import OrderCodec
 from orders.core.dead_letter import HEADER_EXC_CLASS, HEADER_EXC_MESSAGE, HEADER_STAGE
 from orders.core.errors import PermanentError, TransientError
 from orders.core.redis_client import connect
+from orders.core.shards import read_layout
 from tests.harness.kafka_io import headers_of
 from worker.faults import FailureInjector
 
@@ -100,9 +101,10 @@ def aggregate_of(redis_url: str) -> Aggregate:
 def counted_ids(client: redis.Redis, order_ids: Iterable[str]) -> set[str]:
     """The orders the aggregate counted: each has the dedupe marker the counting script set."""
     ids = list(order_ids)
+    layout = read_layout(client)  # each marker lives in its order's shard
     pipe = client.pipeline(transaction=False)
     for order_id in ids:
-        pipe.exists(seen_key(order_id))
+        pipe.exists(seen_key(order_id, layout))
     return {order_id for order_id, hit in zip(ids, pipe.execute(), strict=True) if hit}
 
 

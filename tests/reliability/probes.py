@@ -12,6 +12,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from orders.core.aggregate import Aggregate, seen_key
+from orders.core.shards import read_layout
 from orders.stack.supervisor import wait_for
 
 # A worker's lines for orders handed back to the queue: one task's (worker/tasks.py, hooks.py), or a
@@ -76,9 +77,10 @@ def counted_latencies(client: redis.Redis, produced_at_ms: dict[str, int], dedup
     the workers' own figures.
     """
     ids = list(produced_at_ms)
+    layout = read_layout(client)
     pipe = client.pipeline(transaction=False)
     for order_id in ids:
-        pipe.pttl(seen_key(order_id))
+        pipe.pttl(seen_key(order_id, layout))
     now_ms = time.time() * 1000
     latencies = []
     for order_id, remaining in zip(ids, pipe.execute(), strict=True):

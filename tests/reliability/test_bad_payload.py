@@ -18,6 +18,7 @@ from bridge.handoff import create_sender
 from orders.core.aggregate import seen_key
 from orders.core.dead_letter import HEADER_EXC_MESSAGE, HEADER_STAGE, HEADER_VALUE_DROPPED
 from orders.core.order import PROCESS_ORDER_TASK
+from orders.core.shards import read_layout
 from tests.conftest import Pipeline
 from tests.harness.kafka_io import headers_of
 from tests.reliability.accounting import Accounting, read_to_end
@@ -72,7 +73,8 @@ def test_payloads_the_bridge_would_refuse_never_reach_the_aggregate(
     client = redis.Redis.from_url(s.redis_url)
     if (snapshot.count, str(snapshot.sum)) != (1, "12.34"):
         problems.append(f"the aggregate moved: count {snapshot.count}, sum {snapshot.sum}")
-    problems += [f"{name} marked as seen" for name in BAD if client.exists(seen_key(f"{run}-{name}"))]
+    layout = read_layout(client)
+    problems += [f"{name} marked as seen" for name in BAD if client.exists(seen_key(f"{run}-{name}", layout))]
     assert worker.running()
     figures = Accounting(produced=expected + 1, succeeded=snapshot.count, dlq=len(letters), lost=0,
                          counted_twice=max(0, snapshot.count - 1), problems=problems)  # fmt: skip

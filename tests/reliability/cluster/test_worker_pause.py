@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from orders.core.aggregate import dead_key, seen_key
+from orders.core.shards import read_layout
 from orders.stack.supervisor import Service, wait_for
 from tests.checker.fixtures import CheckerRun
 from tests.harness.kafka_fixtures import NetworkPipeline
@@ -48,10 +49,11 @@ def holdings(client: redis.Redis) -> dict[str, int]:
 
 def settled_ids(client: redis.Redis, order_ids: list[str]) -> set[str]:
     """Orders counted, or dead-lettered with the DLQ's acknowledgement."""
+    layout = read_layout(client)
     pipe = client.pipeline(transaction=False)
     for order_id in order_ids:
-        pipe.exists(seen_key(order_id))
-        pipe.hget(dead_key(order_id), "state")
+        pipe.exists(seen_key(order_id, layout))
+        pipe.hget(dead_key(order_id, layout), "state")
     answers = pipe.execute()
     return {
         order_id
