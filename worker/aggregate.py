@@ -42,6 +42,7 @@ from orders.core.aggregate import (
     seen_key,
 )
 from orders.core.redis_client import (
+    AnyRedis,
     ReplicasBehind,
     Unwritable,
     as_unwritable,
@@ -77,7 +78,7 @@ class AggregateWriter(Aggregate):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: AnyRedis,
         dedupe_ttl_seconds: int,
         max_products: int = DEFAULT_MAX_PRODUCTS,
         replicas: int = 0,

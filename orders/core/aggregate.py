@@ -16,6 +16,7 @@ from typing import Any, Final, Literal, get_args
 import redis
 
 from orders.core.errors import Stage
+from orders.core.redis_client import AnyRedis
 
 # One hash tag for every key: Redis Cluster hashes only the text between the first "{" and "}",
 # so all of them share a slot and the script may touch them together (whatever the orderId holds).
@@ -193,7 +194,7 @@ class Aggregate:
     Orders themselves are written by the workers only (``worker.aggregate.AggregateWriter``).
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: AnyRedis) -> None:
         self._client = client
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -244,7 +245,7 @@ class Aggregate:
         return list(pipe.execute())
 
 
-def clear_aggregate(client: redis.Redis, keep: frozenset[str] = frozenset(), batch: int = 500) -> int:
+def clear_aggregate(client: AnyRedis, keep: frozenset[str] = frozenset(), batch: int = 500) -> int:
     """Delete every key of the aggregate (everything under PREFIX but ``keep``); returns how many.
 
     Counts, sums, averages, products, counters, recent activity and the dedupe markers alike, so the
