@@ -75,11 +75,13 @@ def test_r1_the_primary_of_a_keys_slot_and_its_own_client(
         owner = cluster.node_for_key(HOME)
         node = client.get_node_from_key(HOME)
         assert node is client.nodes_manager.slots_cache[key_slot(HOME.encode())][0]
-        assert node.port == owner.port, "get_node_from_key did not answer with the slot's primary"
+        assert (node.host, node.port) == owner.address, (
+            "get_node_from_key did not answer with the slot's primary"
+        )
         plain = client.get_redis_connection(node)
         assert type(plain) is redis.Redis and _port(plain) == owner.port
         # The point of it: a pipelined WAIT on that client reaches the node that took the write.
-        other = next(n for n in client.get_primaries() if n.port != owner.port)
+        other = next(n for n in client.get_primaries() if (n.host, n.port) != owner.address)
         client.set_default_node(other)  # as redis-py does after a failover: a random primary
         owner.client().config_resetstat()
         pipe = primary_for(client, HOME).pipeline(transaction=False)
@@ -92,10 +94,10 @@ def test_r2_initialize_rereads_the_slot_map(cluster: RedisClusterSet, client: Re
     with R2.holds():
         slot = key_slot(HOME.encode())
         owner = client.get_node_from_key(HOME)
-        wrong = next(n for n in client.get_primaries() if n.port != owner.port)
+        wrong = next(n for n in client.get_primaries() if n.name != owner.name)
         client.nodes_manager.slots_cache[slot] = [wrong]  # a stale map, as after a promotion
         refresh_slot_map(client, force=True)
-        assert client.get_node_from_key(HOME).port == owner.port, "initialize() kept the stale slot map"
+        assert client.get_node_from_key(HOME).name == owner.name, "initialize() kept the stale slot map"
 
 
 def test_r3_nodes_get_the_bounds_and_no_retry_of_their_own(client: RedisCluster) -> None:
