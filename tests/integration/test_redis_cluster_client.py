@@ -1,6 +1,6 @@
 """The aggregate's Cluster client against the session's Redis Cluster on the test network: connect(),
 node_for and refresh_routes following a promotion, /healthz while a primary is dead, and where the current
-AggregateWriter's WAIT goes.
+AggregateWriter's WAIT goes; the tools' reads and `orders reset` on a Cluster.
 
 The bound /healthz says "ok" again in after the home slot's primary is SIGKILLed (HEALTHY_AGAIN_BOUND):
 the Cluster's promotion (cluster-node-timeout 1 s, then an election: measured times in the "redis ha
@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from orders.core.aggregate import PREFIX, TOTALS_KEY
+from orders.core.aggregate import PREFIX, TOTALS_KEY, Aggregate
+from orders.core.control import get_failure_rate, set_failure_rate
 from orders.core.redis_client import ReplicasBehind, connect, describe, node_for, refresh_routes, where
 from orders.core.redis_health import RedisReachability
 from orders.core.redis_url import parse_redis_url
+from orders.core.settings import Settings
+from orders.reset import reset_aggregate
 from orders.stack.redis_cluster import RedisClusterSet
 from orders.stack.supervisor import wait_for
 from worker.aggregate import AggregateWriter
@@ -98,3 +102,26 @@ def test_the_aggregates_wait_covers_the_write_whatever_the_default_node(
             writer.record_order("unreplicated", "p", 100)
     finally:
         replica.resume()
+
+
+def test_the_tools_read_and_reset_the_aggregate_on_a_cluster(redis_cluster: RedisClusterSet) -> None:
+    settings = Settings.from_env(
+        {"REDIS_URL": redis_cluster.url(), "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}, env_file=None
+    )
+    writer = AggregateWriter(connect(settings.redis), dedupe_ttl_seconds=3600)
+    for n, cents in enumerate((1999, 1, 500)):
+        assert writer.record_order(f"tool-{n}", "widget", cents)
+    writer.count_events({"consumed": 3})
+    with connect(settings.redis) as client:
+        snapshot = Aggregate(client).snapshot()  # one MULTI/EXEC on the owner of slot 105
+    assert (snapshot.count, snapshot.sum, snapshot.min, snapshot.max) == (
+        3,
+        Decimal("25.00"),
+        Decimal("0.01"),
+        Decimal("19.99"),
+    )
+    assert snapshot.counters["consumed"] == 3
+    set_failure_rate(connect(settings.redis), 0.5)  # the dashboard's control, kept by a reset
+    assert reset_aggregate(settings) > 0
+    with connect(settings.redis) as client:
+        assert Aggregate(client).snapshot().count == 0 and get_failure_rate(client) == 0.5
