@@ -55,6 +55,15 @@ from orders.core.redis_url import ClusterUrl, RedisUrl, SentinelUrl, ServerUrl, 
 
 # What connect() returns: one server's client (also a Sentinel-managed primary's) or a Cluster's.
 AnyRedis = redis.Redis | RedisCluster
+# What a Cluster client raises outside redis.RedisError when the Cluster is away: no node answered a
+# refresh of the slot map, or no primary serves a slot after its retries. Like a ConnectionError, no
+# fault of the data: a task hands its order back (worker/hooks.py); REDIS_ERRORS is what a caller that
+# catches RedisError to wait Redis out (the bridge's counters, the tools) catches instead.
+CLUSTER_UNREACHABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.RedisClusterUnreachableError,
+    redis.exceptions.SlotNotCoveredError,
+)
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, *CLUSTER_UNREACHABLE)
 
 # Error replies that mean the primary will not write now: no fault of the data, try again elsewhere or later.
 UNWRITABLE_REPLIES = ("NOREPLICAS", "MASTERDOWN")

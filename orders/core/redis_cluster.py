@@ -52,19 +52,23 @@ _refresh_lock = threading.Lock()
 def cluster_client(parsed: ClusterUrl, bounds: Bounds, **options: Any) -> RedisCluster:
     """A RedisCluster on ``parsed``'s seeds; ``options`` are further client options (decode_responses...).
 
-    Reads the slot map at once: raises ``RedisClusterException`` when no seed answers.
+    Reads the slot map at once: raises ``redis.ConnectionError`` when no seed answers (redis-py raises
+    a RedisClusterUnreachableError, no RedisError, which callers would take for a bug).
     """
     kwargs: dict[str, Any] = {**bounds.connection_kwargs(), **tls_kwargs(parsed.tls), **options}
     interval = kwargs.pop("health_check_interval")
     credentials = {"username": parsed.username, "password": parsed.password}
     kwargs.update({name: value for name, value in credentials.items() if value})
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
-        # R3: redis-py would drop health_check_interval; every node's pool gets it this way
-        connection_pool_class=partial(redis.ConnectionPool, health_check_interval=interval),
-        retry=Retry(NoBackoff(), bounds.retries),
-        **kwargs,
-    )
+    try:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
+            # R3: redis-py would drop health_check_interval; every node's pool gets it this way
+            connection_pool_class=partial(redis.ConnectionPool, health_check_interval=interval),
+            retry=Retry(NoBackoff(), bounds.retries),
+            **kwargs,
+        )
+    except redis.exceptions.RedisClusterUnreachableError as exc:
+        raise redis.ConnectionError(f"no seed node of the Redis Cluster answers: {exc}") from exc
 
 
 def primary_for(client: RedisCluster, key: str) -> redis.Redis:
