@@ -92,7 +92,8 @@ def test_passwords_are_masked_in_every_element_and_the_query() -> None:
 
 def test_a_cluster_url_is_for_the_aggregate_only_and_refused_for_celery_and_the_registry() -> None:
     apart = {"REDIS_URL": CLUSTER, "CELERY_BROKER_URL": "redis://broker:6379/0"}
-    assert isinstance(Settings.from_env(apart, env_file=None).redis, ClusterUrl)
+    settings = Settings.from_env(apart, env_file=None)
+    assert isinstance(settings.redis, ClusterUrl) and "node-pw" not in str(settings.redacted())
     with pytest.raises(
         SettingsError, match=r"REDIS_URL is a Redis Cluster, .*set CELERY_BROKER_URL"
     ) as caught:
