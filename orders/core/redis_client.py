@@ -174,8 +174,8 @@ def connect(url: str | RedisUrl, bounds: Bounds = DEFAULT_BOUNDS, **options: Any
     """A client for ``url`` (any form orders/core/redis_url.py parses), every wait bounded by ``bounds``.
 
     ``options`` are further redis-py client options (``decode_responses``, ``client_name``...).
-    Raises ValueError for a URL that does not parse; for a Cluster URL, RedisClusterException when no
-    seed node answers (the client reads the slot map at once).
+    Raises ValueError for a URL that does not parse; for a Cluster URL, redis.ConnectionError when no
+    seed node answers (the client reads the slot map at once; one server's client connects lazily).
     """
     parsed = parse_redis_url(url) if isinstance(url, str) else url
     if isinstance(parsed, SentinelUrl):
