@@ -10,7 +10,7 @@ export VENV
 setup:
 	bash .ci/setup
 
-# The contract tests first, on their own: a private kombu, Celery or billiard name the fast path relies on
+# The contract tests first, on their own: a private kombu, Celery, billiard or redis-py name we rely on
 # that is gone fails here with what to re-read (tests/contract), before any pipeline test runs.
 test: setup lint
 	$(BIN)/python -m pytest tests/contract

@@ -7,9 +7,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-import redis
-
 from orders.core.aggregate import Event
+from orders.core.redis_client import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -53,5 +52,5 @@ class CounterBuffer:
         self._written_at = now
         try:
             self._write(counts)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("could not count %s: %s", counts, exc)

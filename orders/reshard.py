@@ -22,7 +22,7 @@ import click
 import redis
 
 from orders.core.aggregate import RECENT_SIZE, Aggregate
-from orders.core.redis_client import connect, node_for
+from orders.core.redis_client import AnyRedis, connect, node_for
 from orders.core.settings import Settings, redact_url
 from orders.core.shards import LAYOUT_KEY, MAX_SHARDS, Layout, ShardKeys, read_layout
 from orders.core.snapshot import WINDOW, Snapshot, window_entry
@@ -56,14 +56,14 @@ class Moved:
         return self.snapshot_before == self.snapshot_after
 
 
-def counters_moving(client: redis.Redis, seconds: float = 2.0) -> bool:
+def counters_moving(client: AnyRedis, seconds: float = 2.0) -> bool:
     """Whether any shard's counters changed within ``seconds``: a bridge or a worker is still running."""
     first = Aggregate(client).snapshot().counters
     time.sleep(seconds)
     return Aggregate(client).snapshot().counters != first
 
 
-def reshard_aggregate(client: redis.Redis, shards: int) -> Moved:
+def reshard_aggregate(client: AnyRedis, shards: int) -> Moved:
     """Move the aggregate in ``client`` to ``shards`` shards; what was done, with both snapshots."""
     before, after = read_layout(client), Layout(shards)
     moved = Moved(before, after, snapshot_before=Aggregate(client, before).snapshot())
@@ -79,7 +79,7 @@ def reshard_aggregate(client: redis.Redis, shards: int) -> Moved:
     return moved
 
 
-def _move(client: redis.Redis, old: ShardKeys, kind: str, after: Layout, tally: list[int]) -> None:
+def _move(client: AnyRedis, old: ShardKeys, kind: str, after: Layout, tally: list[int]) -> None:
     """Each marker (or claim) of shard ``old`` to its order's shard under ``after``, TTL kept."""
     node = node_for(client, old.totals)
     batch: list[str] = []
@@ -91,7 +91,7 @@ def _move(client: redis.Redis, old: ShardKeys, kind: str, after: Layout, tally: 
 
 
 def _move_batch(
-    client: redis.Redis, node: redis.Redis, keys: list[str], old: ShardKeys, kind: str, after: Layout,
+    client: AnyRedis, node: redis.Redis, keys: list[str], old: ShardKeys, kind: str, after: Layout,
     tally: list[int],
 ) -> None:  # fmt: skip
     tally[1] += len(keys)
@@ -125,7 +125,7 @@ class Figures:
     recent: list[str]
 
 
-def _read_figures(client: redis.Redis, shard: ShardKeys) -> Figures:
+def _read_figures(client: AnyRedis, shard: ShardKeys) -> Figures:
     pipe = node_for(client, shard.totals).pipeline(transaction=True)
     pipe.hgetall(shard.totals)
     pipe.lrange(shard.latest, 0, -1)
@@ -138,7 +138,7 @@ def _read_figures(client: redis.Redis, shard: ShardKeys) -> Figures:
                    [_text(e) for e in recent])  # fmt: skip
 
 
-def _write_figures(client: redis.Redis, old: list[Figures], before: Layout, after: Layout) -> None:
+def _write_figures(client: AnyRedis, old: list[Figures], before: Layout, after: Layout) -> None:
     """Every old shard's figures combined, into the new home shard; the old shards' figures deleted."""
     totals = _sum([f.totals for f in old], skip=("min_cents", "max_cents", "last100_sum_cents"))
     lows = [f.totals["min_cents"] for f in old if "min_cents" in f.totals]
@@ -172,7 +172,7 @@ def _newest_window(windows: list[list[str]]) -> list[str]:
     return [entry for _, _, entry in islice(heapq.merge(*keyed), WINDOW)]
 
 
-def _restamp(client: redis.Redis, before: Layout, after: Layout) -> None:
+def _restamp(client: AnyRedis, before: Layout, after: Layout) -> None:
     """The old shards' stamps gone (a writer still routing by them is refused), the new ones set."""
     for shard in before.all()[1:]:
         node_for(client, shard.stamp).delete(shard.stamp)

@@ -42,6 +42,7 @@ from orders.core.aggregate import (
 )
 from orders.core.redis_client import (
     ROUTING_ERRORS,
+    AnyRedis,
     ReplicasBehind,
     Unwritable,
     as_unwritable,
@@ -82,7 +83,7 @@ class AggregateWriter(Aggregate):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: AnyRedis,
         dedupe_ttl_seconds: int,
         max_products: int = DEFAULT_MAX_PRODUCTS,
         replicas: int = 0,

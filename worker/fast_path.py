@@ -116,6 +116,16 @@ The bridge's hand-off (bridge/handoff.py, amqp_handoff.py; the bridge never impo
   H5  py-amqp's frame writer (bridge/amqp_message.py) takes a message's encoded properties from
       ``content._serialize_properties()`` and a bytes body as it is; ``Message.PROPERTIES`` and
       ``serialization.dumps`` encode them as the template does.
+
+redis-py's Cluster client (orders/core/redis_cluster.py, the aggregate on a Redis Cluster; not the fast
+path, listed here so that every contract test has one list; checked against redis-py 8.2.0):
+  R1  ``RedisCluster.get_node_from_key(key)`` answers from the cached slot map with the slot's primary,
+      and ``get_redis_connection(node)`` is that node's own ``redis.Redis`` (node_for: a script and its
+      WAIT on the node that took the write).
+  R2  ``nodes_manager.initialize()`` re-reads ``CLUSTER SLOTS`` at once (refresh_routes).
+  R3  ``connection_pool_class`` reaches ``NodesManager``, which builds each node's pool with it (the
+      one way to give nodes ``health_check_interval``, which RedisCluster drops); node clients never
+      retry on their own.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from orders.core.dead_letter import DeadLetter, decode_origin_bytes
 from orders.core.dead_letter_publisher import DeadLetterNotDelivered
 from orders.core.errors import OrderError, TransientError
 from orders.core.order import MAX_ID_LENGTH, OrderPayload, RecordOrigin, origin_is_valid
-from orders.core.redis_client import ReplicasBehind, Unwritable
+from orders.core.redis_client import CLUSTER_UNREACHABLE, ReplicasBehind, Unwritable
 from orders.core.shards import StaleLayout
 from orders.core.trace_context import trace_id_of
 from worker import metrics, tracing
@@ -55,6 +55,7 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
     StaleLayout,  # the aggregate was re-sharded under this worker (orders/core/shards.py)
     Unwritable,  # NOREPLICAS, MASTERDOWN
     ReplicasBehind,  # a WAIT short of REDIS_WAIT_REPLICAS
+    *CLUSTER_UNREACHABLE,  # a Redis Cluster with no node answering (not RedisErrors)
 )
 
 

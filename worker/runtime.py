@@ -11,12 +11,10 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-import redis
-
 from orders.core.celery_config import WORKER_DLQ_WAIT
 from orders.core.control import FailureRateOverride
 from orders.core.dead_letter_publisher import DeadLetterPublisher, create_dead_letter_publisher
-from orders.core.redis_client import connect
+from orders.core.redis_client import AnyRedis, connect
 from orders.core.shards import LayoutMismatch, StaleLayout, ensure_layout
 from worker.aggregate import AggregateWriter
 from worker.celery import settings
@@ -41,7 +39,7 @@ def per_process(build: Callable[[], T]) -> Callable[[], T]:
 
 
 @per_process
-def redis_client() -> redis.Redis:
+def redis_client() -> AnyRedis:
     """The aggregate's Redis. Every wait is bounded (orders/core/redis_client.py: a command 3 s at most),
     well inside TASK_TIME_LIMIT: the solo pool enforces no time limit, so these bounds keep a task short."""
     return connect(settings().redis)

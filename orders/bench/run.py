@@ -13,7 +13,7 @@ import redis
 
 from orders.bench.lanes import Lane
 from orders.bench.settings import BenchSettings
-from orders.core.redis_client import connect
+from orders.core.redis_client import connect_server
 from orders.stack.supervisor import Service
 
 
@@ -41,8 +41,8 @@ class Run:
         return self.settings.celery_queue
 
     def redis(self) -> redis.Redis:
-        """The run's aggregate (one Redis, or a Sentinel-managed one)."""
-        return connect(self.settings.redis_url)
+        """The run's aggregate (one Redis, or a Sentinel-managed one: the bench has no Cluster lane yet)."""
+        return connect_server(self.settings.redis_url)
 
     def check_alive(self) -> None:
         """Raise BenchError with its log tail if one of this run's children exited."""

@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, get_args
 import redis
 
 from orders.core.errors import Stage
-from orders.core.redis_client import node_for
+from orders.core.redis_client import AnyRedis, node_for
 from orders.core.shards import LAYOUT_KEY, Layout, ShardKeys, read_layout
 from orders.core.snapshot import (
     COUNTERS,
@@ -93,7 +93,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def per_node(client: redis.Redis, shards: Sequence[ShardKeys]) -> Iterator[tuple[redis.Redis, list[int]]]:
+def per_node(client: AnyRedis, shards: Sequence[ShardKeys]) -> Iterator[tuple[redis.Redis, list[int]]]:
     """The shards (by index into ``shards``) grouped by the server that owns them: one pipeline each."""
     groups: dict[int, tuple[redis.Redis, list[int]]] = {}
     for index, shard in enumerate(shards):
@@ -109,7 +109,7 @@ class Aggregate:
     ``layout``, each read first reads the stored one (one GET), so tools need no setting.
     """
 
-    def __init__(self, client: redis.Redis, layout: Layout | None = None) -> None:
+    def __init__(self, client: AnyRedis, layout: Layout | None = None) -> None:
         self._client = client
         self._layout = layout
 
@@ -222,7 +222,7 @@ def _shard_read(reply: list[Any]) -> ShardRead:
     )  # fmt: skip
 
 
-def clear_aggregate(client: redis.Redis, keep: frozenset[str] = frozenset(), batch: int = 500) -> int:
+def clear_aggregate(client: AnyRedis, keep: frozenset[str] = frozenset(), batch: int = 500) -> int:
     """Delete every key of every shard (everything under a shard's tag but ``keep`` and the layout
     stamps); returns how many.
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-import redis
+from orders.core.redis_client import AnyRedis
 
 CONTROL_KEY = "{orders}:control"
 FAILURE_RATE_FIELD = "failure_rate"
 
 
-def set_failure_rate(client: redis.Redis, rate: float | None) -> None:
+def set_failure_rate(client: AnyRedis, rate: float | None) -> None:
     """Override FAILURE_RATE on every worker; None goes back to each worker's own setting."""
     if rate is None:
         client.hdel(CONTROL_KEY, FAILURE_RATE_FIELD)
@@ -20,7 +20,7 @@ def set_failure_rate(client: redis.Redis, rate: float | None) -> None:
         client.hset(CONTROL_KEY, FAILURE_RATE_FIELD, repr(rate))
 
 
-def get_failure_rate(client: redis.Redis) -> float | None:
+def get_failure_rate(client: AnyRedis) -> float | None:
     raw = client.hget(CONTROL_KEY, FAILURE_RATE_FIELD)
     return float(raw) if raw is not None else None
 
@@ -28,7 +28,7 @@ def get_failure_rate(client: redis.Redis) -> float | None:
 class FailureRateOverride:
     """The override as a worker sees it: read at most once per ``refresh`` seconds, not per order."""
 
-    def __init__(self, client: redis.Redis, refresh: float = 1.0) -> None:
+    def __init__(self, client: AnyRedis, refresh: float = 1.0) -> None:
         self._client = client
         self._refresh = refresh
         self._value: float | None = None

@@ -18,7 +18,7 @@ import redis
 from kombu import Connection
 from kombu.exceptions import KombuError
 
-from orders.core.redis_client import DEFAULT_BOUNDS, Bounds, connect
+from orders.core.redis_client import DEFAULT_BOUNDS, Bounds, connect_server
 from orders.core.settings import AMQP_SCHEMES
 
 # kombu's Redis transport keeps the messages it handed to a worker, not yet acknowledged, in this hash
@@ -65,7 +65,7 @@ def depth_reader(broker_url: str, queue: str, timeout: float = DEFAULT_TIMEOUT) 
     if urlsplit(broker_url).scheme in AMQP_SCHEMES:
         return AmqpDepthReader(broker_url, queue, timeout)
     bounds = Bounds(socket_timeout=timeout, connect_timeout=min(timeout, DEFAULT_BOUNDS.connect_timeout))
-    return RedisDepthReader(connect(broker_url, bounds), queue)
+    return RedisDepthReader(connect_server(broker_url, bounds), queue)
 
 
 class RedisDepthReader:

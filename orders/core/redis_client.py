@@ -23,69 +23,52 @@ forever and never drops a connection itself, so a Sentinel-managed connection (:
 takes either reply as redis-py takes READONLY: it disconnects and raises a ConnectionError, and the next
 command asks the Sentinels again. After a short WAIT, :func:`reconnect` does the same for a client.
 
-Redis Cluster (``redis+cluster://``, orders/core/redis_url.py) is parsed but not built yet:
-:func:`connect` is where it goes (see the README's Redis URLs).
+Redis Cluster (``redis+cluster://``, orders/core/redis_cluster.py): :func:`connect` returns redis-py's
+RedisCluster; :func:`node_for` is the plain client of the primary that owns a key (where a script and its
+WAIT go: redis-py would send a pipelined WAIT to a default node), :func:`refresh_routes` re-reads the slot
+map after a MOVED or a lost node.
 """
 
 from __future__ import annotations
 
 import re
-import socket
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.connection import SSLConnection
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
+from orders.core.redis_bounds import DEFAULT_BOUNDS as DEFAULT_BOUNDS
+from orders.core.redis_bounds import Bounds as Bounds
+from orders.core.redis_bounds import tls_kwargs
+from orders.core.redis_cluster import (
+    cluster_client,
+    drop_connections,
+    primaries,
+    primary_for,
+    refresh_slot_map,
+)
 from orders.core.redis_url import ClusterUrl, RedisUrl, SentinelUrl, ServerUrl, parse_redis_url, redact
+
+# What connect() returns: one server's client (also a Sentinel-managed primary's) or a Cluster's.
+AnyRedis = redis.Redis | RedisCluster
+# What a Cluster client raises outside redis.RedisError when the Cluster is away: no node answered a
+# refresh of the slot map, or no primary serves a slot after its retries. Like a ConnectionError, no
+# fault of the data: a task hands its order back (worker/hooks.py); REDIS_ERRORS is what a caller that
+# catches RedisError to wait Redis out (the bridge's counters, the tools) catches instead.
+CLUSTER_UNREACHABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.RedisClusterUnreachableError,
+    redis.exceptions.SlotNotCoveredError,
+)
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, *CLUSTER_UNREACHABLE)
 
 # Error replies that mean the primary will not write now: no fault of the data, try again elsewhere or later.
 UNWRITABLE_REPLIES = ("NOREPLICAS", "MASTERDOWN")
 # redis-py puts "Command # n (...) of pipeline caused error: " before a pipelined command's error reply.
 _UNWRITABLE_REPLY = re.compile(r"(?:^|of pipeline caused error: )(?:NOREPLICAS|MASTERDOWN)\b")
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """How long any one wait on Redis may take, in seconds (README: "Following a failover")."""
-
-    connect_timeout: float = 1.0
-    socket_timeout: float = 3.0
-    health_check_interval: int = 2
-    # TCP keepalive on idle connections: first probe after 2 s, then every 1 s, 3 unanswered = dead.
-    keepalive_idle: int = 2
-    keepalive_interval: int = 1
-    keepalive_count: int = 3
-    # A command is sent again at most this often after a connection error (never after a timeout).
-    retries: int = 1
-    # Each Sentinel answers (or is passed over) within this.
-    sentinel_timeout: float = 1.0
-
-    def connection_kwargs(self) -> dict[str, Any]:
-        """redis-py's connection options for these bounds (kombu takes the same names, but ``retry``)."""
-        return {
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
-            "socket_keepalive": True,
-            "socket_keepalive_options": self.keepalive_options(),
-            "health_check_interval": self.health_check_interval,
-        }
-
-    def keepalive_options(self) -> dict[int, int]:
-        wanted = {"TCP_KEEPIDLE": self.keepalive_idle, "TCP_KEEPINTVL": self.keepalive_interval,
-                  "TCP_KEEPCNT": self.keepalive_count}  # fmt: skip
-        return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
-
-    def retry(self) -> Retry:
-        """Connection errors only: the command never reached Redis, or its connection was dropped."""
-        return Retry(NoBackoff(), self.retries, supported_errors=(redis.ConnectionError,))
-
-
-DEFAULT_BOUNDS = Bounds()
 
 
 class ReplicasBehind(redis.RedisError):
@@ -187,19 +170,33 @@ def _where(client: redis.Redis) -> str:
     return f"{kwargs.get('host')}:{kwargs.get('port')}"
 
 
-def connect(url: str | RedisUrl, bounds: Bounds = DEFAULT_BOUNDS, **options: Any) -> redis.Redis:
+def connect(url: str | RedisUrl, bounds: Bounds = DEFAULT_BOUNDS, **options: Any) -> AnyRedis:
     """A client for ``url`` (any form orders/core/redis_url.py parses), every wait bounded by ``bounds``.
 
     ``options`` are further redis-py client options (``decode_responses``, ``client_name``...).
-    Raises ValueError for a URL that does not parse, NotImplementedError for a Cluster URL.
+    Raises ValueError for a URL that does not parse; for a Cluster URL, redis.ConnectionError when no
+    seed node answers (the client reads the slot map at once; one server's client connects lazily).
     """
     parsed = parse_redis_url(url) if isinstance(url, str) else url
     if isinstance(parsed, SentinelUrl):
         client_options: dict[str, Any] = {**_credentials(parsed), **options}
         return sentinel_manager(parsed, bounds).master_for(parsed.master_name, **client_options)
     if isinstance(parsed, ClusterUrl):
-        raise NotImplementedError("Redis Cluster support is not built yet (redis+cluster:// URLs)")
+        return cluster_client(parsed, bounds, **options)
     return redis.Redis.from_url(parsed.url, **_server_kwargs(parsed, bounds), **options)
+
+
+def connect_server(url: str | RedisUrl, bounds: Bounds = DEFAULT_BOUNDS, **options: Any) -> redis.Redis:
+    """:func:`connect` for what never lives on a Cluster (Celery's broker, the registry's state: kombu has
+    no Cluster transport, and a Cluster has no database apart); ValueError for a Cluster URL."""
+    client = connect(url, bounds, **options) if not _is_cluster(url) else None
+    if not isinstance(client, redis.Redis):
+        raise ValueError("a Redis Cluster URL here: this client needs one Redis or a Sentinel-managed one")
+    return client
+
+
+def _is_cluster(url: str | RedisUrl) -> bool:
+    return isinstance(parse_redis_url(url) if isinstance(url, str) else url, ClusterUrl)
 
 
 def _server_kwargs(parsed: ServerUrl, bounds: Bounds) -> dict[str, Any]:
@@ -215,7 +212,7 @@ def sentinel_manager(
 ) -> QuorumSentinel:
     """The Sentinels of ``parsed`` with the data nodes' connection options (``overrides`` on top: kombu's)."""
     data_options: dict[str, Any] = {**bounds.connection_kwargs(), "retry": bounds.retry(), "db": parsed.db}
-    data_options.update(_tls(parsed.tls))
+    data_options.update(tls_kwargs(parsed.tls))
     tls = data_options.pop("ssl", False)
     data_options["connection_class"] = FollowingSSLConnection if tls else FollowingConnection
     data_options.update(overrides)
@@ -231,7 +228,7 @@ def sentinel_kwargs(parsed: SentinelUrl, bounds: Bounds = DEFAULT_BOUNDS) -> dic
         "socket_keepalive_options": bounds.keepalive_options(),
         # discovery moves on to the next Sentinel itself; a retry would double an unreachable one's wait
         "retry": Retry(NoBackoff(), 0),
-        **_tls(parsed.tls),
+        **tls_kwargs(parsed.tls),
     }
     if parsed.sentinel_password:
         kwargs["password"] = parsed.sentinel_password
@@ -244,20 +241,14 @@ def _credentials(parsed: SentinelUrl) -> dict[str, str]:
     return {k: v for k, v in (("username", parsed.username), ("password", parsed.password)) if v}
 
 
-def _tls(options: Mapping[str, str]) -> dict[str, Any]:
-    """``ssl_*`` URL options as redis-py's keyword arguments (``ssl_check_hostname`` a bool)."""
-    if not options:
-        return {}
-    kwargs: dict[str, Any] = {"ssl": True, **options}
-    if "ssl_check_hostname" in options:
-        kwargs["ssl_check_hostname"] = options["ssl_check_hostname"].lower() not in {"false", "0", "no"}
-    return kwargs
-
-
-def reconnect(client: redis.Redis) -> None:
+def reconnect(client: AnyRedis) -> None:
     """Drop every connection of ``client``: the next command connects afresh (with Sentinel, asking the
-    Sentinels where the primary is now). For after an unwritable answer or a short WAIT."""
-    reconnect_pool(client.connection_pool)
+    Sentinels where the primary is now; with a Cluster, every node's, and the slot map is re-read). For
+    after an unwritable answer or a short WAIT."""
+    if isinstance(client, RedisCluster):
+        drop_connections(client)
+    else:
+        reconnect_pool(client.connection_pool)
 
 
 def reconnect_pool(pool: Any) -> None:
@@ -267,17 +258,24 @@ def reconnect_pool(pool: Any) -> None:
         pool.reset()
 
 
-def node_for(client: redis.Redis, key: str) -> redis.Redis:
+def node_for(client: AnyRedis, key: str) -> redis.Redis:
     """The client of the one server that owns ``key``, where a script and its ``WAIT`` must go.
 
     ``client`` itself for one server or a Sentinel-managed primary. Under Redis Cluster: the plain client
-    of the primary that serves ``key``'s slot now (see :func:`refresh_routes` after a MOVED or a lost node).
+    of the primary that serves ``key``'s slot, as last learned (no round trip; see :func:`refresh_routes`
+    after a MOVED or a lost node). Raises redis.ConnectionError when no primary serves the slot.
     """
-    return client
+    return primary_for(client, key) if isinstance(client, RedisCluster) else client
 
 
-def refresh_routes(client: redis.Redis) -> None:
-    """Forget where keys live (a Cluster's slot map) so the next :func:`node_for` asks again; else a no-op."""
+def refresh_routes(client: AnyRedis) -> None:
+    """Forget where keys live (a Cluster's slot map) so the next :func:`node_for` asks again; else a no-op.
+
+    Re-reads the map at once, at most every half second however many orders ask (a failover fails many
+    at once); never raises: when no node answers, the old map stays until the next call.
+    """
+    if isinstance(client, RedisCluster):
+        refresh_slot_map(client)
 
 
 def wait_for_replicas(replies: list[Any], replicas: int) -> None:
@@ -299,8 +297,11 @@ def describe(url: str | RedisUrl) -> str:
     return redact(parsed.url)
 
 
-def where(client: redis.Redis) -> str:
-    """The address a client's connections go to now (with Sentinel: the primary it last found)."""
+def where(client: AnyRedis) -> str:
+    """The address a client's connections go to now (with Sentinel: the primary it last found; with a
+    Cluster: the primaries it knows)."""
+    if isinstance(client, RedisCluster):
+        return primaries(client)
     pool = client.connection_pool
     if isinstance(pool, SentinelConnectionPool):
         address = pool.master_address

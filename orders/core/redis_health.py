@@ -9,6 +9,12 @@ and says which Redis, where it last found it, and the error, e.g.::
 Each target is PINGed through a client of its own from orders/core/redis_client.py (so a Sentinel URL is
 followed to the current primary), with short bounds, at most once per ``interval`` however often
 /healthz is asked. A change either way is logged once.
+
+A Redis Cluster is healthy when the primary that owns the aggregate's home slot (``{orders}``) answers
+and says ``cluster_state:ok``: that node takes every write of the one-shard aggregate, and a node serves
+no key while any slot is uncovered (the default ``cluster-require-full-coverage yes``), so a dead
+primary anywhere shows until its replica is promoted. A failed probe re-reads the slot map, so the next
+one asks the promoted replica.
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
-from orders.core.redis_client import Bounds, connect, describe, where
+from orders.core.aggregate import PREFIX
+from orders.core.redis_client import AnyRedis, Bounds, connect, describe, node_for, refresh_routes, where
 from orders.core.redis_url import RedisUrl
 from orders.core.settings import Settings
 
@@ -41,7 +50,7 @@ class RedisReachability:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._targets = dict(targets)
-        self._clients: dict[str, redis.Redis] = {}
+        self._clients: dict[str, AnyRedis] = {}
         self._interval = interval
         self._clock = clock
         self._lock = threading.Lock()
@@ -59,16 +68,20 @@ class RedisReachability:
         return all(state == "ok" for state in states.values()), {"redis": states}
 
     def _probe(self, name: str) -> str:
-        client = self._client(name)
+        client = None
         try:
-            client.ping()
+            client = self._client(name)  # a Cluster's reads the slot map at once: it may fail here
+            answer(client)
             state = "ok"
-        except (redis.RedisError, OSError) as exc:
-            state = f"waiting for {describe(self._targets[name])}, last at {where(client)}: {exc}"
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
+            last = where(client) if client is not None else "nowhere yet"
+            state = f"waiting for {describe(self._targets[name])}, last at {last}: {exc}"
+            if client is not None:
+                refresh_routes(client)
         self._log_change(name, state)
         return state
 
-    def _client(self, name: str) -> redis.Redis:
+    def _client(self, name: str) -> AnyRedis:
         if name not in self._clients:
             self._clients[name] = connect(self._targets[name], PROBE_BOUNDS)
         return self._clients[name]
@@ -81,6 +94,18 @@ class RedisReachability:
             log.warning("%s Redis unreachable: %s", name, state)
         elif before is not None:
             log.info("%s Redis reachable again at %s", name, where(self._clients[name]))
+
+
+def answer(client: AnyRedis) -> None:
+    """Return if ``client``'s Redis serves the aggregate now; raise a RedisError saying why not."""
+    if not isinstance(client, RedisCluster):
+        client.ping()
+        return
+    info = dict(node_for(client, PREFIX).execute_command("CLUSTER INFO"))
+    if info.get("cluster_state") != "ok":
+        raise redis.ConnectionError(
+            f"the Cluster node owning {PREFIX} says cluster_state:{info.get('cluster_state')}"
+        )
 
 
 def pipeline_redis(settings: Settings) -> RedisReachability:

@@ -23,7 +23,7 @@ query so that one variable says everything and REDIS_URL and CELERY_BROKER_URL r
 - ``ssl_*`` options turn TLS on, to the data nodes and the Sentinels alike; as with ``rediss://``,
   ``ssl_cert_reqs`` must then say how certificates are checked.
 
-Reserved for a Redis Cluster (REDIS_URL only; parsed and checked, not built yet)::
+A Redis Cluster (REDIS_URL only: the aggregate; orders/core/redis_cluster.py builds its client)::
 
     redis+cluster://[[user]:password@]host:port[,host:port...][?ssl_...]   (rediss+cluster:// for TLS)
 
@@ -107,7 +107,7 @@ class SentinelUrl:
 
 @dataclass(frozen=True)
 class ClusterUrl:
-    """A Redis Cluster, by its seed nodes (reserved: the aggregate's Cluster support is not built yet)."""
+    """A Redis Cluster, by its seed nodes (the aggregate's only: not Celery's broker, not the registry)."""
 
     nodes: tuple[tuple[str, int], ...]
     username: str | None = None

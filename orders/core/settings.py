@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _default_broker(self) -> Self:
         if self.celery_broker_url is None:
+            if isinstance(self.redis, ClusterUrl):
+                raise ValueError(
+                    "REDIS_URL is a Redis Cluster, which cannot be Celery's broker (kombu has no Cluster "
+                    "transport): set CELERY_BROKER_URL to one Redis, a Sentinel-managed one or RabbitMQ"
+                )
             object.__setattr__(self, "celery_broker_url", self.redis_url)
         if self.celery_queue_type == "quorum" and self.broker_kind != "amqp":
             raise ValueError("CELERY_QUEUE_TYPE=quorum needs RabbitMQ (an amqp:// CELERY_BROKER_URL)")
@@ -179,7 +184,7 @@ class Settings(BaseSettings):
 
     @property
     def redis(self) -> RedisUrl:
-        """REDIS_URL parsed (orders/core/redis_url.py): one server or a Sentinel-managed primary."""
+        """REDIS_URL parsed (orders/core/redis_url.py): one server, a Sentinel primary or a Cluster."""
         return parse_redis_url(self.redis_url)
 
     @property
@@ -246,13 +251,13 @@ class Settings(BaseSettings):
         return shown
 
 
-def check_redis_url(value: str) -> str:
-    """A field validator's check: one of the Redis URL forms orders/core/redis_url.py reads, and one
-    this version can connect to (a Cluster URL is reserved)."""
-    if isinstance(parse_redis_url(value), ClusterUrl):
+def check_redis_url(value: str, no_cluster_for: str = "") -> str:
+    """A field validator's check: one of the Redis URL forms orders/core/redis_url.py reads; a Cluster
+    URL refused where ``no_cluster_for`` says why (the aggregate's REDIS_URL may be one)."""
+    if isinstance(parse_redis_url(value), ClusterUrl) and no_cluster_for:
         raise ValueError(
-            "Redis Cluster support is not built yet: use one Redis (redis://, rediss://, unix://) or a "
-            "Sentinel-managed one (sentinel://...?master_name=NAME)"
+            f"a Redis Cluster cannot hold {no_cluster_for}: use one Redis (redis://, rediss://, unix://) "
+            "or a Sentinel-managed one (sentinel://...?master_name=NAME)"
         )
     return value
 

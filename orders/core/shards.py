@@ -21,6 +21,8 @@ from typing import Final
 
 import redis
 
+from orders.core.redis_client import AnyRedis
+
 SLOTS: Final = 16384
 MAX_SHARDS: Final = 64
 HOME_TAG: Final = "orders"
@@ -171,13 +173,13 @@ class Layout:
         return self.keys(0)
 
 
-def read_layout(client: redis.Redis) -> Layout:
+def read_layout(client: AnyRedis) -> Layout:
     """The aggregate's layout as stored (no layout key: one shard, today's layout)."""
     stored = client.get(LAYOUT_KEY)
     return Layout(1 if stored is None else int(stored))
 
 
-def ensure_layout(client: redis.Redis, wanted: int | None) -> Layout:
+def ensure_layout(client: AnyRedis, wanted: int | None) -> Layout:
     """The layout a writer configured for ``wanted`` shards (AGGREGATE_SHARDS; None: as stored) may use.
 
     A fresh aggregate (nothing counted, no layout) is laid out for ``wanted`` here, stamps first and the

@@ -10,11 +10,11 @@ import json
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
-import redis
 from tornado import httputil, locks, web
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 
+from orders.core.redis_client import REDIS_ERRORS
 from orders.dashboard.access import Access
 
 KEEPALIVE: Final = timedelta(seconds=15)
@@ -248,7 +248,7 @@ class FailureRateHandler(ControlHandler):
             self.controls.set_failure_rate(rate)
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from exc
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise web.HTTPError(503, f"redis: {exc}") from exc
         self.finish({"ok": True, "failure_rate": rate})
 

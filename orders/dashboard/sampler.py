@@ -20,7 +20,7 @@ from orders.core.control import get_failure_rate
 from orders.core.kafka import REGISTRY_ERRORS, create_admin, create_registry_client
 from orders.core.lag import LagReader
 from orders.core.queue_depth import QueueDepthUnavailable, depth_reader
-from orders.core.redis_client import Bounds, connect
+from orders.core.redis_client import REDIS_ERRORS, Bounds, connect
 from orders.core.settings import Settings
 from orders.dashboard.state import (
     RECENT_ROWS,
@@ -93,7 +93,7 @@ class HealthProbe:
     def redis(self) -> Health:
         try:
             self._redis.ping()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             return Health("down", str(exc))
         return Health("ok", "ping answered")
 
@@ -167,7 +167,7 @@ class Sampler:
         errors: list[str] = []
         try:
             figures = self._redis.read()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             figures = Figures()
             errors.append(f"redis: {exc}")
         lags = None

@@ -14,13 +14,12 @@ import signal
 from pathlib import Path
 from typing import Any, Final
 
-import redis
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
 from orders.core.control import set_failure_rate
-from orders.core.redis_client import connect
+from orders.core.redis_client import AnyRedis, connect
 from orders.dashboard.access import Access, check_listen, default_origins
 from orders.dashboard.demo_producer import DemoProducer
 from orders.dashboard.handlers import (
@@ -41,7 +40,7 @@ STATIC_DIR: Final = Path(__file__).with_name("static")
 
 
 class PipelineControls:
-    def __init__(self, demo: DemoProducer, client: redis.Redis) -> None:
+    def __init__(self, demo: DemoProducer, client: AnyRedis) -> None:
         self.demo = demo
         self._client = client
 

@@ -16,7 +16,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
-import redis
 from confluent_kafka import KafkaException
 from rich.console import Console, RenderableType
 from rich.layout import Layout
@@ -27,6 +26,7 @@ from rich.text import Text
 
 from orders.core.aggregate import Snapshot
 from orders.core.lag import LagReader, PartitionLag
+from orders.core.redis_client import REDIS_ERRORS
 from orders.core.settings import Settings
 from orders.dashboard.state import windowed_rate
 
@@ -183,7 +183,7 @@ class TopSource:
         lags = self._read_lag()
         try:
             figures = self._figures.read()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             last = self._last or TopView(Snapshot.from_hashes({}, 0, {}, {}, {}))
             return TopView(last.snapshot, last.recent, last.queued, last.in_flight, 0.0, time.time(),
                            f"redis unavailable: {exc}", lags)  # fmt: skip

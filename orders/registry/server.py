@@ -23,7 +23,7 @@ import tornado.web
 from tornado import httputil
 from tornado.httpserver import HTTPServer
 
-from orders.core.redis_client import connect
+from orders.core.redis_client import connect_server
 from orders.core.settings import redact_url
 from orders.registry import errors
 from orders.registry.access import BasicAuth, check_listen, server_tls
@@ -275,7 +275,7 @@ def serve(
     tls = server_tls(certfile, keyfile)
     # Requests run on the event loop; bounded waits keep a stuck Redis from hanging it for good.
     state_url = settings.registry_redis_url or settings.redis_url
-    client = connect(state_url)
+    client = connect_server(state_url)
     check_apart(settings, client)
     app = make_app(RegistryService(RegistryStore(client)), auth)
     try:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
@@ -110,6 +111,12 @@ class RedisClusterSet:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+    def url(self) -> str:
+        """The ``redis+cluster://`` URL of these nodes, every one a seed (README: Redis URLs)."""
+        userinfo = f":{quote(self.password, safe='')}@" if self.password else ""
+        seeds = ",".join(f"{node.host.address}:{node.port}" for node in self.nodes)
+        return f"redis+cluster://{userinfo}{seeds}"
 
     def client(self, **options: Any) -> RedisCluster:
         """redis-py's cluster client on these nodes."""

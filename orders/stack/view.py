@@ -6,14 +6,13 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-import redis
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
 from orders.core.aggregate import Aggregate
 from orders.core.queue_depth import QueueDepthUnavailable, depth_reader
-from orders.core.redis_client import connect
+from orders.core.redis_client import REDIS_ERRORS, connect
 from orders.stack.supervisor import Service
 
 if TYPE_CHECKING:
@@ -73,7 +72,7 @@ class StatusLine:
     def refresh(self) -> None:
         try:
             snap = self._aggregate.snapshot()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._live.update(Text(f"redis unavailable: {exc}", style="red"))
             return
         queued = self._queued()

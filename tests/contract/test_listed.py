@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.contract.contract import Contract
 
 HERE = Path(__file__).parent
-LISTED = re.compile(r"^\s+([KCBH]\d+)\s", re.MULTILINE)
+LISTED = re.compile(r"^\s+([KCBHR]\d+)\s", re.MULTILINE)
 
 
 def _contracts() -> dict[str, Contract]:

@@ -7,11 +7,22 @@ import socket
 import pytest
 
 from bridge.settings import BridgeSettings
-from orders.core.redis_client import Bounds, describe, is_unwritable, sentinel_kwargs
+from orders.core.redis_client import (
+    Bounds,
+    connect_server,
+    describe,
+    is_unwritable,
+    node_for,
+    refresh_routes,
+    sentinel_kwargs,
+    where,
+)
 from orders.core.redis_url import ClusterUrl, SentinelUrl, ServerUrl, parse_redis_url, redact
 from orders.core.settings import Settings, SettingsError, same_database, with_database
+from orders.registry.settings import RegistrySettings
 from worker.settings import WorkerSettings
 
+CLUSTER = "redis+cluster://:node-pw@a:7000,b:7001"
 THREE = "sentinel://:data-pw@s1:26379;sentinel://s2;sentinel://s3:26380/2?master_name=orders&sentinel_password=sent-pw"
 
 
@@ -79,14 +90,38 @@ def test_passwords_are_masked_in_every_element_and_the_query() -> None:
     assert "data-pw" not in str(settings.redacted()) and "sent-pw" not in str(settings.redacted())
 
 
-def test_a_cluster_url_is_reserved_for_the_aggregate_and_refused_for_celery() -> None:
-    with pytest.raises(SettingsError, match=r"REDIS_URL: .*Cluster support is not built yet"):
-        Settings.from_env({"REDIS_URL": "redis+cluster://a:7000"}, env_file=None)
+def test_a_cluster_url_is_for_the_aggregate_only_and_refused_for_celery_and_the_registry() -> None:
+    apart = {"REDIS_URL": CLUSTER, "CELERY_BROKER_URL": "redis://broker:6379/0"}
+    settings = Settings.from_env(apart, env_file=None)
+    assert isinstance(settings.redis, ClusterUrl) and "node-pw" not in str(settings.redacted())
+    with pytest.raises(
+        SettingsError, match=r"REDIS_URL is a Redis Cluster, .*set CELERY_BROKER_URL"
+    ) as caught:
+        Settings.from_env({"REDIS_URL": CLUSTER}, env_file=None)  # the broker would default to it
+    assert "node-pw" not in str(caught.value)
     with pytest.raises(SettingsError, match=r"CELERY_BROKER_URL: .*kombu has no Redis Cluster transport"):
         Settings.from_env({"CELERY_BROKER_URL": "redis+cluster://a:7000"}, env_file=None)
+    with pytest.raises(SettingsError, match=r"REGISTRY_REDIS_URL to a Redis of the registry's own"):
+        RegistrySettings.from_env(apart, env_file=None)  # no database 2 on a Cluster
+    with pytest.raises(
+        SettingsError, match=r"REGISTRY_REDIS_URL: .*Cluster cannot hold the registry's state"
+    ):
+        RegistrySettings.from_env({**apart, "REGISTRY_REDIS_URL": CLUSTER}, env_file=None)
+    own = RegistrySettings.from_env({**apart, "REGISTRY_REDIS_URL": "redis://reg:6379/0"}, env_file=None)
+    assert own.registry_redis_url == "redis://reg:6379/0"
     with pytest.raises(SettingsError, match=r"REDIS_URL: .*master_name") as caught:
         Settings.from_env({"REDIS_URL": "sentinel://:hunter2@h:26379"}, env_file=None)
     assert "hunter2" not in str(caught.value)
+
+
+def test_clients_that_never_live_on_a_cluster_refuse_its_url() -> None:
+    with pytest.raises(ValueError, match="a Redis Cluster URL here"):
+        connect_server(CLUSTER)  # refused before any connection is tried
+    one = connect_server("redis://127.0.0.1:1/0")
+    assert node_for(one, "{orders}:totals") is one  # one server owns every key
+    refresh_routes(one)  # nothing to forget
+    assert where(one) == "127.0.0.1:1"
+    assert describe(CLUSTER) == "Redis Cluster (2 seed nodes)"
 
 
 def test_the_registry_database_and_same_database_on_sentinel_urls() -> None:
@@ -107,6 +142,8 @@ def test_the_registry_database_and_same_database_on_sentinel_urls() -> None:
         (THREE, THREE.replace("master_name=orders", "master_name=broker"), 1, 1),  # two primaries
         (THREE, "amqp://guest:guest@rabbit:5672//", 1, 0),
         ("redis://h:6379/0", THREE, 0, 1),
+        (CLUSTER, "redis://broker:6379/0", 1, 0),  # the broker is never on the Cluster: always apart
+        (CLUSTER, THREE, 1, 1),
     ],
 )
 def test_replica_waits_by_layout(
