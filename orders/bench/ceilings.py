@@ -49,7 +49,7 @@ def measure_ceiling(rig: Rig, n: int, workers: int, kind: Ceiling = "project") -
     """
     run = rig.new_run(f"ceiling-{kind}")
     try:
-        client = run.redis()
+        client = run.server()
         queue = plain.QUEUE if kind.startswith("plain") else run.queue
         staging = f"{run.queue}-staging"
         prefill_noops(run.settings, staging, n)

@@ -16,10 +16,15 @@ import psutil
 import redis
 
 # The components in table order; "producer" is the bench's own producer process.
-COMPONENTS = ("producer", "broker", "bridge", "workers", "celery_broker", "redis", "redis_ha", "registry")
+# redis_shard_*: the bench's Redis Cluster (orders/bench/shards.py), each primary apart, replicas together.
+SHARD_NODES = ("redis_shard_node_0", "redis_shard_node_1", "redis_shard_node_2", "redis_shard_replicas")
+COMPONENTS = ("producer", "broker", "bridge", "workers", "celery_broker", "redis", "redis_ha", *SHARD_NODES,
+              "registry")  # fmt: skip
 LABELS = {
     "producer": "producer", "broker": "Kafka broker", "bridge": "bridge", "workers": "workers",
     "celery_broker": "RabbitMQ", "redis": "Redis", "redis_ha": "Redis (Sentinel set)", "registry": "registry",
+    "redis_shard_node_0": "Cluster primary 0", "redis_shard_node_1": "Cluster primary 1",
+    "redis_shard_node_2": "Cluster primary 2", "redis_shard_replicas": "Cluster replicas",
 }  # fmt: skip
 
 

@@ -30,6 +30,7 @@ PHASES: dict[str, str] = {
     "rabbitmq_cluster": "RabbitMQ cluster, quorum: the same",
     "replicated": "Apache Kafka, 3 brokers vs 1: drain",
     "replica_wait": "aggregate on Sentinel: WAIT off / on",
+    "shards": "aggregate on Redis Cluster: 1 / 3 shards",
     "scaling": "scaling: drain at 1, 2, 4 workers",
 }
 NEEDS = {"latency_half": "drain"}  # half load is half of the measured drain rate

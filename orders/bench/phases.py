@@ -22,6 +22,7 @@ from orders.core.celery_config import countdowns
 from orders.core.codec import OrderCodec
 from orders.core.kafka import create_consumer, create_registry_client
 from orders.core.queue_depth import QueueDepthReader, depth_reader
+from orders.core.redis_client import AnyRedis
 from orders.core.shards import Layout, read_layout
 from orders.stack.zipkin import spans_endpoint
 from worker.aggregate import AggregateWriter
@@ -42,7 +43,7 @@ def _pids(rig: Rig, run: Run) -> dict[str, list[int]]:
             "workers": [w.pid for w in run.workers]}  # fmt: skip
 
 
-def _settled(client: redis.Redis, layout: Layout) -> int:
+def _settled(client: AnyRedis, layout: Layout) -> int:
     """Orders counted or dead-lettered so far (two HGETs a shard: cheap enough to poll every few ms)."""
     pipe = client.pipeline(transaction=False)
     for shard in layout.all():
@@ -62,26 +63,33 @@ def _wait_settled(run: Run, n: int) -> float:
 def measure_drain(
     rig: Rig, n: int, workers: int, lane: Lane = TANSU, stock: bool = False,
     bridge_env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None,
-    worker_loglevel: str = "WARNING",
+    worker_loglevel: str = "WARNING", shards: int | None = None,
 ) -> Measured:  # fmt: skip
     """A topic pre-filled with ``n`` orders; workers started, then the bridge; timed from the bridge
     joining its group to the last aggregate write. No producer in the clock or in the cost.
 
-    ``stock``: the workers and the bridge on Celery and kombu as shipped (no fast path).
+    ``stock``: the workers and the bridge on Celery and kombu as shipped (no fast path). ``shards``: the
+    aggregate on the rig's Redis Cluster, laid out for that many shards (orders/bench/shards.py), with
+    each primary's command time per order among the figures.
     """
-    path = {STOCK: "true"} if stock else {}
-    run = rig.new_run("drain", lane)
+    extra = {STOCK: "true"} if stock else {}
+    extra |= {"AGGREGATE_SHARDS": str(shards)} if shards else {}
+    run = rig.new_run("shards" if shards else "drain", lane, cluster_aggregate=bool(shards))
     try:
         _producer(rig, run, n, 0.0, "drain").run()
-        rig.start_workers(run, workers, {**(worker_env or {}), **path}, loglevel=worker_loglevel)
+        rig.start_workers(run, workers, {**(worker_env or {}), **extra}, loglevel=worker_loglevel)
         rig.wait_ready(run)
-        rig.start_bridge(run, **{**(bridge_env or {}), **path})
+        rig.start_bridge(run, **{**(bridge_env or {}), **extra})
         rig.wait_ready(run, interval=POLL_SECONDS)  # the bridge fetches as soon as it joined
         window = CostWindow(_pids(rig, run), redis.Redis.from_url(rig.settings.redis_url))
+        nodes = rig.cluster().window() if shards else None
         window.start()
+        if nodes is not None:
+            nodes.start()
         started = time.time()
         last_write = _wait_settled(run, n)
-        return Measured(n / max(last_write - started, 1e-3), window.stop(n))
+        figures = nodes.stop(n) if nodes is not None else {}
+        return Measured(n / max(last_write - started, 1e-3), window.stop(n), figures)
     finally:
         rig.end_run(run)
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from orders.bench.ab import AB_TESTS, SIDES, side_key
 from orders.bench.cost import COMPONENTS, LABELS
+from orders.bench.shards import PRIMARIES
+from orders.bench.shards import RUNS as SHARD_RUNS
 from orders.bench.stats import Summary, ratio
 
 # 3: ratios of runs measured in rounds carry the range over their pairs; A/B phases; "interleaved"
@@ -64,6 +66,21 @@ FIGURES: dict[str, tuple[str, str]] = {
     **_latencies("wait_off", "aggregate on a Sentinel set, broker apart, no WAIT (REDIS_WAIT_REPLICAS=0)"),
     **_latencies("wait_on", "the same, each task's write and WAIT 1 in one round trip (the default)"),
 }
+
+
+def _shard_figures() -> dict[str, tuple[str, str]]:
+    """The shards phase: each run's drain, and per Cluster primary its command time and script share."""
+    figures = {}
+    for key, shards in SHARD_RUNS.items():
+        figures[key] = (f"drain, aggregate on a 3-primary Redis Cluster, {shards} shard(s)", RATE)
+        for i in range(PRIMARIES):
+            share = f"{shards} shard(s): primary {i}'s share of script time"
+            figures[f"{key}_node{i}_script_share"] = (share, SHARE)
+            figures[f"{key}_node{i}_command_us"] = (f"{shards} shard(s): primary {i}'s command time", CPU)
+    return figures
+
+
+FIGURES.update(_shard_figures())
 # figure key -> label of its cost row
 COSTS: dict[str, str] = {
     "ceiling": "no-op ceiling, project configuration",
@@ -91,6 +108,7 @@ COSTS: dict[str, str] = {
     **{side_key(k, side): f"drain, A/B {_short(k)} {side}" for k in AB_TESTS for side in SIDES},
     "wait_off": "paced, aggregate on Sentinel, no WAIT",
     "wait_on": "paced, aggregate on Sentinel, WAIT 1 per task",
+    **{key: f"drain, aggregate on Redis Cluster, {n} shard(s)" for key, n in SHARD_RUNS.items()},
 }
 COST_COLUMNS = (*COMPONENTS, "total", "redis_server", "other_cores")
 COST_LABELS = {
@@ -140,6 +158,8 @@ RATIOS: dict[str, tuple[str, str, str]] = {
     "kafka3_over_kafka1": ("drain: 3 brokers / 1 broker", "drain_kafka3", "drain_kafka1"),
     "cpu_kafka3_over_kafka1": ("CPU per order: 3 brokers / 1 broker", "cpu:drain_kafka3", "cpu:drain_kafka1"),
     **_ab_ratios(),
+    "shards_3_over_1": ("drain: aggregate in 3 shards / 1 (same Redis Cluster)", "shards_3", "shards_1"),
+    "cpu_shards_3_over_1": ("CPU per order: 3 shards / 1", "cpu:shards_3", "cpu:shards_1"),
     "cpu_wait_on_over_off": ("CPU per order: per-task WAIT / none", "cpu:wait_on", "cpu:wait_off"),
     "p99_wait_on_over_off": (
         "p99 latency: per-task WAIT / none",

@@ -35,6 +35,7 @@ from orders.bench.run import Run as Run
 from orders.bench.run import wait_until as wait_until
 from orders.bench.sentinel import start_sentinel_set
 from orders.bench.settings import BenchSettings
+from orders.bench.shards import ClusterAggregate
 from orders.core.settings import with_database
 from orders.registry.settings import REGISTRY_DATABASE
 from orders.stack import services
@@ -84,6 +85,7 @@ class Rig:
         self._rabbitmq: RabbitMQ | None = None
         self._rabbit_cluster: RabbitCluster | None = None
         self._sentinels: SentinelSet | None = None
+        self._cluster: ClusterAggregate | None = None
         self._database_count = _database_count(redis.Redis.from_url(self.settings.redis_url))
         # Never the dev registry's database: a run's database is flushed when the run ends.
         usable = [db for db in range(1, self._database_count) if db != REGISTRY_DATABASE]
@@ -121,6 +123,8 @@ class Rig:
             self._rabbit_cluster.stop()
         if self._sentinels is not None:
             self._sentinels.stop()
+        if self._cluster is not None:
+            self._cluster.stop()
         if self._apache is not None:
             self._apache.stop()
         for cluster in self._clusters:
@@ -194,6 +198,12 @@ class Rig:
             self._sentinels = start_sentinel_set(self.log_dir)
         return self._sentinels
 
+    def cluster(self) -> ClusterAggregate:
+        """A Redis Cluster on loopback (three primaries with a replica each), started on first use."""
+        if self._cluster is None:
+            self._cluster = ClusterAggregate.start(self.log_dir)
+        return self._cluster
+
     def service_pids(self, lane: Lane) -> dict[str, list[int]]:
         """The shared services a run on ``lane`` uses, by cost component (empty: given as endpoints)."""
         pids: dict[str, list[int]] = {}
@@ -217,16 +227,30 @@ class Rig:
 
     # -- a run ------------------------------------------------------------------------------
 
-    def new_run(self, label: str, lane: Lane = TANSU, sentinel_aggregate: bool = False) -> Run:
+    def new_run(
+        self,
+        label: str,
+        lane: Lane = TANSU,
+        sentinel_aggregate: bool = False,
+        cluster_aggregate: bool = False,
+    ) -> Run:
         """Fresh topics (created), consumer group, queue and an empty Redis database, on ``lane``.
 
         ``sentinel_aggregate``: the aggregate on the rig's Sentinel set (:meth:`sentinels`), Celery's broker
         on the rig's Redis: on two primaries, where the aggregate's per-task WAIT applies.
+        ``cluster_aggregate``: the aggregate on the rig's Redis Cluster (:meth:`cluster`, emptied here),
+        Celery's broker on the rig's Redis.
         """
         name = f"bench-{label}-{next(self._counter)}-{uuid.uuid4().hex[:6]}"
         db = self._empty_database()
         url = with_db(self.settings.redis_url, db)
         aggregate = with_database(self.sentinels().url(), db) if sentinel_aggregate else url
+        if cluster_aggregate:
+            # One Cluster for every run on it: the last run's workers must be gone before it is emptied,
+            # and it must be empty before this run's workers lay it out for their AGGREGATE_SHARDS.
+            self._reap()
+            self.cluster().reset()
+            aggregate = self.cluster().url()
         kafka = self.kafka(lane)
         env = {**self.env, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "REDIS_URL": aggregate,
                **self.celery_broker(lane, url), "ORDERS_TOPIC": name, "DLQ_TOPIC": f"{name}-dlq",
@@ -235,10 +259,12 @@ class Rig:
             env.pop("KAFKA_FETCH_WAIT_MAX_MS", None)  # a Tansu quirk; Apache Kafka answers as data arrives
         run_dir = self.log_dir / name
         run_dir.mkdir()
-        run = Run(with_env(self.settings, env), env, lane, run_dir)
+        run = Run(with_env(self.settings, env), env, lane, run_dir, cluster_aggregate=cluster_aggregate)
         if sentinel_aggregate:
             nodes = [*self.sentinels().data, *self.sentinels().sentinels]
             run.extra_pids["redis_ha"] = [node.service.pid for node in nodes]
+        if cluster_aggregate:
+            run.extra_pids.update(self.cluster().pids())
         kafka.create_run_topics(name, PARTITIONS)
         return run
 
@@ -257,7 +283,8 @@ class Rig:
         for run in self._ended:
             for service in reversed(run.services):
                 service.stop(grace=10)
-            run.redis().flushdb()
+            if not run.cluster_aggregate:  # the Cluster is emptied as the next run on it starts
+                run.redis().flushdb()
             if run.extra_pids:  # the aggregate elsewhere: the broker's database too
                 redis.Redis.from_url(run.settings.broker_url).flushdb()
             self.kafka(run.lane).delete_topics([run.settings.orders_topic, run.settings.dlq_topic])

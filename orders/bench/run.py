@@ -13,7 +13,7 @@ import redis
 
 from orders.bench.lanes import Lane
 from orders.bench.settings import BenchSettings
-from orders.core.redis_client import connect_server
+from orders.core.redis_client import AnyRedis, connect, connect_server
 from orders.stack.supervisor import Service
 
 
@@ -35,14 +35,20 @@ class Run:
     bridges: list[Service] = field(default_factory=list)
     # Processes measured with the run's besides the rig's services (a Sentinel set it writes to).
     extra_pids: dict[str, list[int]] = field(default_factory=dict)
+    cluster_aggregate: bool = False  # the aggregate on the rig's Redis Cluster (orders/bench/shards.py)
 
     @property
     def queue(self) -> str:
         return self.settings.celery_queue
 
-    def redis(self) -> redis.Redis:
-        """The run's aggregate (one Redis, or a Sentinel-managed one: the bench has no Cluster lane yet)."""
+    def server(self) -> redis.Redis:
+        """The run's aggregate as one server's client (a ValueError on a Cluster): for the no-op ceilings,
+        whose queue lives in the run's own database."""
         return connect_server(self.settings.redis_url)
+
+    def redis(self) -> AnyRedis:
+        """The run's aggregate: one Redis, a Sentinel-managed one or a Cluster (the readers take any)."""
+        return connect(self.settings.redis_url)
 
     def check_alive(self) -> None:
         """Raise BenchError with its log tail if one of this run's children exited."""

@@ -32,6 +32,7 @@ from orders.bench.rig import Endpoints, Rig
 from orders.bench.sentinel import DEFAULT_RATE
 from orders.bench.sentinel import RUNS as REPLICA_RUNS
 from orders.bench.settings import BenchSettings
+from orders.bench.shards import RUNS as SHARD_RUNS
 from orders.bench.stats import Summary
 from orders.bench.warmup import WARM_UP_RATE, warm_up_broker
 from orders.stack.zipkin import start_zipkin
@@ -58,6 +59,7 @@ class Bench:
         self.warm_up: dict[str, list[float]] = {}  # JVM broker -> its JIT's share of a core in each round
         # Figure keys measured in rounds, one run of each per round: their runs pair up by position.
         self.interleaved: list[list[str]] = []
+        self.shard_owners: dict[str, dict[str, int]] = {}  # shards -> hash tag -> Cluster primary
         self._tasks = {
             p: display.add_task(PHASES[p], status="waiting", start=False, total=1) for p in options.phases
         }
@@ -291,6 +293,19 @@ class Bench:
             "replica_wait", f"p99 {off:.1f} -> {on:.1f} ms; CPU {cpu_off:,.0f} -> {cpu_on:,.0f} µs/order"
         )
 
+    def _shards(self) -> None:
+        """The drain with the aggregate in 1 and in 3 shards on one Redis Cluster, in turns (shards.py)."""
+        o, cluster = self.options, self.rig.cluster()  # started before the first run, not inside it
+        self.shard_owners = {str(n): cluster.owners(n) for n in SHARD_RUNS.values()}
+        measures: dict[str, tuple[str, Callable[[], Measured]]] = {
+            key: ("shards", functools.partial(measure_drain, self.rig, o.orders, o.workers, shards=n))
+            for key, n in SHARD_RUNS.items()
+        }
+        self._rounds(measures)
+        one, three = (self.figures[key].median for key in SHARD_RUNS)
+        shares = "/".join(f"{self.figures[f'shards_3_node{i}_script_share'].median:.0f}" for i in range(3))
+        self._status("shards", f"1 shard {one:,.0f}/s, 3 shards {three:,.0f}/s; script time at 3: {shares}%")
+
     def _scaling(self) -> None:
         o = self.options
         for workers in SCALING:
@@ -320,7 +335,8 @@ def run_bench(options: BenchOptions, endpoints: Endpoints | None, command: str) 
     finally:
         rig.close(keep_logs=failed)
     parameters = {**asdict(options), "phases": list(options.phases), "half_load_rate": bench.half_rate,
-                  "broker_warm_up_jit_cores": bench.warm_up, "interleaved": bench.interleaved}  # fmt: skip
+                  "broker_warm_up_jit_cores": bench.warm_up, "interleaved": bench.interleaved,
+                  "shard_owners": bench.shard_owners}  # fmt: skip
     return build_results(
         parameters, bench.figures, machine, command, started, _now(), bench.costs, bench.commands
     )
