@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orders.bench.shard_report import shard_section
+
 BEGIN, END = "<!-- capacity:begin (orders bench --capacity) -->", "<!-- capacity:end -->"
 RATES = (10_000, 100_000)
 # A core kept this busy at most: queues grow without bound as a component nears 100%.
@@ -77,7 +79,7 @@ def capacity_markdown(results: Mapping[str, Any]) -> str:
     if rabbit:
         header = f"| component | CPU µs per order (run) | {head} |"
         lines += ["", "**RabbitMQ as Celery's broker**:", "", header, "| --- | ---: | ---: | ---: |", *rabbit]
-    lines += ["", *_redis_ceilings(results), END]
+    lines += ["", *_redis_ceilings(results), *shard_section(results, "###"), END]
     return "\n".join(lines)
 
 

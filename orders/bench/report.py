@@ -13,6 +13,7 @@ from rich.table import Table
 from orders.bench.ab import AB_TESTS, side_key
 from orders.bench.methods import METHODS
 from orders.bench.results import COST_COLUMNS, COST_LABELS, CPU, SCALING, fmt
+from orders.bench.shard_report import shard_section
 
 LIMITS_HEADING = "## What limits the pipeline"
 TOP_COMMANDS = 8
@@ -149,6 +150,7 @@ def markdown(results: Mapping[str, Any], plot: str | None, kept_limits: str | No
         if key not in with_target
     ]
     lines += _markdown_ab(results)
+    lines += shard_section(results)
     if plot:
         lines += ["", "## Scaling", "", f"![drain throughput vs worker processes]({plot})"]
     lines += ["", "## Machine", "", "| | |", "| --- | --- |", *_machine_rows(machine), "",
