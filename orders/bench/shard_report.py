@@ -23,10 +23,11 @@ def shard_section(results: Mapping[str, Any], level: str = "##") -> list[str]:
         f"The `shards` phase: the drain of {results['parameters']['orders']:,} orders with the aggregate "
         "on a Redis Cluster on loopback (three primaries with a replica each, `orders/bench/shards.py`), "
         "Celery's broker on the bench's own Redis, with `AGGREGATE_SHARDS=1` and `=3` in turns, each on "
-        "an empty aggregate. On this machine's two cores the total rate cannot rise with shards: the six "
-        "Cluster nodes, the workers and the bridge share the same two cores. The figure to read is the "
-        "split: at one shard every order's script runs on the primary that owns `{orders}`, at three on "
-        "the primary that owns its shard's slot.", "",
+        "an empty aggregate; each task's script with its `WAIT 1` (the default on a Cluster). On this "
+        "machine's two cores the total rate cannot rise with shards: the six Cluster nodes, the workers "
+        "and the bridge share the same two cores. The figure to read is the split: at one shard every "
+        "order's script runs on the primary that owns `{orders}`, at three on the primary that owns its "
+        "shard's slot.", "",
         f"- Drain, 3 shards / 1: {_ratio(results, 'shards_3_over_1')}; medians {_range(three, RATE)} "
         f"against {_range(one, RATE)} orders/s.",
         f"- CPU per order of all processes, 3 shards / 1: {_ratio(results, 'cpu_shards_3_over_1')}.",
