@@ -63,7 +63,8 @@ def embedded_services() -> None:
 def test_a_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
     """Every phase but the Apache Kafka lane, the scaling runs, one A/B and the broker lanes of
     test_bench_lanes.py: the drain and latency code they repeat runs here on Tansu, and their rows have
-    unit tests. Tracing (a Zipkin the bench starts) and the replica wait (a Sentinel set) run here."""
+    unit tests. Tracing (a Zipkin the bench starts), the replica wait (a Sentinel set) and the shards
+    (a Redis Cluster) run here."""
     output, report = tmp_path / "benchmarks.json", tmp_path / "benchmarks.md"
     phases = [p for p in PHASES if p not in SKIPPED]
     args, results = run_bench(phases, output, report)
@@ -79,8 +80,9 @@ def test_a_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
     for key, figure in figures.items():
         assert len(figure["runs"]) == 1, key
         assert 0 <= figure["min"] <= figure["median"] <= figure["max"], (key, figure)
-        assert figure["unit"] in ("orders/s", "ms", "s", "%"), key
-        assert figure["median"] > 0 or figure["unit"] == "%", (key, figure)  # 5 baseline orders may not fail
+        assert figure["unit"] in ("orders/s", "ms", "s", "%", "µs/order"), key
+        # 5 baseline orders may not fail; at one shard two Cluster primaries run no script
+        assert figure["median"] > 0 or figure["unit"] in ("%", "µs/order"), (key, figure)
     assert list(results["cost"]) == [k for k in COSTS if not k.startswith(LEFT_OUT)]  # every run's CPU
     for key, cost in results["cost"].items():
         parts = cost["components"]
@@ -102,7 +104,7 @@ def test_a_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
     assert set(results["ratios"]) == {k for k in RATIOS if not k.startswith(LEFT_OUT)}
     assert all(item["value"] > 0 for item in results["ratios"].values())
     # Measured in the same rounds: ceiling, plain, drain; each A/B's off and on.
-    rounds = [["ceiling", "plain", "drain"], ["ab_handoff_off", "ab_handoff_on"]]
+    rounds = [["ceiling", "plain", "drain"], ["ab_handoff_off", "ab_handoff_on"], ["shards_1", "shards_3"]]
     assert results["parameters"]["interleaved"] == rounds
     paired = {key for key, item in results["ratios"].items() if item["paired"]}
     assert {"drain_over_plain", "cpu_drain_over_ceiling", "ab_handoff_cpu_bridge"} <= paired
@@ -119,6 +121,16 @@ def test_a_tiny_bench_reports_every_figure(tmp_path: Path) -> None:
     for key in ("trace_off", "trace_1", "trace_001"):
         assert results["cost"][key]["components"]["total"]["median"] > 0, key
     assert len(machine["load"]) == 2
+    # The aggregate's scripts all on the home shard's primary at one shard, on every primary at three.
+    assert figures["shards_1_node0_script_share"]["median"] == 100.0
+    assert all(figures[f"shards_3_node{i}_script_share"]["median"] > 0 for i in range(3))
+    assert results["parameters"]["shard_owners"]["3"] == {
+        "orders": 0,
+        "orders.1of3.49": 1,
+        "orders.2of3.50": 2,
+    }
+    assert "redis_shard_node_0" in results["cost"]["shards_3"]["components"]
 
     assert "## What limits the pipeline" in report.read_text()
     assert "## A/B in the same run" in report.read_text()
+    assert "## Sharded aggregate" in report.read_text()
