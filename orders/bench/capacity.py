@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orders.bench.merge import amendment_lines
 from orders.bench.shard_report import shard_section
 
 BEGIN, END = "<!-- capacity:begin (orders bench --capacity) -->", "<!-- capacity:end -->"
@@ -69,6 +70,7 @@ def capacity_markdown(results: Mapping[str, Any]) -> str:
         BEGIN,
         f"Generated from `{results['command']}` ({results['started']}); CPU µs per order are medians.",
         "",
+        *amendment_lines(results),
         "**Redis as Celery's broker** (the default):",
         "",
         f"| component | CPU µs per order (run) | {head} |",

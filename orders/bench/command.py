@@ -47,6 +47,8 @@ def resolve_phases(only: str) -> tuple[str, ...]:
               help="Also write the capacity tables into this file (docs/scaling.md).")  # fmt: skip
 @click.option("--from-json", type=click.Path(exists=True, path_type=Path), default=None,
               help="Measure nothing: render the table (and --report) from these results.")  # fmt: skip
+@click.option("--merge", "merge_into", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Keep these earlier results; the phases run now replace theirs.")  # fmt: skip
 @click.option("--kafka", default=None, help="Use this Kafka bootstrap instead of an embedded Tansu.")
 @click.option(
     "--redis", "redis_url", default=None, help="Use this Redis (redis://host:port) instead of one of its own."
@@ -54,7 +56,7 @@ def resolve_phases(only: str) -> tuple[str, ...]:
 @click.option("--registry", default=None, help="Use this schema registry URL instead of the dev one.")
 def bench(
     orders: int, repeat: int, workers: int, baseline_orders: int, seed: int, only: str, as_json: bool,
-    output: Path, report: Path | None, capacity: Path | None, from_json: Path | None,
+    output: Path, report: Path | None, capacity: Path | None, from_json: Path | None, merge_into: Path | None,
     kafka: str | None, redis_url: str | None, registry: str | None,
 ) -> None:  # fmt: skip
     """Throughput, latency and CPU per order against Celery's no-op ceilings and a blocking baseline."""
@@ -81,6 +83,10 @@ def bench(
             results = run_bench(options, endpoints, command)
         except (BenchError, StackError, TimeoutError) as exc:
             raise click.ClickException(str(exc)) from exc
+        if merge_into is not None:
+            from orders.bench.merge import merge_results
+
+            results = merge_results(json.loads(merge_into.read_text()), results)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=2) + "\n")
     if report is not None:

@@ -11,6 +11,7 @@ from rich.console import Group
 from rich.table import Table
 
 from orders.bench.ab import AB_TESTS, side_key
+from orders.bench.merge import amendment_lines
 from orders.bench.methods import METHODS
 from orders.bench.results import COST_COLUMNS, COST_LABELS, CPU, SCALING, fmt
 from orders.bench.shard_report import shard_section
@@ -122,7 +123,7 @@ def markdown(results: Mapping[str, Any], plot: str | None, kept_limits: str | No
     lines = [
         "# Benchmarks", "",
         f"Measured by `orders bench` from {results['started']} to {results['finished']}. Reproduce with:",
-        "", "```sh", results["command"], "```", "",
+        "", "```sh", results["command"], "```", "", *amendment_lines(results),
         f"Each figure is the median of {_runs(params['repeat'])} of {params['orders']:,} orders (no-op "
         f"tasks for the ceilings; {params.get('baseline_orders', '?')} orders for the baseline), with the "
         f"lowest and highest run. Workers are solo-pool processes, {params['workers']} unless a figure "
