@@ -23,7 +23,8 @@ from worker.aggregate import AggregateWriter
 
 Timing = Callable[[str, float], None]
 SHARDS = 3
-HEALTHY_AGAIN_BOUND = 15.0  # promotion (~2-3 s) + a probe interval and its bounds: test_redis_cluster_client.py
+# The promotion (~2-3 s), a probe interval and its bounds: as tests/integration/test_redis_cluster_client.py
+HEALTHY_AGAIN_BOUND = 15.0
 
 
 def laid_out(cluster: RedisClusterSet) -> tuple[RedisCluster, Layout]:
@@ -51,7 +52,7 @@ def read_count(aggregate: Aggregate) -> int | None:
 def test_healthz_names_the_unreachable_owner_of_shard_1_until_its_replica_is_promoted(
     redis_cluster: RedisClusterSet, record_ha_timing: Timing
 ) -> None:
-    client, layout = laid_out(redis_cluster)
+    _, layout = laid_out(redis_cluster)
     check = RedisReachability({"aggregate": parse_redis_url(redis_cluster.url())}, interval=0.0)
     assert check() == (True, {"redis": {"aggregate": "ok"}})
     owner = redis_cluster.node_for_key(layout.keys(1).totals)
@@ -65,7 +66,8 @@ def test_healthz_names_the_unreachable_owner_of_shard_1_until_its_replica_is_pro
     assert f"the Cluster node owning shard(s) 1 at {owner.host.address}:{owner.port}" in state, state
     assert redis_cluster.password not in state
     wait_for(lambda: check()[0], HEALTHY_AGAIN_BOUND, "/healthz's Cluster probe to say ok again")
-    record_ha_timing("cluster /healthz ok again after SIGKILL of shard 1's primary", time.monotonic() - killed)
+    again = time.monotonic() - killed
+    record_ha_timing("cluster /healthz ok again after SIGKILL of shard 1's primary", again)
     redis_cluster.wait_for_promotion(owner)
     assert check()[0]
 

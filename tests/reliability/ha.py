@@ -132,7 +132,9 @@ def cluster_failover(cluster: RedisClusterSet, network: TestNetwork, key: str) -
     return fail_over
 
 
-def fail_over_mid_run(s: Scenario, producer: Service, n: int, fail_over: FailOver) -> tuple[float, Accounting]:
+def fail_over_mid_run(
+    s: Scenario, producer: Service, n: int, fail_over: FailOver
+) -> tuple[float, Accounting]:
     """Scenarios 22a, 22b and 22f: once a quarter of the ``n`` orders is counted, ``fail_over`` (e.g.
     :func:`sentinel_failover`) kills a primary behind its replicas until a replica is promoted; the run
     goes on until every order settled.
