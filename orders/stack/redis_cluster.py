@@ -6,7 +6,7 @@ slots covered, and every replica's link is up.
 
 Tuning for tests: ``cluster-node-timeout`` 1 s (default 15 s) is how long a silent primary has before
 its replica starts an election; ``cluster-replica-validity-factor 0`` lets a replica that lost its link
-long ago still be promoted (the scenarios freeze replicas before they kill a primary, to make them lag);
+long ago still be promoted (scenario 22f cuts a replica from its primary before it kills the primary);
 ``cluster-allow-reads-when-down no`` keeps the default: a node serves nothing while a slot is uncovered.
 
 Which node a test finds where changes with every failover: ask :meth:`RedisClusterSet.node_for_key`.
