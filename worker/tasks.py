@@ -84,10 +84,17 @@ def process_order(self: Task, order: OrderPayload, origin: RecordOrigin) -> bool
             logger.warning("order %s: aggregate unavailable (%s); handing it back", parsed.order_id, exc)
             tracing.outcome("handed_back", exc)
             time.sleep(AGGREGATE_DOWN_PAUSE)
-            raise Reject(exc, requeue=True) from exc
+            raise Reject(picklable(exc), requeue=True) from exc
     report(counted)
     tracing.outcome("succeeded" if counted else "duplicate")
     return counted
+
+
+def picklable(exc: BaseException) -> str:
+    """A Reject's reason as text: under the prefork pool the child pickles the Reject to its parent, and
+    a redis-py error from a failing Cluster once held a lock ("cannot pickle '_thread.RLock'"): the
+    parent never saw the requeue, acknowledged the message, and the order was lost (scenario 22f)."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _report(order_id: str, attempts: int, origin: RecordOrigin, counted: bool) -> None:

@@ -8,6 +8,7 @@ which is the whole aggregate with one shard (today's layout).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import json
@@ -20,7 +21,7 @@ from typing import Any, Final, Literal, get_args
 import redis
 
 from orders.core.errors import Stage
-from orders.core.redis_client import AnyRedis, node_for
+from orders.core.redis_client import ROUTING_ERRORS, AnyRedis, node_for, refresh_routes
 from orders.core.shards import LAYOUT_KEY, Layout, ShardKeys, read_layout
 from orders.core.snapshot import (
     COUNTERS,
@@ -102,6 +103,18 @@ def per_node(client: AnyRedis, shards: Sequence[ShardKeys]) -> Iterator[tuple[re
     yield from groups.values()
 
 
+@contextlib.contextmanager
+def rerouted(client: AnyRedis) -> Iterator[None]:
+    """Forget a Cluster's slot map when a read through :func:`per_node`'s clients fails on a lost or moved
+    node, then re-raise: the next read asks the promoted replica. Without it a reader (stats, the
+    dashboard, /metrics) kept asking the dead primary after a failover, for good (scenario 22f)."""
+    try:
+        yield
+    except ROUTING_ERRORS:
+        refresh_routes(client)
+        raise
+
+
 class Aggregate:
     """Reads of the shared aggregate and its pipeline counters; safe from any number of processes.
 
@@ -153,11 +166,12 @@ class Aggregate:
             by_shard.setdefault(layout.shard_of(order_id), []).append(order_id)
         claims = [[layout.keys(k).dead(order_id) for order_id in ids] for k, ids in sorted(by_shard.items())]
         shards = [layout.keys(k) for k in sorted(by_shard)]
-        for node, indexes in per_node(self._client, shards):
-            pipe = node.pipeline(transaction=False)
-            for index in indexes:  # one DEL per shard: a shard's keys share a slot
-                pipe.delete(*claims[index])
-            pipe.execute()
+        with rerouted(self._client):
+            for node, indexes in per_node(self._client, shards):
+                pipe = node.pipeline(transaction=False)
+                for index in indexes:  # one DEL per shard: a shard's keys share a slot
+                    pipe.delete(*claims[index])
+                pipe.execute()
 
     def snapshot(self) -> Snapshot:
         """Read every shard, each in one atomic step (:data:`READ_SCRIPT`), one pipeline per server.
@@ -172,9 +186,11 @@ class Aggregate:
         """``read``'s reply for every shard, in shard order: one pipeline per server."""
         shards = self.layout().all()
         replies: list[Any] = [None] * len(shards)
-        for node, indexes in per_node(self._client, shards):
-            for index, reply in zip(indexes, _loaded(node, [read(shards[k]) for k in indexes]), strict=True):
-                replies[index] = reply
+        with rerouted(self._client):
+            for node, indexes in per_node(self._client, shards):
+                calls = [read(shards[k]) for k in indexes]
+                for index, reply in zip(indexes, _loaded(node, calls), strict=True):
+                    replies[index] = reply
         return replies
 
 

@@ -10,11 +10,14 @@ Each target is PINGed through a client of its own from orders/core/redis_client.
 followed to the current primary), with short bounds, at most once per ``interval`` however often
 /healthz is asked. A change either way is logged once.
 
-A Redis Cluster is healthy when the primary that owns the aggregate's home slot (``{orders}``) answers
-and says ``cluster_state:ok``: that node takes every write of the one-shard aggregate, and a node serves
-no key while any slot is uncovered (the default ``cluster-require-full-coverage yes``), so a dead
-primary anywhere shows until its replica is promoted. A failed probe re-reads the slot map, so the next
-one asks the promoted replica.
+A Redis Cluster is healthy when every primary that owns a shard of the aggregate (each tag of the stored
+layout, orders/core/shards.py) answers and says ``cluster_state:ok``: with N shards an order may go to
+any of them, so one unreachable owner is enough to hand orders back. (A node serves no key while any
+slot is uncovered, the default ``cluster-require-full-coverage yes``, so a dead primary anywhere shows
+until its replica is promoted; asking each owner also catches one cut off from this process alone.)
+The layout is read once it says more than one shard (it changes only with ``orders reshard``, run with
+the pipeline stopped); while it says one (or is not written yet) it is read again at each probe. A
+failed probe re-reads the slot map, so the next one asks the promoted replica.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from orders.core.aggregate import PREFIX
 from orders.core.redis_client import AnyRedis, Bounds, connect, describe, node_for, refresh_routes, where
 from orders.core.redis_url import RedisUrl
 from orders.core.settings import Settings
+from orders.core.shards import Layout, read_layout
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class RedisReachability:
         self._lock = threading.Lock()
         self._checked_at: float | None = None
         self._states: dict[str, str] = {}
+        self._layouts: dict[str, Layout] = {}
 
     def __call__(self) -> tuple[bool, dict[str, Any]]:
         """(every target answered, {"redis": {name: "ok" or what it waits for}})."""
@@ -71,7 +75,7 @@ class RedisReachability:
         client = None
         try:
             client = self._client(name)  # a Cluster's reads the slot map at once: it may fail here
-            answer(client)
+            answer(client, self._layout(name, client))
             state = "ok"
         except (redis.RedisError, RedisClusterException, OSError) as exc:
             last = where(client) if client is not None else "nowhere yet"
@@ -86,6 +90,15 @@ class RedisReachability:
             self._clients[name] = connect(self._targets[name], PROBE_BOUNDS)
         return self._clients[name]
 
+    def _layout(self, name: str, client: AnyRedis) -> Layout:
+        """The aggregate's layout (Cluster only: one server needs none), cached once it has shards."""
+        if not isinstance(client, RedisCluster):
+            return Layout()
+        cached = self._layouts.get(name)
+        if cached is None or cached.shards == 1:
+            cached = self._layouts[name] = read_layout(client)
+        return cached
+
     def _log_change(self, name: str, state: str) -> None:
         before = self._states.get(name)
         if state == before:
@@ -96,16 +109,24 @@ class RedisReachability:
             log.info("%s Redis reachable again at %s", name, where(self._clients[name]))
 
 
-def answer(client: AnyRedis) -> None:
-    """Return if ``client``'s Redis serves the aggregate now; raise a RedisError saying why not."""
+def answer(client: AnyRedis, layout: Layout) -> None:
+    """Return if ``client``'s Redis serves the aggregate now; raise a RedisError saying why not (under a
+    Cluster: which shards' owner, where, and its error)."""
     if not isinstance(client, RedisCluster):
         client.ping()
         return
-    info = dict(node_for(client, PREFIX).execute_command("CLUSTER INFO"))
-    if info.get("cluster_state") != "ok":
-        raise redis.ConnectionError(
-            f"the Cluster node owning {PREFIX} says cluster_state:{info.get('cluster_state')}"
-        )
+    owners: dict[int, tuple[redis.Redis, list[int]]] = {}
+    for k, shard in enumerate(layout.all()):
+        node = node_for(client, shard.totals)
+        owners.setdefault(id(node), (node, []))[1].append(k)
+    for node, shards in owners.values():
+        owner = f"the Cluster node owning shard(s) {', '.join(map(str, shards))} at {where(node)}"
+        try:
+            state = dict(node.execute_command("CLUSTER INFO")).get("cluster_state")
+        except redis.RedisError as exc:
+            raise redis.ConnectionError(f"{owner}: {exc}") from exc
+        if state != "ok":
+            raise redis.ConnectionError(f"{owner} says cluster_state:{state}")
 
 
 def pipeline_redis(settings: Settings) -> RedisReachability:

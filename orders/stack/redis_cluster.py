@@ -6,7 +6,7 @@ slots covered, and every replica's link is up.
 
 Tuning for tests: ``cluster-node-timeout`` 1 s (default 15 s) is how long a silent primary has before
 its replica starts an election; ``cluster-replica-validity-factor 0`` lets a replica that lost its link
-long ago still be promoted (the scenarios freeze replicas before they kill a primary, to make them lag);
+long ago still be promoted (scenario 22f cuts a replica from its primary before it kills the primary);
 ``cluster-allow-reads-when-down no`` keeps the default: a node serves nothing while a slot is uncovered.
 
 Which node a test finds where changes with every failover: ask :meth:`RedisClusterSet.node_for_key`.
@@ -84,6 +84,7 @@ class RedisClusterSet:
             for i, host in enumerate(hosts)
         ]
         self.startup_seconds = 0.0
+        self.min_replicas = (0, 10)
 
     def start(self, timeout: float = 30) -> RedisClusterSet:
         started = time.monotonic()
@@ -200,11 +201,25 @@ class RedisClusterSet:
     def wait_healthy(self, timeout: float = 30) -> None:
         wait_until(self.healthy, timeout, "the Redis Cluster to be healthy")
 
+    def set_min_replicas(self, count: int, max_lag: int) -> None:
+        """``min-replicas-to-write`` / ``-max-lag`` on every node, in its config file too (a replica may
+        be promoted, a killed primary restarted)."""
+        self.min_replicas = (count, max_lag)
+        for node in self.nodes:
+            node.set_line("min-replicas-to-write", str(count))
+            node.set_line("min-replicas-max-lag", str(max_lag))
+            if node.running() and answer_or_none(node.role) is not None:
+                node.client().config_set("min-replicas-to-write", count)
+                node.client().config_set("min-replicas-max-lag", max_lag)
+
     def restore(self, timeout: float = 30) -> None:
         """Resume paused nodes, restart dead ones (a former primary rejoins as a replica), wait until
-        healthy, empty every primary. Network faults are the test network's to heal (first)."""
+        healthy, ``min-replicas-to-write`` back to 0, empty every primary. Network faults are the test
+        network's to heal (first)."""
         for node in self.nodes:
             node.resume()
+        self.set_min_replicas(0, 10)
+        for node in self.nodes:
             if not node.running():
                 node.start()
         self.wait_healthy(timeout)

@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from redis.exceptions import RedisClusterException
 
 from orders.core.aggregate import Aggregate, Snapshot, seen_key
 from orders.core.codec import OrderCodec
@@ -189,10 +190,12 @@ def account(
 
 
 def count_or_zero(aggregate: Aggregate) -> int:
-    """The count, or 0 while its Redis does not answer (a scenario's failover may still be settling)."""
+    """The count, or 0 while its Redis does not answer (a scenario's failover may still be settling;
+    redis-py's Cluster client raises RedisClusterException, not a RedisError, while no node serves a
+    slot)."""
     try:
         return aggregate.snapshot().count
-    except redis.RedisError:
+    except (redis.RedisError, RedisClusterException):
         return 0
 
 

@@ -1,8 +1,9 @@
-"""What the replicated-Redis scenarios (22a-22e) share: lag injected into replicas, a failover timed, and
+"""What the replicated-Redis scenarios (22a-22f) share: lag injected into replicas, a failover timed, and
 /healthz watched through an outage.
 
 The Sentinel set comes from the session fixture ``redis_sentinel_cluster`` (tests/harness/ha_fixtures.py):
-three nodes on the test network, each a data node and a Sentinel; down-after 1 s. The pipeline's
+three nodes on the test network, each a data node and a Sentinel; down-after 1 s. The Cluster (22f) is
+``redis_cluster``: six nodes, cluster-node-timeout 1 s. The pipeline's
 processes run on the host and reach the nodes through the network's bridge.
 """
 
@@ -11,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from orders.stack.processes import healthz
+from orders.stack.redis_cluster import RedisClusterSet
 from orders.stack.redis_ha import RedisNode
 from orders.stack.redis_sentinel import SentinelSet
 from orders.stack.supervisor import Service, wait_for
@@ -44,54 +46,109 @@ def frozen(nodes: Sequence[RedisNode]) -> Iterator[None]:
             node.resume()
 
 
-def cut_from_replicas(ha: SentinelSet, network: TestNetwork) -> RedisNode:
-    """Drop every packet between the primary's node and the replicas' (its clients on the host still
-    reach it); returns the primary. Its writes from now on reach no replica.
+def cut_from(network: TestNetwork, primary: RedisNode, replicas: Sequence[RedisNode]) -> None:
+    """Drop every packet between ``primary``'s node and the ``replicas``' (its clients on the host still
+    reach it). Its writes from now on reach none of them.
 
     Freezing the replicas (SIGSTOP) instead lags them less than it seems: the kernel still takes the
     replication stream into their sockets' buffers, and a thawed replica applies it (a run without the
     aggregate's WAIT lost 348 orders once and none the next time).
     """
-    primary = ha.primary()
     node = network.node_at(primary.host.address)
-    for replica in ha.replicas():
+    for replica in replicas:
         network.cut(node, network.node_at(replica.host.address))
+
+
+def cut_from_replicas(ha: SentinelSet, network: TestNetwork) -> RedisNode:
+    """Cut the Sentinel set's primary from its replicas (:func:`cut_from`); returns the primary."""
+    primary = ha.primary()
+    cut_from(network, primary, ha.replicas())
     return primary
+
+
+def kill_behind(
+    network: TestNetwork, primary: RedisNode, replicas: Sequence[RedisNode], lag: float = LAG_SECONDS
+) -> float:
+    """Cut ``primary`` from its ``replicas``, let it take writes for ``lag`` seconds, then SIGKILL it.
+
+    Returns when the cut began. A replica promoted now has none of the writes made during the cut.
+    """
+    cut_at = time.monotonic()
+    cut_from(network, primary, replicas)
+    time.sleep(lag)
+    primary.kill()
+    return cut_at
 
 
 def kill_primary_behind_its_replicas(
     ha: SentinelSet, network: TestNetwork, lag: float = LAG_SECONDS
 ) -> tuple[RedisNode, float]:
-    """Cut the primary from its replicas, let it take writes for ``lag`` seconds, then SIGKILL it.
+    """:func:`kill_behind` on the Sentinel set's primary; returns it and when the cut began.
 
-    Returns the old primary and when the cut began. The two Sentinels beside the replicas lose it with
-    the cut, so Sentinel promotes a replica (one without those writes) ~2.3 s into the cut.
+    The two Sentinels beside the replicas lose it with the cut, so Sentinel promotes a replica (one
+    without those writes) ~2.3 s into the cut.
     """
-    cut_at = time.monotonic()
-    old = cut_from_replicas(ha, network)
-    time.sleep(lag)
-    old.kill()
-    return old, cut_at
+    primary = ha.primary()
+    return primary, kill_behind(network, primary, ha.replicas(), lag)
+
+
+# What a fail-over step returns: when the cut began, and when a replica was promoted (time.monotonic()).
+FailOver = Callable[[], tuple[float, float]]
+
+
+def sentinel_failover(ha: SentinelSet, network: TestNetwork) -> FailOver:
+    """The Sentinel set's primary killed behind its replicas, until a replica is promoted."""
+
+    def fail_over() -> tuple[float, float]:
+        old, cut_at = kill_primary_behind_its_replicas(ha, network)
+        ha.wait_for_failover(old, timeout=30)
+        return cut_at, time.monotonic()
+
+    return fail_over
+
+
+def cluster_failover(cluster: RedisClusterSet, network: TestNetwork, key: str) -> FailOver:
+    """The Cluster primary owning ``key`` killed behind its replica, until that replica is promoted; then
+    the dead node is restarted, as a supervisor would, and rejoins as the promoted one's replica.
+
+    Its replica is cut from it, but the other primaries still reach it, so no failure is agreed on
+    (cluster-node-timeout) until the SIGKILL: the promotion comes ~1-2 s after the kill. The restart
+    is needed: with one replica per primary, the promoted node has none, so min-replicas-to-write 1
+    (and the aggregate's WAIT) refuses every write of its shards until the old node is back and synced;
+    orders are handed back meanwhile, not lost. It full-syncs, so the writes it took during the cut
+    stay gone.
+    """
+
+    def fail_over() -> tuple[float, float]:
+        primary = cluster.node_for_key(key)
+        replica = cluster.replica_of(primary)
+        cut_at = kill_behind(network, primary, [replica])
+        cluster.wait_for_promotion(primary, timeout=30)
+        promoted_at = time.monotonic()
+        network.restore(network.node_at(primary.host.address), network.node_at(replica.host.address))
+        primary.start()
+        return cut_at, promoted_at
+
+    return fail_over
 
 
 def fail_over_mid_run(
-    s: Scenario, ha: SentinelSet, network: TestNetwork, producer: Service, n: int
+    s: Scenario, producer: Service, n: int, fail_over: FailOver
 ) -> tuple[float, Accounting]:
-    """Scenarios 22a and 22b: once a quarter of the ``n`` orders is counted, the primary dies behind its
-    replicas (:func:`kill_primary_behind_its_replicas`); the run goes on until every order settled.
+    """Scenarios 22a, 22b and 22f: once a quarter of the ``n`` orders is counted, ``fail_over`` (e.g.
+    :func:`sentinel_failover`) kills a primary behind its replicas until a replica is promoted; the run
+    goes on until every order settled.
 
     Returns the seconds from the cut to the promotion, and the settled figures.
     """
-    aggregate = s.aggregate  # follows the failover itself (a Sentinel URL)
+    aggregate = s.aggregate  # follows the failover itself (a Sentinel or Cluster URL)
     wait_for(lambda: count_or_zero(aggregate) > n // 4, 60, "orders flowing")
-    old, cut_at = kill_primary_behind_its_replicas(ha, network)
-    ha.wait_for_failover(old, timeout=30)
-    promoted = time.monotonic() - cut_at
+    cut_at, promoted_at = fail_over()
     produced = s.produced(producer, n)
     to_count = n - len(s.expected_dlq(list(produced)))
     s.recovery.measure("failover", cut_at, lambda: count_or_zero(aggregate), 120,
                        lambda: count_or_zero(aggregate) >= to_count)  # fmt: skip
-    return promoted, s.settle(produced)
+    return promoted_at - cut_at, s.settle(produced)
 
 
 @dataclass

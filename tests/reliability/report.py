@@ -43,6 +43,7 @@ SCENARIOS = {
     "22c": "primary cut off from its replicas, not its clients",
     "22d": "separate broker Redis restarted during hand-backs",
     "22e": "silent partition from the primary, never healed",
+    "22f": "a primary of the 3-shard aggregate on Redis Cluster SIGKILLed, its replica behind",
     "23": "group commit: writes refused, then a worker SIGKILLed in each window of a flush",
     "Q1": "RabbitMQ cluster: the quorum queue's leader SIGKILLed, restarted",
     "Q2": "RabbitMQ cluster: the quorum queue's leader partitioned, healed",

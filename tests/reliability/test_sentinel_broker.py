@@ -15,7 +15,7 @@ import pytest
 from orders.stack.redis_sentinel import SentinelSet
 from tests.conftest import Pipeline
 from tests.harness.netns import TestNetwork
-from tests.reliability.ha import LAG_SECONDS, MIN_REPLICAS, VISIBILITY, fail_over_mid_run
+from tests.reliability.ha import LAG_SECONDS, MIN_REPLICAS, VISIBILITY, fail_over_mid_run, sentinel_failover
 from tests.reliability.profiles import Profile
 from tests.reliability.report import ScenarioRows
 from tests.reliability.scenario import Scenario
@@ -36,7 +36,7 @@ def test_broker_primary_sigkilled_after_its_replicas_fell_behind(
     bridge = s.bridge()
     n = profile.ha_orders
     producer = s.produce(n, rate=profile.ha_rate)
-    promoted, figures = fail_over_mid_run(s, ha, test_network, producer, n)
+    promoted, figures = fail_over_mid_run(s, producer, n, sentinel_failover(ha, test_network))
     assert bridge.running() and all(w.running() for w in workers)
     retried = bridge.tail(1_000_000).count("hand-off to Celery failed")
     s.finish(

@@ -6,6 +6,8 @@ Redis here is a closed local port, so every command fails the way it does while 
 from __future__ import annotations
 
 import logging
+import pickle
+import threading
 
 import pytest
 import redis
@@ -15,7 +17,7 @@ import worker.hooks
 from orders.core.errors import TransientError
 from orders.stack.supervisor import free_port
 from worker.aggregate import AggregateWriter
-from worker.tasks import process_order
+from worker.tasks import picklable, process_order
 
 ORDER = {"orderId": "hook-1", "product": "Mouse", "price": "7.00"}
 ORIGIN = {
@@ -67,3 +69,14 @@ def test_a_retry_the_broker_did_not_take_hands_the_order_back(request_in_flight)
         connection.release()
     assert caught.value.requeue is True
     assert isinstance(caught.value.reason, Exception)
+
+
+def test_a_hand_back_reject_pickles_whatever_the_redis_error_holds() -> None:
+    """The prefork pool pickles a task's Reject to its parent; one that cannot be pickled never reaches
+    it as a requeue (scenario 22f lost an order so, on a ClusterDownError: "cannot pickle RLock")."""
+    exc = redis.exceptions.ClusterDownError("The cluster is down")
+    exc.lock = threading.RLock()  # type: ignore[attr-defined]  # what the failing error carried
+    with pytest.raises(TypeError):
+        pickle.dumps(Reject(exc, requeue=True))
+    reason = pickle.loads(pickle.dumps(Reject(picklable(exc), requeue=True))).reason
+    assert reason == "ClusterDownError: The cluster is down"
