@@ -17,8 +17,9 @@ marker no longer lives in.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -145,14 +146,8 @@ class AggregateWriter(Aggregate):
             groups.setdefault(id(node), (node, []))[1].append(index)
         replies: list[Any] = [None] * len(calls)
         for node, indexes in groups.values():
-            try:
+            with self._recovering(node):
                 answered = self._pipeline_once_loaded(node, [calls[i] for i in indexes])
-            except (ReplicasBehind, Unwritable):
-                reconnect(node)
-                raise
-            except ROUTING_ERRORS:
-                refresh_routes(self._client)
-                raise
             for index, reply in zip(indexes, answered, strict=True):
                 replies[index] = reply
         return replies
@@ -244,26 +239,33 @@ class AggregateWriter(Aggregate):
         routing errors after forgetting the routes.
         """
         node = node_for(self._client, keys[0])
+        with self._recovering(node):
+            try:
+                if not self._replicas:
+                    return script(keys=keys, args=args, client=node)
+                (reply,) = self._pipeline_once_loaded(node, [(list(keys), list(args))], script)
+            except redis.ResponseError as exc:  # NOREPLICAS, MASTERDOWN, STALELAYOUT by name
+                classified = _classified(exc)
+                if classified is exc:
+                    raise
+                raise classified from exc
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    @contextlib.contextmanager
+    def _recovering(self, node: redis.Redis) -> Iterator[None]:
+        """What a failed write leaves for the next attempt: a server that would not write (Unwritable, a
+        short WAIT) loses its connections, so the next one asks the Sentinels where the primary is; a
+        routing error (MOVED, ASK, CLUSTERDOWN, a lost node) makes the Cluster's slot map be read again."""
         try:
-            if not self._replicas:
-                return script(keys=keys, args=args, client=node)
-            (reply,) = self._pipeline_once_loaded(node, [(list(keys), list(args))], script)
-            if isinstance(reply, Exception):
-                raise reply
-            return reply
+            yield
         except (ReplicasBehind, Unwritable):
             reconnect(node)
             raise
         except ROUTING_ERRORS:
             refresh_routes(self._client)
             raise
-        except redis.ResponseError as exc:
-            classified = _classified(exc)
-            if classified is exc:
-                raise
-            if isinstance(classified, Unwritable):
-                reconnect(node)
-            raise classified from exc
 
     def note_status(
         self,
