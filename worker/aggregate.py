@@ -40,6 +40,7 @@ from orders.core.aggregate import (
     cents_to_money,
     checked_event,
     recent_entry,
+    rerouted,
 )
 from orders.core.redis_client import (
     ROUTING_ERRORS,
@@ -49,7 +50,6 @@ from orders.core.redis_client import (
     as_unwritable,
     node_for,
     reconnect,
-    refresh_routes,
     refuses_writes,
     wait_for_replicas,
 )
@@ -259,12 +259,10 @@ class AggregateWriter(Aggregate):
         short WAIT) loses its connections, so the next one asks the Sentinels where the primary is; a
         routing error (MOVED, ASK, CLUSTERDOWN, a lost node) makes the Cluster's slot map be read again."""
         try:
-            yield
+            with rerouted(self._client):
+                yield
         except (ReplicasBehind, Unwritable):
             reconnect(node)
-            raise
-        except ROUTING_ERRORS:
-            refresh_routes(self._client)
             raise
 
     def note_status(
