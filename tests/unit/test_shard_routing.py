@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import redis
 
+from orders.core import aggregate as core_aggregate
 from orders.core.shards import Layout, StaleLayout, as_stale_layout
 from worker import aggregate as writer_module
 from worker.aggregate import AggregateWriter
@@ -46,7 +47,7 @@ class Pipe:
 @pytest.fixture
 def refreshed(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     calls: list[object] = []
-    monkeypatch.setattr(writer_module, "refresh_routes", calls.append)
+    monkeypatch.setattr(core_aggregate, "refresh_routes", calls.append)  # the readers' and writer's rule
     return calls
 
 
