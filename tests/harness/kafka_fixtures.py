@@ -204,5 +204,7 @@ def cluster_pipeline(
     try:
         for future in broker.admin().delete_topics([env["ORDERS_TOPIC"], env["DLQ_TOPIC"]]).values():
             future.result(timeout=30)
-    except KafkaException:
-        pass  # a cluster a test left broken; the next restore says so
+    except (KafkaException, TimeoutError):
+        # A cluster a test left broken, or one too busy to delete in 30 s (local CI run 7: a teardown
+        # error after the test passed): the names are the test's own, and the next restore checks health.
+        pass
