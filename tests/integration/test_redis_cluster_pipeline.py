@@ -27,7 +27,9 @@ FAULTS = {"FAILURE_RATE": "0.1", "PERMANENT_FAILURE_RATE": "0.01", "FAILURE_SEED
           "MAX_RETRIES": "3", "RETRY_BACKOFF_BASE": "1"}  # fmt: skip
 
 
-@pytest.mark.parametrize("pool", ["solo", "prefork"])
+# Prefork on a Cluster runs in the long profile (and scenario 22f's long rows): CI's share for issue 22 is
+# 4 minutes, and test_pipeline_shards.py runs the sharded writer on prefork in CI already.
+@pytest.mark.parametrize("pool", ["solo", pytest.param("prefork", marks=pytest.mark.long)])
 def test_every_order_counted_once_with_the_aggregate_on_a_redis_cluster(
     pipeline: Pipeline, redis_cluster: RedisClusterSet, pool: str
 ) -> None:
