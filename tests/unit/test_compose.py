@@ -189,6 +189,16 @@ def _run_config(env_file: Path, *files: Path, quiet: bool = True) -> subprocess.
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
+def merged_services(directory: Path, override: Path) -> dict[str, dict[str, Any]]:
+    """The services of docker-compose.yml with ``override`` on top, merged by docker-compose itself (as
+    `-f docker-compose.yml -f <override>`), from a complete .env; fails on an error or a warning."""
+    env_file = _env_file(directory / ".env", filled_env())
+    result = _run_config(env_file, COMPOSE_FILE, override, quiet=False)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    return dict(yaml.safe_load(result.stdout)["services"])
+
+
 def _env_file(path: Path, values: dict[str, str]) -> Path:
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     return path
@@ -484,11 +494,7 @@ def test_the_image_dependencies_provide_every_import_of_what_compose_runs() -> N
 @pytest.fixture(scope="module")
 def ha_services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Both files merged by docker-compose itself, as `-f docker-compose.yml -f docker-compose.ha.yml`."""
-    env_file = _env_file(tmp_path_factory.mktemp("ha") / ".env", filled_env())
-    result = _run_config(env_file, COMPOSE_FILE, HA_FILE, quiet=False)
-    assert result.returncode == 0, result.stderr
-    assert "WARNING" not in result.stderr, result.stderr
-    return yaml.safe_load(result.stdout)["services"]
+    return merged_services(tmp_path_factory.mktemp("ha"), HA_FILE)
 
 
 def test_ha_override_validates_and_needs_the_sentinel_password(tmp_path: Path) -> None:

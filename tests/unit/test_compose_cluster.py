@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from orders.core.redis_url import ClusterUrl, ServerUrl
 from tests.unit.test_compose import (
@@ -20,6 +19,7 @@ from tests.unit.test_compose import (
     _env_file,
     _run_config,
     filled_env,
+    merged_services,
 )
 from worker.settings import WorkerSettings
 
@@ -29,11 +29,7 @@ NODES = [f"redis-cluster-{n}" for n in range(1, 7)]
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    env_file = _env_file(tmp_path_factory.mktemp("cluster") / ".env", filled_env())
-    result = _run_config(env_file, COMPOSE_FILE, CLUSTER_FILE, quiet=False)
-    assert result.returncode == 0, result.stderr
-    assert "WARNING" not in result.stderr, result.stderr
-    return yaml.safe_load(result.stdout)["services"]
+    return merged_services(tmp_path_factory.mktemp("cluster"), CLUSTER_FILE)
 
 
 def test_the_cluster_override_needs_the_redis_password(tmp_path: Path) -> None:
